@@ -1,0 +1,453 @@
+"""In-process storage implementing the whole protocol; state lives as long as the object."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import typing
+import uuid
+
+from engine.saga.storage.enums import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    RequestedAction,
+    SagaStatus,
+    SagaStepStatus,
+)
+from engine.saga.storage.models import (
+    Checkpoint,
+    CheckpointResult,
+    LeaseInfo,
+    LogRecord,
+    OperatorAction,
+    PageCursor,
+    SagaDetail,
+    SagaFilter,
+    SagaLogEntry,
+    SagaPage,
+    SagaState,
+    SagaSummary,
+    StatusCounts,
+)
+from engine.saga.storage.protocol import (
+    ISagaStorage,
+    LeaseLostError,
+    SagaNotFoundError,
+)
+from engine.saga.storage.views import build_step_views
+
+_UTC = datetime.timezone.utc
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(_UTC)
+
+
+class _Row:
+    __slots__ = (
+        "context",
+        "created_at",
+        "current_step",
+        "error_message",
+        "error_traceback",
+        "error_type",
+        "finished_at",
+        "id",
+        "lease_expires",
+        "lease_owner",
+        "logs",
+        "name",
+        "recovery_attempts",
+        "requested_action",
+        "status",
+        "step_count",
+        "steps_done",
+        "updated_at",
+        "version",
+    )
+
+    def __init__(self, saga_id: uuid.UUID, name: str, context: dict[str, typing.Any]) -> None:
+        now = _now()
+        self.id = saga_id
+        self.name = name
+        self.status = SagaStatus.PENDING
+        self.context = context
+        self.version = 1
+        self.created_at = now
+        self.updated_at = now
+        self.finished_at: datetime.datetime | None = None
+        self.recovery_attempts = 0
+        self.step_count = 0
+        self.steps_done = 0
+        self.current_step: str | None = None
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.error_traceback: str | None = None
+        self.lease_owner: str | None = None
+        self.lease_expires: float | None = None
+        self.requested_action: RequestedAction | None = None
+        self.logs: list[SagaLogEntry] = []
+
+    def summary(self) -> SagaSummary:
+        return SagaSummary(
+            id=self.id,
+            name=self.name,
+            status=self.status,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            step_count=self.step_count,
+            steps_done=self.steps_done,
+            current_step=self.current_step,
+            recovery_attempts=self.recovery_attempts,
+            error_type=self.error_type,
+            error_message=self.error_message,
+            lease_owner=self.lease_owner,
+            lease_expires=self.lease_expires,
+            requested_action=self.requested_action,
+            finished_at=self.finished_at,
+            version=self.version,
+        )
+
+
+class MemorySagaStorage(ISagaStorage):
+    """Keeps sagas in dictionaries; for tests, examples and short-lived processes."""
+
+    def __init__(self) -> None:
+        self._rows: dict[uuid.UUID, _Row] = {}
+        self._log: list[tuple[SagaLogEntry, str]] = []
+        self._audit: list[OperatorAction] = []
+        self._changes = 0
+
+    # ---- runner protocol --------------------------------------------------------------
+
+    async def apply(self, checkpoint: Checkpoint) -> CheckpointResult:
+        """Apply one checkpoint; dictionaries make it atomic by construction."""
+        saga_id = checkpoint.saga_id
+        row = self._rows.get(saga_id)
+        create = checkpoint.create
+        if create is not None:
+            if row is not None:
+                raise ValueError(f"Saga {saga_id} already exists")
+            row = _Row(saga_id, create.name, create.context)
+            row.step_count = create.step_count
+            if checkpoint.owner is not None:
+                row.lease_owner = checkpoint.owner
+                row.lease_expires = checkpoint.lease_expires
+            self._rows[saga_id] = row
+        elif row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        elif checkpoint.owner is not None and row.lease_owner != checkpoint.owner:
+            raise LeaseLostError(f"Saga {saga_id} is now held by {row.lease_owner}")
+        now = _now()
+        if checkpoint.status is not None:
+            row.status = checkpoint.status
+            row.finished_at = now if checkpoint.status in TERMINAL_STATUSES else None
+        if checkpoint.context is not None and create is None:
+            row.context = checkpoint.context
+            row.version += 1
+        if checkpoint.current_step is not None:
+            row.current_step = checkpoint.current_step
+        if checkpoint.steps_done is not None:
+            row.steps_done = checkpoint.steps_done
+        if checkpoint.clear_error:
+            row.error_type = row.error_message = row.error_traceback = None
+        if checkpoint.error is not None:
+            row.error_type = checkpoint.error.type
+            row.error_message = checkpoint.error.message
+            row.error_traceback = checkpoint.error.traceback
+        if checkpoint.release_lease:
+            row.lease_owner = None
+            row.lease_expires = None
+        elif checkpoint.lease_expires is not None and create is None:
+            row.lease_expires = checkpoint.lease_expires
+        if checkpoint.bump_recovery_attempts:
+            row.recovery_attempts += 1
+        requested = row.requested_action
+        if checkpoint.clear_requested_action:
+            row.requested_action = None
+        for write in checkpoint.logs:
+            error = write.error
+            entry = SagaLogEntry(
+                saga_id,
+                write.step_name,
+                write.action,
+                write.status,
+                now,
+                write.details,
+                id=len(self._log) + 1,
+                error_type=error.type if error else None,
+                error_message=error.message if error else None,
+                error_traceback=error.traceback if error else None,
+                attempt=write.attempt,
+                duration_ms=write.duration_ms,
+            )
+            row.logs.append(entry)
+            self._log.append((entry, row.name))
+        row.updated_at = now
+        self._changes += 1
+        return CheckpointResult(requested_action=requested)
+
+    def _state(self, row: _Row) -> SagaState:
+        return SagaState(
+            saga_id=row.id,
+            name=row.name,
+            status=row.status,
+            context=copy.deepcopy(row.context),
+            version=row.version,
+            history=list(row.logs),
+            requested_action=row.requested_action,
+            recovery_attempts=row.recovery_attempts,
+        )
+
+    async def claim(
+        self,
+        saga_id: uuid.UUID,
+        owner: str,
+        lease_expires: float,
+        *,
+        now: float,
+        steal_from: str | None = None,
+    ) -> SagaState | None:
+        """Take the lease when it is free, expired, ours or held by a dead owner."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        holder = row.lease_owner
+        free = (
+            holder is None
+            or holder == owner
+            or (row.lease_expires is not None and row.lease_expires < now)
+            or (steal_from is not None and holder == steal_from)
+        )
+        if not free:
+            return None
+        row.lease_owner = owner
+        row.lease_expires = lease_expires
+        self._changes += 1
+        return self._state(row)
+
+    async def renew_leases(self, owner: str, lease_expires: float) -> int:
+        """Extend every lease held by ``owner``."""
+        count = 0
+        for row in self._rows.values():
+            if row.lease_owner == owner:
+                row.lease_expires = lease_expires
+                count += 1
+        return count
+
+    async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
+        """Who holds one saga."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            return None
+        return LeaseInfo(row.id, row.status, row.lease_owner, row.lease_expires)
+
+    async def lease_candidates(self, now: float, host: str, limit: int) -> list[LeaseInfo]:
+        """Unfinished sagas with a free or expired lease, or held on this host."""
+        out: list[LeaseInfo] = []
+        rows = sorted(self._rows.values(), key=lambda r: r.updated_at)
+        for row in rows:
+            if row.status not in ACTIVE_STATUSES:
+                continue
+            owner = row.lease_owner
+            if (
+                owner is None
+                or (row.lease_expires is not None and row.lease_expires < now)
+                or owner.startswith(host + ":")
+            ):
+                out.append(LeaseInfo(row.id, row.status, owner, row.lease_expires))
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def request_action(self, saga_id: uuid.UUID, action: RequestedAction) -> None:
+        """Store a request for the saga's owner."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        row.requested_action = action
+        self._changes += 1
+
+    async def record_operator_action(self, action: OperatorAction) -> None:
+        """Append to the audit list."""
+        import dataclasses
+
+        self._audit.append(
+            dataclasses.replace(action, id=len(self._audit) + 1, created_at=_now()),
+        )
+        self._changes += 1
+
+    # ---- query API --------------------------------------------------------------------
+
+    async def count_by_status(self) -> StatusCounts:
+        """Count every status."""
+        counts = dict.fromkeys(SagaStatus, 0)
+        for row in self._rows.values():
+            counts[row.status] += 1
+        return StatusCounts(counts)
+
+    @staticmethod
+    def _matches(row: _Row, f: SagaFilter) -> bool:
+        if f.statuses and row.status not in f.statuses:
+            return False
+        if f.name and f.name.lower() not in row.name.lower():
+            return False
+        if f.text:
+            text = f.text.lower()
+            if text not in str(row.id) and text not in (row.error_message or "").lower() and (
+                text not in (row.error_type or "").lower()
+            ):
+                return False
+        if f.since and row.created_at < f.since:
+            return False
+        return not (f.until and row.created_at > f.until)
+
+    async def list_sagas(
+        self,
+        saga_filter: SagaFilter = SagaFilter(),
+        *,
+        limit: int = 200,
+        after: PageCursor | None = None,
+        before: PageCursor | None = None,
+    ) -> SagaPage:
+        """A keyset page, newest first."""
+        rows = [r for r in self._rows.values() if self._matches(r, saga_filter)]
+        rows.sort(key=lambda r: (r.created_at, str(r.id)), reverse=True)
+        keys = [(r.created_at, str(r.id)) for r in rows]
+        start = 0
+        if after is not None:
+            key = (after.created_at, str(after.saga_id))
+            start = next((i for i, k in enumerate(keys) if k < key), len(keys))
+        elif before is not None:
+            key = (before.created_at, str(before.saga_id))
+            end = next((i for i, k in enumerate(keys) if k <= key), len(keys))
+            start = max(0, end - limit)
+        chunk = rows[start : start + limit]
+        items = [r.summary() for r in chunk]
+        next_cursor = (
+            PageCursor(chunk[-1].created_at, chunk[-1].id)
+            if chunk and start + limit < len(rows)
+            else None
+        )
+        prev_cursor = PageCursor(chunk[0].created_at, chunk[0].id) if chunk and start > 0 else None
+        return SagaPage(items, next_cursor, prev_cursor)
+
+    def _record(self, entry: SagaLogEntry, name: str) -> LogRecord:
+        return LogRecord(
+            id=entry.id,
+            saga_id=entry.saga_id,
+            saga_name=name,
+            step_name=entry.step_name,
+            action=entry.action,
+            status=entry.status,
+            created_at=entry.timestamp,
+            details=entry.details,
+            error_type=entry.error_type,
+            error_message=entry.error_message,
+            error_traceback=entry.error_traceback,
+            attempt=entry.attempt,
+            duration_ms=entry.duration_ms,
+        )
+
+    async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
+        """One saga in full."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            return None
+        logs = [self._record(e, row.name) for e in row.logs]
+        return SagaDetail(
+            summary=row.summary(),
+            context=copy.deepcopy(row.context),
+            context_raw=json.dumps(row.context, default=str),
+            context_error=None,
+            steps=build_step_views(logs),
+            logs=logs,
+            audit=[a for a in self._audit if a.saga_id == saga_id],
+            error_traceback=row.error_traceback,
+        )
+
+    async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:
+        """Ids starting with ``prefix``."""
+        prefix = prefix.lower()
+        out = [sid for sid in self._rows if str(sid).startswith(prefix)]
+        return sorted(out, key=str)[:limit]
+
+    async def logs_after(self, after_id: int, limit: int = 500) -> list[LogRecord]:
+        """Log entries above the watermark."""
+        return [self._record(e, n) for e, n in self._log[after_id : after_id + limit]]
+
+    async def last_log_id(self) -> int:
+        """Highest log id."""
+        return len(self._log)
+
+    async def change_token(self) -> int:
+        """Counts writes."""
+        return self._changes
+
+    # ---- python-cqrs compatible primitives ---------------------------------------------
+
+    async def load_saga_state(
+        self,
+        saga_id: uuid.UUID,
+        *,
+        read_for_update: bool = False,
+    ) -> tuple[SagaStatus, dict[str, typing.Any], int]:
+        """Status, context and version."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        return row.status, copy.deepcopy(row.context), row.version
+
+    async def get_step_history(self, saga_id: uuid.UUID) -> list[SagaLogEntry]:
+        """The saga's log."""
+        row = self._rows.get(saga_id)
+        return list(row.logs) if row is not None else []
+
+    async def get_sagas_for_recovery(
+        self,
+        limit: int,
+        max_recovery_attempts: int = 5,
+        stale_after_seconds: int | None = None,
+        saga_name: str | None = None,
+    ) -> list[uuid.UUID]:
+        """RUNNING/COMPENSATING sagas, oldest update first."""
+        cutoff = None
+        if stale_after_seconds is not None:
+            cutoff = _now() - datetime.timedelta(seconds=stale_after_seconds)
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+            and r.recovery_attempts < max_recovery_attempts
+            and (cutoff is None or r.updated_at < cutoff)
+            and (saga_name is None or r.name == saga_name)
+        ]
+        rows.sort(key=lambda r: r.updated_at)
+        return [r.id for r in rows[:limit]]
+
+    async def increment_recovery_attempts(
+        self,
+        saga_id: uuid.UUID,
+        new_status: SagaStatus | None = None,
+    ) -> None:
+        """Count a failed recovery."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        row.recovery_attempts += 1
+        if new_status is not None:
+            row.status = new_status
+        row.updated_at = _now()
+        self._changes += 1
+
+    async def set_recovery_attempts(self, saga_id: uuid.UUID, attempts: int) -> None:
+        """Set the recovery counter."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        row.recovery_attempts = attempts
+        self._changes += 1
+
+
+__all__ = ["MemorySagaStorage", "SagaStepStatus"]

@@ -1,0 +1,307 @@
+"""Plain data crossing the storage boundary: writes, loaded state and query results.
+
+No ORM objects leave storage; the TUI and the CLI only ever see these dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import typing
+import uuid
+
+from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+
+Action = typing.Literal["act", "compensate"]
+
+
+class SagaLogEntry:
+    """One entry of a saga's step log (python-cqrs compatible shape)."""
+
+    __slots__ = (
+        "action",
+        "attempt",
+        "details",
+        "duration_ms",
+        "error_message",
+        "error_traceback",
+        "error_type",
+        "id",
+        "saga_id",
+        "status",
+        "step_name",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        saga_id: uuid.UUID,
+        step_name: str,
+        action: Action,
+        status: SagaStepStatus,
+        timestamp: datetime.datetime,
+        details: str | None = None,
+        *,
+        id: int = 0,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        error_traceback: str | None = None,
+        attempt: int = 1,
+        duration_ms: float | None = None,
+    ) -> None:
+        self.id = id
+        self.saga_id = saga_id
+        self.step_name = step_name
+        self.action = action
+        self.status = status
+        self.timestamp = timestamp
+        self.details = details
+        self.error_type = error_type
+        self.error_message = error_message
+        self.error_traceback = error_traceback
+        self.attempt = attempt
+        self.duration_ms = duration_ms
+
+    def __repr__(self) -> str:
+        return (
+            f"SagaLogEntry(saga_id={self.saga_id}, step_name='{self.step_name}', "
+            f"action='{self.action}', status={self.status}, timestamp={self.timestamp})"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception as stored: type name, message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogWrite:
+    """A step log entry to append as part of a checkpoint."""
+
+    step_name: str
+    action: Action
+    status: SagaStepStatus
+    details: str | None = None
+    error: ErrorInfo | None = None
+    attempt: int = 1
+    duration_ms: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSaga:
+    """The row to insert when a checkpoint creates a saga."""
+
+    name: str
+    context: dict[str, typing.Any]
+    step_count: int
+
+
+@dataclasses.dataclass(slots=True)
+class Checkpoint:
+    """One atomic, durable write: everything in it commits together or not at all.
+
+    When ``owner`` is set the write only applies while that owner holds the lease;
+    otherwise storage raises :class:`LeaseLostError`.
+    """
+
+    saga_id: uuid.UUID
+    owner: str | None = None
+    create: NewSaga | None = None
+    status: SagaStatus | None = None
+    context: dict[str, typing.Any] | None = None
+    logs: tuple[LogWrite, ...] = ()
+    current_step: str | None = None
+    steps_done: int | None = None
+    error: ErrorInfo | None = None
+    clear_error: bool = False
+    lease_expires: float | None = None
+    release_lease: bool = False
+    clear_requested_action: bool = False
+    bump_recovery_attempts: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointResult:
+    """What the writer learns back from a checkpoint (a pending operator request)."""
+
+    requested_action: RequestedAction | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OperatorAction:
+    """An operator action on a saga, for the audit table."""
+
+    saga_id: uuid.UUID
+    action: str
+    reason: str = ""
+    os_user: str = ""
+    host: str = ""
+    outcome: str = ""
+    id: int = 0
+    created_at: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaState:
+    """What a runner needs to resume a saga it has claimed."""
+
+    saga_id: uuid.UUID
+    name: str
+    status: SagaStatus
+    context: dict[str, typing.Any]
+    version: int
+    history: list[SagaLogEntry]
+    requested_action: RequestedAction | None = None
+    recovery_attempts: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """Who holds a saga, as read for stale detection."""
+
+    saga_id: uuid.UUID
+    status: SagaStatus
+    owner: str | None
+    expires: float | None
+
+
+# ---- query API results -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaFilter:
+    """Which sagas a page shows. Empty fields match everything."""
+
+    statuses: tuple[SagaStatus, ...] = ()
+    name: str | None = None
+    text: str | None = None
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the filter matches every saga."""
+        return not (self.statuses or self.name or self.text or self.since or self.until)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Keyset position in the stable order (created_at desc, id desc)."""
+
+    created_at: datetime.datetime
+    saga_id: uuid.UUID
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaSummary:
+    """One row of the saga table."""
+
+    id: uuid.UUID
+    name: str
+    status: SagaStatus
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    step_count: int = 0
+    steps_done: int = 0
+    current_step: str | None = None
+    recovery_attempts: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    requested_action: RequestedAction | None = None
+    finished_at: datetime.datetime | None = None
+    version: int = 1
+
+    @property
+    def duration(self) -> datetime.timedelta:
+        """Wall time from creation to finish (or to the last update while running)."""
+        end = self.finished_at or self.updated_at
+        return end - self.created_at
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaPage:
+    """A page of sagas plus the cursors to move from it."""
+
+    items: list[SagaSummary]
+    next_cursor: PageCursor | None
+    prev_cursor: PageCursor | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log entry with its saga's name, for the live stream and the detail view."""
+
+    id: int
+    saga_id: uuid.UUID
+    saga_name: str
+    step_name: str
+    action: Action
+    status: SagaStepStatus
+    created_at: datetime.datetime
+    details: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    attempt: int = 1
+    duration_ms: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LaneView:
+    """One lane (act or compensate) of one step, derived from the log."""
+
+    status: SagaStepStatus | None = None
+    attempts: int = 0
+    duration_ms: float | None = None
+    started_at: datetime.datetime | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """True when the lane started and has not finished."""
+        return self.status is SagaStepStatus.STARTED
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepView:
+    """A step of one saga with its act and compensate lanes."""
+
+    name: str
+    act: LaneView
+    compensate: LaneView
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaDetail:
+    """One saga with its context, steps, full log and operator history."""
+
+    summary: SagaSummary
+    context: dict[str, typing.Any] | None
+    context_raw: str
+    context_error: str | None
+    steps: list[StepView]
+    logs: list[LogRecord]
+    audit: list[OperatorAction]
+    error_traceback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusCounts:
+    """How many sagas are in each status."""
+
+    by_status: dict[SagaStatus, int]
+
+    @property
+    def total(self) -> int:
+        """All sagas."""
+        return sum(self.by_status.values())
+
+    def __getitem__(self, status: SagaStatus) -> int:
+        return self.by_status.get(status, 0)
