@@ -49,7 +49,7 @@ def build_step_views(
         if name not in lanes:
             lanes[name] = {"act": LaneView(), "compensate": LaneView()}
             order.append(name)
-    return [StepView(name, lanes[n]["act"], lanes[n]["compensate"]) for n in order]
+    return [StepView(n, lanes[n]["act"], lanes[n]["compensate"]) for n in order]
 
 
 def last_status_by_step(

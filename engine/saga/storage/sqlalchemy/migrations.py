@@ -1,0 +1,127 @@
+"""Schema version table and ordered forward migrations, run once when storage opens."""
+
+from __future__ import annotations
+
+import typing
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateColumn
+
+from engine.saga.storage.protocol import SagaStorageError
+from engine.saga.storage.sqlalchemy import schema
+
+
+class SchemaError(SagaStorageError):
+    """The database cannot be used by this code; the message is one line for the user."""
+
+
+def _fresh(conn: sa.Connection) -> None:
+    schema.metadata.create_all(conn)
+    for ddl in schema.count_trigger_ddl(conn.dialect.name):
+        conn.exec_driver_sql(ddl)
+
+
+def _add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        # Compiled from the Column itself so a migrated table matches a fresh one.
+        ddl = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+
+
+def _rebuild_sqlite_logs(conn: sa.Connection) -> None:
+    """Recreate saga_logs with an INTEGER PRIMARY KEY (SQLite's rowid), keeping rows."""
+    old = {c["name"] for c in sa.inspect(conn).get_columns("saga_logs")}
+    scratch = sa.MetaData()
+    schema.saga_executions.to_metadata(scratch)
+    new = schema.saga_logs.to_metadata(scratch, name="_saga_logs_v2")
+    new.create(conn)
+    keep = [c.name for c in schema.saga_logs.columns if c.name in old]
+    cols = ", ".join(keep)
+    conn.exec_driver_sql(f"INSERT INTO _saga_logs_v2 ({cols}) SELECT {cols} FROM saga_logs")
+    conn.exec_driver_sql("DROP TABLE saga_logs")
+    conn.exec_driver_sql("ALTER TABLE _saga_logs_v2 RENAME TO saga_logs")
+
+
+def _v1_to_v2(conn: sa.Connection) -> None:
+    """python-cqrs's layout -> ours: new columns, SQLite-safe log ids, audit, counts."""
+    _add_missing_columns(conn, schema.saga_executions)
+    if conn.dialect.name == "sqlite":
+        _rebuild_sqlite_logs(conn)
+    else:
+        _add_missing_columns(conn, schema.saga_logs)
+    for index in (*schema.SAGA_INDEXES, *schema.LOG_INDEXES):
+        index.create(conn, checkfirst=True)
+    for table in (
+        schema.saga_audit,
+        schema.saga_status_counts,
+        schema.saga_schema_version,
+    ):
+        table.create(conn, checkfirst=True)
+    for ddl in schema.count_trigger_ddl(conn.dialect.name):
+        conn.exec_driver_sql(ddl)
+    for sql in schema.RECOUNT_SQL:
+        conn.exec_driver_sql(sql)
+
+
+MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2}
+"""Migration to version N from N-1, applied in order."""
+
+
+def stored_version(conn: sa.Connection) -> int | None:
+    """The schema version of the database; 0 when empty, None when not ours."""
+    names = set(sa.inspect(conn).get_table_names())
+    if not names:
+        return 0
+    if "saga_executions" not in names:
+        return None
+    if "saga_schema_version" not in names:
+        return 1
+    row = conn.execute(sa.select(sa.func.max(schema.saga_schema_version.c.version))).scalar()
+    return int(row or 1)
+
+
+def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -> int:
+    """Check the schema and migrate it forward; raises SchemaError with a one-line reason.
+
+    Must run inside a write transaction (BEGIN IMMEDIATE on SQLite) so two processes
+    opening one new file do not both create it.
+    """
+    try:
+        version = stored_version(conn)
+    except sa.exc.DBAPIError as exc:
+        raise describe_open_error(label, exc) from exc
+    if version is None:
+        raise SchemaError(f"{label}: a database of another application (no saga_executions table)")
+    if version > schema.SCHEMA_VERSION:
+        raise SchemaError(
+            f"{label}: schema version {version} is newer than this saga-tui knows "
+            f"({schema.SCHEMA_VERSION}); upgrade saga-tui",
+        )
+    if version == schema.SCHEMA_VERSION:
+        return version
+    if read_only:
+        what = "empty" if version == 0 else f"at schema version {version}"
+        raise SchemaError(
+            f"{label}: database is {what}; open it once without read-only to set it up",
+        )
+    if version == 0:
+        _fresh(conn)
+    else:
+        for target in range(version + 1, schema.SCHEMA_VERSION + 1):
+            MIGRATIONS[target](conn)
+    conn.execute(sa.delete(schema.saga_schema_version))
+    conn.execute(sa.insert(schema.saga_schema_version).values(version=schema.SCHEMA_VERSION))
+    return schema.SCHEMA_VERSION
+
+
+def describe_open_error(label: str, exc: BaseException) -> SchemaError:
+    """Turn a driver error raised while opening into a one-line SchemaError."""
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+    if "not a database" in text or "file is encrypted" in text:
+        return SchemaError(f"{label}: not a SQLite database")
+    if "unable to open" in text:
+        return SchemaError(f"{label}: cannot open the database file ({text})")
+    return SchemaError(f"{label}: cannot open the database ({text or type(exc).__name__})")

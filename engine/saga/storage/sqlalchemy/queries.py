@@ -1,0 +1,347 @@
+"""The read API in SQLAlchemy Core: pages, counts, one saga, the live log.
+
+Every query is shaped to walk an index of ``schema`` in its order and stop after a page.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, SagaStepStatus
+from engine.saga.storage.models import (
+    LeaseInfo,
+    LogRecord,
+    OperatorAction,
+    PageCursor,
+    SagaDetail,
+    SagaFilter,
+    SagaPage,
+    SagaSummary,
+    StatusCounts,
+)
+from engine.saga.storage.sqlalchemy import codec
+from engine.saga.storage.sqlalchemy.schema import (
+    saga_audit,
+    saga_executions,
+    saga_logs,
+    saga_status_counts,
+)
+from engine.saga.storage.views import build_step_views
+
+T = saga_executions
+L = saga_logs
+A = saga_audit
+
+_SUMMARY_COLUMNS = (
+    T.c.id,
+    T.c.name,
+    T.c.status,
+    T.c.created_at,
+    T.c.updated_at,
+    T.c.step_count,
+    T.c.steps_done,
+    T.c.current_step,
+    T.c.recovery_attempts,
+    T.c.error_type,
+    T.c.error_message,
+    T.c.lease_owner,
+    T.c.lease_expires,
+    T.c.requested_action,
+    T.c.finished_at,
+    T.c.version,
+)
+
+_UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
+
+
+def summary(r: typing.Any) -> SagaSummary:
+    """A saga_executions row as a SagaSummary."""
+    return SagaSummary(
+        id=r.id,
+        name=r.name,
+        status=codec.status_from_db(r.status, SagaStatus),
+        created_at=codec.time_from_db(r.created_at),
+        updated_at=codec.time_from_db(r.updated_at),
+        step_count=r.step_count or 0,
+        steps_done=r.steps_done or 0,
+        current_step=r.current_step,
+        recovery_attempts=r.recovery_attempts or 0,
+        error_type=r.error_type,
+        error_message=r.error_message,
+        lease_owner=r.lease_owner,
+        lease_expires=r.lease_expires,
+        requested_action=codec.action_from_db(r.requested_action),
+        finished_at=codec.maybe_time(r.finished_at),
+        version=r.version,
+    )
+
+
+def log_record(r: typing.Any, saga_name: str) -> LogRecord:
+    """A saga_logs row as a LogRecord."""
+    return LogRecord(
+        id=r.id,
+        saga_id=r.saga_id,
+        saga_name=saga_name,
+        step_name=r.step_name,
+        action=r.action,
+        status=codec.status_from_db(r.status, SagaStepStatus),
+        created_at=codec.time_from_db(r.created_at),
+        details=r.details,
+        error_type=r.error_type,
+        error_message=r.error_message,
+        error_traceback=r.error_traceback,
+        attempt=r.attempt if r.attempt is not None else 1,
+        duration_ms=r.duration_ms,
+    )
+
+
+def _native_uuid(conn: AsyncConnection) -> bool:
+    return bool(conn.dialect.supports_native_uuid)
+
+
+def _id_text(conn: AsyncConnection) -> sa.ColumnElement[str]:
+    """The id as stored text: 32 hex digits without native UUID, else its dashed form."""
+    if _native_uuid(conn):
+        return sa.cast(T.c.id, sa.String)
+    return sa.type_coerce(T.c.id, sa.String)
+
+
+def _filter_clauses(conn: AsyncConnection, f: SagaFilter) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = []
+    if f.statuses:
+        clauses.append(T.c.status.in_([s.name for s in f.statuses]))
+    if f.name:
+        clauses.append(T.c.name.icontains(f.name, autoescape=True))
+    if f.text:
+        text = f.text.lower()
+        alternatives = [
+            T.c.error_message.icontains(text, autoescape=True),
+            T.c.error_type.icontains(text, autoescape=True),
+        ]
+        id_text = text if _native_uuid(conn) else text.replace("-", "")
+        if id_text and re.fullmatch(r"[0-9a-f-]+", text):
+            alternatives.append(_id_text(conn).contains(id_text, autoescape=True))
+        clauses.append(sa.or_(*alternatives))
+    if f.since:
+        clauses.append(T.c.created_at >= codec.as_utc(f.since))
+    if f.until:
+        clauses.append(T.c.created_at <= codec.as_utc(f.until))
+    return clauses
+
+
+def _key(cursor: PageCursor) -> typing.Any:
+    return sa.tuple_(
+        sa.literal(codec.as_utc(cursor.created_at), T.c.created_at.type),
+        sa.literal(cursor.saga_id, T.c.id.type),
+    )
+
+
+async def list_sagas(
+    conn: AsyncConnection,
+    f: SagaFilter,
+    limit: int,
+    after: PageCursor | None,
+    before: PageCursor | None,
+) -> SagaPage:
+    """A keyset page in (created_at desc, id desc), as memory.py pages it."""
+    clauses = _filter_clauses(conn, f)
+    key = sa.tuple_(T.c.created_at, T.c.id)
+    newest_first = (T.c.created_at.desc(), T.c.id.desc())
+    base = sa.select(*_SUMMARY_COLUMNS).where(*clauses)
+
+    async def exists(*extra: sa.ColumnElement[bool]) -> bool:
+        q = sa.select(sa.literal(1)).select_from(T).where(*clauses, *extra).limit(1)
+        return (await conn.execute(q)).first() is not None
+
+    if before is not None:
+        newer = list(
+            await conn.execute(
+                base.where(key > _key(before))
+                .order_by(T.c.created_at.asc(), T.c.id.asc())
+                .limit(limit + 1),
+            ),
+        )
+        if len(newer) > limit:
+            rows = newer[:limit][::-1]
+            has_next = await exists(key <= _key(before))
+            return _page(rows, has_prev=True, has_next=has_next)
+        after = None  # fewer than a page above the cursor: memory.py shows the first page
+    if after is not None:
+        rows = list(
+            await conn.execute(
+                base.where(key < _key(after)).order_by(*newest_first).limit(limit + 1)
+            ),
+        )
+        has_prev = bool(rows) and await exists(key >= _key(after))
+    else:
+        rows = list(await conn.execute(base.order_by(*newest_first).limit(limit + 1)))
+        has_prev = False
+    has_next = len(rows) > limit
+    return _page(rows[:limit], has_prev=has_prev, has_next=has_next)
+
+
+def _page(rows: list[typing.Any], *, has_prev: bool, has_next: bool) -> SagaPage:
+    items = [summary(r) for r in rows]
+    if not items:
+        return SagaPage([], None, None)
+    first, last = items[0], items[-1]
+    return SagaPage(
+        items,
+        PageCursor(last.created_at, last.id) if has_next else None,
+        PageCursor(first.created_at, first.id) if has_prev else None,
+    )
+
+
+async def count_by_status(conn: AsyncConnection) -> StatusCounts:
+    """Counts from the trigger-maintained table: a handful of rows, whatever the size."""
+    counts = dict.fromkeys(SagaStatus, 0)
+    rows = await conn.execute(sa.select(saga_status_counts.c.status, saga_status_counts.c.n))
+    for status, n in rows:
+        try:
+            counts[codec.status_from_db(status, SagaStatus)] += int(n)
+        except ValueError:
+            continue  # a status this code does not know is not shown
+    return StatusCounts(counts)
+
+
+async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | None:
+    """One saga with context, steps, log and audit; a broken context is reported, not raised."""
+    row = (
+        await conn.execute(
+            sa.select(
+                *_SUMMARY_COLUMNS,
+                sa.type_coerce(T.c.context, sa.Text).label("context"),
+                T.c.error_traceback,
+            ).where(T.c.id == saga_id),
+        )
+    ).first()
+    if row is None:
+        return None
+    head = summary(row)
+    context, raw, problem = codec.context_from_db(row.context)
+    logs = [
+        log_record(r, head.name)
+        for r in await conn.execute(sa.select(L).where(L.c.saga_id == saga_id).order_by(L.c.id))
+    ]
+    audit = [
+        OperatorAction(
+            saga_id=r.saga_id,
+            action=r.action,
+            reason=r.reason,
+            os_user=r.os_user,
+            host=r.host,
+            outcome=r.outcome,
+            id=r.id,
+            created_at=codec.time_from_db(r.created_at),
+        )
+        for r in await conn.execute(sa.select(A).where(A.c.saga_id == saga_id).order_by(A.c.id))
+    ]
+    return SagaDetail(
+        summary=head,
+        context=context,
+        context_raw=raw,
+        context_error=problem,
+        steps=build_step_views(logs),
+        logs=logs,
+        audit=audit,
+        error_traceback=row.error_traceback,
+    )
+
+
+async def find_ids(conn: AsyncConnection, prefix: str, limit: int) -> list[uuid.UUID]:
+    """Ids whose text form starts with ``prefix``, through the primary key's order."""
+    prefix = prefix.lower()
+    if not _UUID_PREFIX.fullmatch(prefix):
+        return []
+    if _native_uuid(conn):
+        where = _id_text(conn).startswith(prefix, autoescape=True)
+    else:
+        stored = prefix.replace("-", "")
+        # A range on the hex text uses the primary key index; 'g' sorts after every digit.
+        where = sa.and_(_id_text(conn) >= stored, _id_text(conn) < stored + "g")
+    rows = await conn.execute(sa.select(T.c.id).where(where).order_by(T.c.id).limit(limit))
+    return [r[0] for r in rows]
+
+
+async def logs_after(conn: AsyncConnection, after_id: int, limit: int) -> list[LogRecord]:
+    """Log entries above the watermark with their saga names, oldest first."""
+    rows = await conn.execute(
+        sa.select(L, T.c.name.label("saga_name"))
+        .join(T, T.c.id == L.c.saga_id)
+        .where(L.c.id > after_id)
+        .order_by(L.c.id)
+        .limit(limit),
+    )
+    return [log_record(r, r.saga_name) for r in rows]
+
+
+async def last_log_id(conn: AsyncConnection) -> int:
+    """The highest log id, 0 when empty."""
+    return int((await conn.execute(sa.select(sa.func.max(L.c.id)))).scalar() or 0)
+
+
+async def get_lease(conn: AsyncConnection, saga_id: uuid.UUID) -> LeaseInfo | None:
+    """Who holds one saga."""
+    r = (
+        await conn.execute(
+            sa.select(T.c.id, T.c.status, T.c.lease_owner, T.c.lease_expires).where(
+                T.c.id == saga_id
+            ),
+        )
+    ).first()
+    if r is None:
+        return None
+    return LeaseInfo(
+        r.id, codec.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
+    )
+
+
+async def lease_candidates(
+    conn: AsyncConnection, now: float, host: str, limit: int
+) -> list[LeaseInfo]:
+    """Unfinished sagas whose lease is free, expired, or held on ``host``; oldest update first."""
+    mine = host + ":"
+    rows = await conn.execute(
+        sa.select(T.c.id, T.c.status, T.c.lease_owner, T.c.lease_expires)
+        .where(
+            T.c.status.in_([s.name for s in ACTIVE_STATUSES]),
+            sa.or_(
+                T.c.lease_owner.is_(None),
+                T.c.lease_expires < now,
+                sa.func.substr(T.c.lease_owner, 1, len(mine)) == mine,
+            ),
+        )
+        .order_by(T.c.updated_at)
+        .limit(limit),
+    )
+    return [
+        LeaseInfo(r.id, codec.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires)
+        for r in rows
+    ]
+
+
+async def sagas_for_recovery(
+    conn: AsyncConnection,
+    limit: int,
+    max_recovery_attempts: int,
+    stale_after_seconds: int | None,
+    saga_name: str | None,
+) -> list[uuid.UUID]:
+    """python-cqrs's recovery query: RUNNING/COMPENSATING, oldest update first."""
+    q = sa.select(T.c.id).where(
+        T.c.status.in_([SagaStatus.RUNNING.name, SagaStatus.COMPENSATING.name]),
+        T.c.recovery_attempts < max_recovery_attempts,
+    )
+    if stale_after_seconds is not None:
+        cutoff = codec.utcnow() - datetime.timedelta(seconds=stale_after_seconds)
+        q = q.where(T.c.updated_at < cutoff)
+    if saga_name is not None:
+        q = q.where(T.c.name == saga_name)
+    rows = await conn.execute(q.order_by(T.c.updated_at).limit(limit))
+    return [r[0] for r in rows]

@@ -1,0 +1,181 @@
+"""Table definitions: python-cqrs's two tables as the base, plus what the product needs.
+
+The python-cqrs columns come first and keep python-cqrs's types, so its databases are
+migrated by appending columns and a fresh schema is identical to a migrated one.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 2
+"""v1 is python-cqrs's layout (no version table); v2 adds leases, errors, audit, counts."""
+
+metadata = sa.MetaData()
+
+saga_executions = sa.Table(
+    "saga_executions",
+    metadata,
+    # python-cqrs columns, same types and defaults.
+    sa.Column("id", sa.Uuid, primary_key=True, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("context", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column(
+        "created_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    ),
+    sa.Column(
+        "updated_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    ),
+    sa.Column("recovery_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # v2 columns: all nullable or defaulted so ALTER TABLE ADD COLUMN can append them.
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_expires", sa.Float, nullable=True),
+    sa.Column("requested_action", sa.String(32), nullable=True),
+    sa.Column("step_count", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("steps_done", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("current_step", sa.String(255), nullable=True),
+    sa.Column("error_type", sa.String(255), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("error_traceback", sa.Text, nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# One index per dashboard query; (created_at, id) is the keyset order of every page.
+SAGA_INDEXES = (
+    sa.Index(
+        "ix_saga_executions_status_created",
+        saga_executions.c.status,
+        saga_executions.c.created_at,
+        saga_executions.c.id,
+    ),
+    sa.Index("ix_saga_executions_created", saga_executions.c.created_at, saga_executions.c.id),
+    sa.Index(
+        "ix_saga_executions_name_created",
+        saga_executions.c.name,
+        saga_executions.c.created_at,
+        saga_executions.c.id,
+    ),
+    sa.Index(
+        "ix_saga_executions_status_updated", saga_executions.c.status, saga_executions.c.updated_at
+    ),
+    sa.Index("ix_saga_executions_lease_owner", saga_executions.c.lease_owner),
+)
+
+saga_logs = sa.Table(
+    "saga_logs",
+    metadata,
+    # INTEGER PRIMARY KEY is SQLite's rowid alias, so ids are assigned in insert order;
+    # python-cqrs's BIGINT identity is not, and fails on SQLite.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("saga_id", sa.Uuid, sa.ForeignKey("saga_executions.id"), nullable=False),
+    sa.Column("step_name", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("status", sa.String(11), nullable=False),
+    sa.Column("details", sa.Text, nullable=True),
+    sa.Column(
+        "created_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    ),
+    sa.Column("error_type", sa.String(255), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("error_traceback", sa.Text, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("duration_ms", sa.Float, nullable=True),
+    sqlite_autoincrement=False,
+)
+
+LOG_INDEXES = (sa.Index("ix_saga_logs_saga_id", saga_logs.c.saga_id, saga_logs.c.id),)
+
+saga_audit = sa.Table(
+    "saga_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("saga_id", sa.Uuid, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("os_user", sa.String(255), nullable=False, server_default=""),
+    sa.Column("host", sa.String(255), nullable=False, server_default=""),
+    sa.Column("outcome", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_saga_audit_saga_id", "saga_id", "id"),
+)
+
+# Kept exact by triggers, so counting a million sagas reads six rows.
+saga_status_counts = sa.Table(
+    "saga_status_counts",
+    metadata,
+    sa.Column("status", sa.String(12), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False, server_default=sa.text("0")),
+)
+
+saga_schema_version = sa.Table(
+    "saga_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+)
+
+# Counts triggers are DDL, one flavour per dialect; queries stay dialect-neutral.
+_SQLITE_COUNT_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS trg_saga_count_insert AFTER INSERT ON saga_executions
+BEGIN
+  INSERT OR IGNORE INTO saga_status_counts (status, n) VALUES (NEW.status, 0);
+  UPDATE saga_status_counts SET n = n + 1 WHERE status = NEW.status;
+END""",
+    """CREATE TRIGGER IF NOT EXISTS trg_saga_count_update
+AFTER UPDATE OF status ON saga_executions WHEN OLD.status IS NOT NEW.status
+BEGIN
+  UPDATE saga_status_counts SET n = n - 1 WHERE status = OLD.status;
+  INSERT OR IGNORE INTO saga_status_counts (status, n) VALUES (NEW.status, 0);
+  UPDATE saga_status_counts SET n = n + 1 WHERE status = NEW.status;
+END""",
+    """CREATE TRIGGER IF NOT EXISTS trg_saga_count_delete AFTER DELETE ON saga_executions
+BEGIN
+  UPDATE saga_status_counts SET n = n - 1 WHERE status = OLD.status;
+END""",
+)
+
+_POSTGRES_COUNT_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION saga_count_trg() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    UPDATE saga_status_counts SET n = n - 1 WHERE status = OLD.status;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    INSERT INTO saga_status_counts (status, n) VALUES (NEW.status, 1)
+    ON CONFLICT (status) DO UPDATE SET n = saga_status_counts.n + 1;
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER trg_saga_count_insert AFTER INSERT OR DELETE
+ON saga_executions FOR EACH ROW EXECUTE FUNCTION saga_count_trg()""",
+    """CREATE OR REPLACE TRIGGER trg_saga_count_update AFTER UPDATE OF status
+ON saga_executions FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+EXECUTE FUNCTION saga_count_trg()""",
+)
+
+
+def count_trigger_ddl(dialect_name: str) -> tuple[str, ...]:
+    """The statements that create the status-count triggers for one dialect."""
+    if dialect_name == "sqlite":
+        return _SQLITE_COUNT_TRIGGERS
+    if dialect_name == "postgresql":
+        return _POSTGRES_COUNT_TRIGGERS
+    return ()
+
+
+RECOUNT_SQL = (
+    "DELETE FROM saga_status_counts",
+    "INSERT INTO saga_status_counts (status, n) "
+    "SELECT status, COUNT(*) FROM saga_executions GROUP BY status",
+)
+"""Rebuild the counts from the rows (after a migration or a bulk load)."""

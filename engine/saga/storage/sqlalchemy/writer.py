@@ -1,0 +1,395 @@
+"""The write path: group commit of checkpoints, one transaction per batch.
+
+``apply()`` queues its checkpoint with a future; one writer task takes everything queued,
+writes it in ONE transaction (a SAVEPOINT per checkpoint, so a lost lease skips only
+that checkpoint) and resolves the futures once the COMMIT returned. Concurrent sagas
+therefore share commits, and round trips per durable checkpoint stay minimal.
+
+On SQLite the batch runs in one dedicated thread on a plain sqlite3 connection with
+hand-written standard SQL (DESIGN.md section 4: each driver call is what costs);
+other write operations run as Core functions in that same thread, so this process has
+a single writer connection. Other dialects run the Core functions of ``commands``
+through the async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import logging
+import sqlite3
+import threading
+import time
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.saga.storage.models import Checkpoint, CheckpointResult
+from engine.saga.storage.protocol import SagaStorageError
+from engine.saga.storage.sqlalchemy import codec, commands
+from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
+
+log = logging.getLogger(__name__)
+
+R = typing.TypeVar("R")
+Job = typing.Callable[[sa.Connection], typing.Any]
+
+LOCK_RETRY_SECONDS = 300.0
+"""How long a write keeps retrying while another connection holds the write lock."""
+
+MAX_BATCH = 2000
+"""Checkpoints per transaction; bounds the time one commit holds the lock."""
+
+_EXPECTED = (SagaStorageError, ValueError)
+"""Per-checkpoint failures: they fail one future and leave the rest of the batch."""
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / busy, which a retry resolves."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    text = str(orig).lower()
+    return "locked" in text or "busy" in text
+
+
+@dataclasses.dataclass(slots=True)
+class _Item:
+    future: asyncio.Future[typing.Any]
+    checkpoint: Checkpoint | None = None
+    job: Job | None = None
+
+
+class BatchWriter:
+    """Queues writes and runs them in batches from one writer task (group commit)."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Item] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.commits = 0
+
+    async def apply(self, checkpoint: Checkpoint) -> CheckpointResult:
+        """Write one checkpoint; returns when its batch is committed."""
+        result: CheckpointResult = await self._submit(checkpoint=checkpoint)
+        return result
+
+    async def run(self, job: typing.Callable[[sa.Connection], R]) -> R:
+        """Run a Core write function in its own transaction on the writer connection."""
+        result: R = await self._submit(job=job)
+        return result
+
+    async def _submit(
+        self, *, checkpoint: Checkpoint | None = None, job: Job | None = None
+    ) -> typing.Any:
+        if self._closed:
+            raise SagaStorageError("storage is closed")
+        loop = asyncio.get_running_loop()
+        item = _Item(loop.create_future(), checkpoint, job)
+        self._pending.append(item)
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._drain(), name="saga-storage-writer")
+        assert self._wake is not None
+        self._wake.set()
+        return await item.future
+
+    async def _drain(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                try:
+                    outcomes = await self._execute(batch)
+                except Exception as exc:  # the whole batch failed: every waiter learns why
+                    outcomes = [exc] * len(batch)
+                for item, outcome in zip(batch, outcomes, strict=True):
+                    if item.future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        item.future.set_exception(outcome)
+                    else:
+                        item.future.set_result(outcome)
+            if self._closed:
+                return
+
+    async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Finish queued writes and stop the writer task."""
+        self._closed = True
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            assert self._wake is not None
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=LOCK_RETRY_SECONDS)
+        self._task = None
+
+
+# ---- SQLite: one thread, one connection, raw SQL for checkpoints ----------------------
+
+
+def _insert_sql(columns: typing.Iterable[str], table: str) -> str:
+    cols = list(columns)
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+_SAGA_COLUMNS = tuple(c.name for c in commands.T.columns)
+_INSERT_SAGA = _insert_sql(_SAGA_COLUMNS, "saga_executions")
+_LOG_COLUMNS = (
+    "saga_id",
+    "step_name",
+    "action",
+    "status",
+    "details",
+    "created_at",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "attempt",
+    "duration_ms",
+)
+_INSERT_LOG = _insert_sql(_LOG_COLUMNS, "saga_logs")
+
+
+def _encode(value: typing.Any) -> typing.Any:
+    if isinstance(value, datetime.datetime):
+        return codec.time_to_db(value)
+    if isinstance(value, dict):
+        return codec.context_to_db(value)
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return value
+
+
+def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) -> CheckpointResult:
+    """One checkpoint on a raw sqlite3 connection inside the caller's transaction."""
+    hex_id = cp.saga_id.hex
+    requested: str | None = None
+    if cp.create is not None:
+        row = commands.create_row(cp, now)
+        try:
+            conn.execute(_INSERT_SAGA, [_encode(row[c]) for c in _SAGA_COLUMNS])
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"Saga {cp.saga_id} already exists") from exc
+    else:
+        changes = commands.update_changes(cp, now)
+        sets = []
+        params: list[typing.Any] = []
+        for column, value in changes.items():
+            if value is commands.INCREMENT:
+                sets.append(f"{column} = {column} + 1")
+            else:
+                sets.append(f"{column} = ?")
+                params.append(_encode(value))
+        where = "id = ?"
+        params.append(hex_id)
+        if cp.owner is not None:
+            where += " AND lease_owner = ?"
+            params.append(cp.owner)
+        if cp.clear_requested_action:
+            # RETURNING shows the new row; the request must be read before it is cleared.
+            prior = conn.execute(
+                "SELECT requested_action FROM saga_executions WHERE " + where,
+                params[len(params) - (2 if cp.owner is not None else 1) :],
+            ).fetchone()
+            requested = prior[0] if prior else None
+        sql = (
+            f"UPDATE saga_executions SET {', '.join(sets)} WHERE {where} RETURNING requested_action"
+        )
+        returned = conn.execute(sql, params).fetchall()
+        if not returned:
+            holder = conn.execute(
+                "SELECT lease_owner FROM saga_executions WHERE id = ?",
+                (hex_id,),
+            ).fetchone()
+            raise commands.lease_error(cp.saga_id, holder)
+        if not cp.clear_requested_action:
+            requested = returned[0][0]
+    if cp.logs:
+        conn.executemany(
+            _INSERT_LOG,
+            [[_encode(r[c]) for c in _LOG_COLUMNS] for r in commands.log_rows(cp, now)],
+        )
+    return CheckpointResult(requested_action=codec.action_from_db(requested))
+
+
+class SqliteWriter(BatchWriter):
+    """Group commit on one dedicated thread that owns the process's writer connection."""
+
+    def __init__(self, sync_engine: sa.Engine) -> None:
+        super().__init__()
+        self._engine = sync_engine
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="saga-sqlite-writer",
+        )
+        self._conn: sa.Connection | None = None
+        self._thread: int | None = None
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect().execution_options(**{WRITER_OPTION: True})
+            self._thread = threading.get_ident()
+        return self._conn
+
+    async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_batch, batch)
+
+    def _run_batch(self, batch: list[_Item]) -> list[typing.Any]:
+        conn = self._connection()
+        outcomes: list[typing.Any] = [None] * len(batch)
+        checkpoints = [
+            (i, it.checkpoint) for i, it in enumerate(batch) if it.checkpoint is not None
+        ]
+        if checkpoints:
+            results = _retry_locked(lambda: self._checkpoints(conn, checkpoints))
+            for (i, _), result in zip(checkpoints, results, strict=True):
+                outcomes[i] = result
+        for i, item in enumerate(batch):
+            if item.job is not None:
+                outcomes[i] = self._job(conn, item.job)
+        return outcomes
+
+    def _checkpoints(
+        self,
+        conn: sa.Connection,
+        items: list[tuple[int, Checkpoint]],
+    ) -> list[typing.Any]:
+        raw = typing.cast(sqlite3.Connection, conn.connection.driver_connection)
+        now = codec.utcnow()
+        results: list[typing.Any] = []
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            for _, cp in items:
+                raw.execute("SAVEPOINT cp")
+                try:
+                    results.append(apply_raw(raw, cp, now))
+                except _EXPECTED as exc:
+                    raw.execute("ROLLBACK TO cp")
+                    results.append(exc)
+                raw.execute("RELEASE cp")
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
+
+    def _job(self, conn: sa.Connection, job: Job) -> typing.Any:
+        def once() -> typing.Any:
+            try:
+                with conn.begin():
+                    return job(conn)
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
+
+        try:
+            return _retry_locked(once)
+        except Exception as exc:
+            return exc
+
+    async def close(self) -> None:
+        """Drain, then close the connection in its own thread and stop the thread."""
+        await super().close()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await loop.run_in_executor(self._executor, self._close_conn)
+        self._executor.shutdown(wait=True)
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _retry_locked(fn: typing.Callable[[], R]) -> R:
+    """Run ``fn``; while SQLite says locked/busy, back off and run it again."""
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
+            if not is_lock_error(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("saga storage: database is locked, retrying in %.2fs", delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+# ---- other dialects: Core through the async engine ---------------------------------------
+
+
+class CoreWriter(BatchWriter):
+    """Group commit through SQLAlchemy Core on an async engine (PostgreSQL and others)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
+        self._engine = engine.execution_options(**{WRITER_OPTION: True})
+
+    async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
+        outcomes: list[typing.Any] = [None] * len(batch)
+        checkpoints = [
+            (i, it.checkpoint) for i, it in enumerate(batch) if it.checkpoint is not None
+        ]
+        if checkpoints:
+            results = await _retry_locked_async(
+                lambda conn: _core_checkpoints(conn, [cp for _, cp in checkpoints]),
+                self._engine,
+            )
+            self.commits += 1
+            for (i, _), result in zip(checkpoints, results, strict=True):
+                outcomes[i] = result
+        for i, item in enumerate(batch):
+            if item.job is not None:
+                try:
+                    outcomes[i] = await _retry_locked_async(item.job, self._engine)
+                except Exception as exc:
+                    outcomes[i] = exc
+        return outcomes
+
+
+def _core_checkpoints(conn: sa.Connection, items: list[Checkpoint]) -> list[typing.Any]:
+    now = codec.utcnow()
+    results: list[typing.Any] = []
+    for cp in items:
+        try:
+            with conn.begin_nested():
+                results.append(commands.apply_checkpoint(conn, cp, now))
+        except _EXPECTED as exc:
+            results.append(exc)
+    return results
+
+
+async def _retry_locked_async(job: Job, engine: AsyncEngine) -> typing.Any:
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(job)
+        except sa.exc.OperationalError as exc:
+            if not is_lock_error(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+__all__ = ["BatchWriter", "CoreWriter", "SqliteWriter", "apply_raw"]
