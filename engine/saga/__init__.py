@@ -1,0 +1,1 @@
+"""The saga engine: sagas, steps, transactions, recovery and storage."""

@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import typing
+import weakref
 
 if typing.TYPE_CHECKING:
     from engine.saga.storage.protocol import ISagaStorage
@@ -44,7 +45,7 @@ def process_owner_id() -> str:
     """This process's owner id: ``host:pid:start`` (start tells a reused pid apart)."""
     global _OWNER, _OWNER_PID
     pid = os.getpid()
-    if _OWNER is None or _OWNER_PID != pid:
+    if _OWNER is None or pid != _OWNER_PID:
         start = _proc_start_time(pid) or f"t{int(time.time())}"
         _OWNER = f"{this_host()}:{pid}:{start}"
         _OWNER_PID = pid
@@ -125,3 +126,15 @@ class LeaseKeeper:
                 # A failed renewal is retried at the next beat; the lease has slack.
                 await self.storage.renew_leases(self.owner, self.expiry())
         self._task = None
+
+
+_KEEPERS: weakref.WeakKeyDictionary[typing.Any, LeaseKeeper] = weakref.WeakKeyDictionary()
+
+
+def keeper_for(storage: ISagaStorage, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> LeaseKeeper:
+    """The one heartbeat of this process for ``storage``."""
+    keeper = _KEEPERS.get(storage)
+    if keeper is None or keeper.owner != process_owner_id():
+        keeper = LeaseKeeper(storage, process_owner_id(), lease_seconds)
+        _KEEPERS[storage] = keeper
+    return keeper

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import time
 import typing
 import uuid
 
@@ -20,6 +21,7 @@ from engine.saga.storage.models import (
     CheckpointResult,
     LeaseInfo,
     LogRecord,
+    LogWrite,
     OperatorAction,
     PageCursor,
     SagaDetail,
@@ -37,11 +39,71 @@ from engine.saga.storage.protocol import (
 )
 from engine.saga.storage.views import build_step_views
 
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
+_NOTHING_REQUESTED = CheckpointResult()
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(_UTC)
+
+
+def _dt(ts: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ts, _UTC)
+
+
+class _Log:
+    """A log row kept as plain attributes; turned into public types only when read."""
+
+    __slots__ = ("action", "attempt", "details", "duration_ms", "error", "id", "saga_id",
+                 "saga_name", "status", "step_name", "ts")
+
+    def __init__(self, id: int, saga_id: uuid.UUID, saga_name: str, write: LogWrite, ts: float):
+        self.id = id
+        self.saga_id = saga_id
+        self.saga_name = saga_name
+        self.step_name = write.step_name
+        self.action = write.action
+        self.status = write.status
+        self.details = write.details
+        self.error = write.error
+        self.attempt = write.attempt
+        self.duration_ms = write.duration_ms
+        self.ts = ts
+
+    def entry(self) -> SagaLogEntry:
+        error = self.error
+        return SagaLogEntry(
+            self.saga_id,
+            self.step_name,
+            self.action,
+            self.status,
+            _dt(self.ts),
+            self.details,
+            id=self.id,
+            error_type=error.type if error else None,
+            error_message=error.message if error else None,
+            error_traceback=error.traceback if error else None,
+            attempt=self.attempt,
+            duration_ms=self.duration_ms,
+        )
+
+    def record(self) -> LogRecord:
+        error = self.error
+        return LogRecord(
+            id=self.id,
+            saga_id=self.saga_id,
+            saga_name=self.saga_name,
+            step_name=self.step_name,
+            action=self.action,
+            status=self.status,
+            created_at=_dt(self.ts),
+            details=self.details,
+            error_type=error.type if error else None,
+            error_message=error.message if error else None,
+            error_traceback=error.traceback if error else None,
+            attempt=self.attempt,
+            duration_ms=self.duration_ms,
+        )
 
 
 class _Row:
@@ -68,7 +130,7 @@ class _Row:
     )
 
     def __init__(self, saga_id: uuid.UUID, name: str, context: dict[str, typing.Any]) -> None:
-        now = _now()
+        now = time.time()
         self.id = saga_id
         self.name = name
         self.status = SagaStatus.PENDING
@@ -76,7 +138,7 @@ class _Row:
         self.version = 1
         self.created_at = now
         self.updated_at = now
-        self.finished_at: datetime.datetime | None = None
+        self.finished_at: float | None = None
         self.recovery_attempts = 0
         self.step_count = 0
         self.steps_done = 0
@@ -87,15 +149,15 @@ class _Row:
         self.lease_owner: str | None = None
         self.lease_expires: float | None = None
         self.requested_action: RequestedAction | None = None
-        self.logs: list[SagaLogEntry] = []
+        self.logs: list[_Log] = []
 
     def summary(self) -> SagaSummary:
         return SagaSummary(
             id=self.id,
             name=self.name,
             status=self.status,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            created_at=_dt(self.created_at),
+            updated_at=_dt(self.updated_at),
             step_count=self.step_count,
             steps_done=self.steps_done,
             current_step=self.current_step,
@@ -105,7 +167,7 @@ class _Row:
             lease_owner=self.lease_owner,
             lease_expires=self.lease_expires,
             requested_action=self.requested_action,
-            finished_at=self.finished_at,
+            finished_at=_dt(self.finished_at) if self.finished_at else None,
             version=self.version,
         )
 
@@ -115,7 +177,7 @@ class MemorySagaStorage(ISagaStorage):
 
     def __init__(self) -> None:
         self._rows: dict[uuid.UUID, _Row] = {}
-        self._log: list[tuple[SagaLogEntry, str]] = []
+        self._log: list[_Log] = []
         self._audit: list[OperatorAction] = []
         self._changes = 0
 
@@ -139,7 +201,7 @@ class MemorySagaStorage(ISagaStorage):
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         elif checkpoint.owner is not None and row.lease_owner != checkpoint.owner:
             raise LeaseLostError(f"Saga {saga_id} is now held by {row.lease_owner}")
-        now = _now()
+        now = time.time()
         if checkpoint.status is not None:
             row.status = checkpoint.status
             row.finished_at = now if checkpoint.status in TERMINAL_STATUSES else None
@@ -147,7 +209,7 @@ class MemorySagaStorage(ISagaStorage):
             row.context = checkpoint.context
             row.version += 1
         if checkpoint.current_step is not None:
-            row.current_step = checkpoint.current_step
+            row.current_step = checkpoint.current_step or None
         if checkpoint.steps_done is not None:
             row.steps_done = checkpoint.steps_done
         if checkpoint.clear_error:
@@ -164,29 +226,18 @@ class MemorySagaStorage(ISagaStorage):
         if checkpoint.bump_recovery_attempts:
             row.recovery_attempts += 1
         requested = row.requested_action
-        if checkpoint.clear_requested_action:
+        if requested is not None and checkpoint.clear_requested_action:
             row.requested_action = None
-        for write in checkpoint.logs:
-            error = write.error
-            entry = SagaLogEntry(
-                saga_id,
-                write.step_name,
-                write.action,
-                write.status,
-                now,
-                write.details,
-                id=len(self._log) + 1,
-                error_type=error.type if error else None,
-                error_message=error.message if error else None,
-                error_traceback=error.traceback if error else None,
-                attempt=write.attempt,
-                duration_ms=write.duration_ms,
-            )
-            row.logs.append(entry)
-            self._log.append((entry, row.name))
+        if checkpoint.logs:
+            log = self._log
+            row_logs = row.logs
+            for write in checkpoint.logs:
+                entry = _Log(len(log) + 1, saga_id, row.name, write, now)
+                row_logs.append(entry)
+                log.append(entry)
         row.updated_at = now
         self._changes += 1
-        return CheckpointResult(requested_action=requested)
+        return _NOTHING_REQUESTED if requested is None else CheckpointResult(requested)
 
     def _state(self, row: _Row) -> SagaState:
         return SagaState(
@@ -195,7 +246,7 @@ class MemorySagaStorage(ISagaStorage):
             status=row.status,
             context=copy.deepcopy(row.context),
             version=row.version,
-            history=list(row.logs),
+            history=[e.entry() for e in row.logs],
             requested_action=row.requested_action,
             recovery_attempts=row.recovery_attempts,
         )
@@ -299,9 +350,9 @@ class MemorySagaStorage(ISagaStorage):
                 text not in (row.error_type or "").lower()
             ):
                 return False
-        if f.since and row.created_at < f.since:
+        if f.since and _dt(row.created_at) < f.since:
             return False
-        return not (f.until and row.created_at > f.until)
+        return not (f.until and _dt(row.created_at) > f.until)
 
     async def list_sagas(
         self,
@@ -314,7 +365,7 @@ class MemorySagaStorage(ISagaStorage):
         """A keyset page, newest first."""
         rows = [r for r in self._rows.values() if self._matches(r, saga_filter)]
         rows.sort(key=lambda r: (r.created_at, str(r.id)), reverse=True)
-        keys = [(r.created_at, str(r.id)) for r in rows]
+        keys = [(_dt(r.created_at), str(r.id)) for r in rows]
         start = 0
         if after is not None:
             key = (after.created_at, str(after.saga_id))
@@ -326,36 +377,21 @@ class MemorySagaStorage(ISagaStorage):
         chunk = rows[start : start + limit]
         items = [r.summary() for r in chunk]
         next_cursor = (
-            PageCursor(chunk[-1].created_at, chunk[-1].id)
+            PageCursor(_dt(chunk[-1].created_at), chunk[-1].id)
             if chunk and start + limit < len(rows)
             else None
         )
-        prev_cursor = PageCursor(chunk[0].created_at, chunk[0].id) if chunk and start > 0 else None
-        return SagaPage(items, next_cursor, prev_cursor)
-
-    def _record(self, entry: SagaLogEntry, name: str) -> LogRecord:
-        return LogRecord(
-            id=entry.id,
-            saga_id=entry.saga_id,
-            saga_name=name,
-            step_name=entry.step_name,
-            action=entry.action,
-            status=entry.status,
-            created_at=entry.timestamp,
-            details=entry.details,
-            error_type=entry.error_type,
-            error_message=entry.error_message,
-            error_traceback=entry.error_traceback,
-            attempt=entry.attempt,
-            duration_ms=entry.duration_ms,
+        prev_cursor = (
+            PageCursor(_dt(chunk[0].created_at), chunk[0].id) if chunk and start > 0 else None
         )
+        return SagaPage(items, next_cursor, prev_cursor)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
         row = self._rows.get(saga_id)
         if row is None:
             return None
-        logs = [self._record(e, row.name) for e in row.logs]
+        logs = [e.record() for e in row.logs]
         return SagaDetail(
             summary=row.summary(),
             context=copy.deepcopy(row.context),
@@ -375,7 +411,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def logs_after(self, after_id: int, limit: int = 500) -> list[LogRecord]:
         """Log entries above the watermark."""
-        return [self._record(e, n) for e, n in self._log[after_id : after_id + limit]]
+        return [e.record() for e in self._log[after_id : after_id + limit]]
 
     async def last_log_id(self) -> int:
         """Highest log id."""
@@ -402,7 +438,7 @@ class MemorySagaStorage(ISagaStorage):
     async def get_step_history(self, saga_id: uuid.UUID) -> list[SagaLogEntry]:
         """The saga's log."""
         row = self._rows.get(saga_id)
-        return list(row.logs) if row is not None else []
+        return [e.entry() for e in row.logs] if row is not None else []
 
     async def get_sagas_for_recovery(
         self,
@@ -414,7 +450,7 @@ class MemorySagaStorage(ISagaStorage):
         """RUNNING/COMPENSATING sagas, oldest update first."""
         cutoff = None
         if stale_after_seconds is not None:
-            cutoff = _now() - datetime.timedelta(seconds=stale_after_seconds)
+            cutoff = time.time() - stale_after_seconds
         rows = [
             r
             for r in self._rows.values()
@@ -438,7 +474,7 @@ class MemorySagaStorage(ISagaStorage):
         row.recovery_attempts += 1
         if new_status is not None:
             row.status = new_status
-        row.updated_at = _now()
+        row.updated_at = time.time()
         self._changes += 1
 
     async def set_recovery_attempts(self, saga_id: uuid.UUID, attempts: int) -> None:

@@ -1,0 +1,1 @@
+"""Adapters to external clients (imported lazily)."""

@@ -1,0 +1,1 @@
+"""Middlewares wrapping each saga step's act."""

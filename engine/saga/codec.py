@@ -1,0 +1,81 @@
+"""Context <-> JSON through pydantic, with errors that name the offending field."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+
+import pydantic
+import pydantic_core
+
+
+class ContextSerializationError(TypeError):
+    """A saga context cannot be stored; the message names the field."""
+
+
+@functools.lru_cache(maxsize=512)
+def adapter_for(cls: type) -> pydantic.TypeAdapter[typing.Any]:
+    """A cached TypeAdapter for a context class."""
+    try:
+        return pydantic.TypeAdapter(cls)
+    except pydantic.PydanticSchemaGenerationError as exc:
+        field = _field_without_schema(cls)
+        raise ContextSerializationError(
+            f"{cls.__name__}{'.' + field if field else ''} cannot be stored as JSON: "
+            f"{str(exc).splitlines()[0]}",
+        ) from exc
+
+
+def _field_without_schema(cls: type) -> str | None:
+    if not dataclasses.is_dataclass(cls):
+        return None
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        try:
+            pydantic.TypeAdapter(hints.get(field.name, typing.Any))
+        except pydantic.PydanticSchemaGenerationError:
+            return field.name
+    return None
+
+
+_SERIALIZERS: dict[type, typing.Any] = {}
+
+
+def dump_context(context: typing.Any) -> dict[str, typing.Any]:
+    """The context as a JSON-compatible dict with its own field names."""
+    cls = type(context)
+    serializer = _SERIALIZERS.get(cls)
+    if serializer is None:
+        serializer = _SERIALIZERS[cls] = adapter_for(cls).serializer
+    try:
+        data = serializer.to_python(context, mode="json")
+    except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+        raise ContextSerializationError(_describe_failure(context, exc)) from exc
+    if not isinstance(data, dict):
+        raise ContextSerializationError(f"{cls.__name__} does not serialize to a JSON object")
+    return data
+
+
+def _describe_failure(context: typing.Any, exc: Exception) -> str:
+    cls = type(context)
+    if dataclasses.is_dataclass(context):
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(context):
+            value = getattr(context, field.name, None)
+            try:
+                pydantic.TypeAdapter(hints.get(field.name, typing.Any)).dump_python(
+                    value, mode="json"
+                )
+            except Exception as field_exc:
+                reason = str(field_exc).splitlines()[0]
+                return (
+                    f"{cls.__name__}.{field.name} cannot be stored as JSON "
+                    f"({type(value).__name__}): {reason}"
+                )
+    return f"{cls.__name__} cannot be stored as JSON: {str(exc).splitlines()[0]}"
+
+
+def load_context(cls: type, data: typing.Mapping[str, typing.Any]) -> typing.Any:
+    """Rebuild a context of ``cls`` from its stored dict."""
+    return adapter_for(cls).validate_python(dict(data))

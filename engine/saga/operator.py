@@ -1,0 +1,62 @@
+"""Who an operator is, for the audit trail."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import typing
+import uuid
+
+from engine.saga.lease import this_host
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import OperatorAction
+
+
+def os_user() -> str:
+    """The OS user running this process."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def operator_action(
+    saga_id: uuid.UUID,
+    action: str,
+    reason: str = "",
+    outcome: str = "",
+) -> OperatorAction:
+    """An audit record stamped with this user and host."""
+    return OperatorAction(
+        saga_id=saga_id,
+        action=action,
+        reason=reason,
+        os_user=os_user(),
+        host=this_host(),
+        outcome=outcome,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of an operator action on one saga."""
+
+    saga_id: uuid.UUID
+    action: typing.Literal["start", "recover", "compensate"]
+    status: SagaStatus | None = None
+    requested: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the action did what was asked (or was handed to the owner)."""
+        return self.error is None
+
+    def describe(self) -> str:
+        """One line for a status bar or a terminal."""
+        short = str(self.saga_id)[:8]
+        if self.error:
+            return f"{self.action} {short}: {self.error}"
+        if self.requested:
+            return f"{self.action} {short}: requested from the running owner"
+        return f"{self.action} {short}: {self.status.name if self.status else 'done'}"

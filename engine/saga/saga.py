@@ -1,0 +1,177 @@
+"""Saga definitions and the transaction that runs one saga."""
+
+from __future__ import annotations
+
+import contextlib
+import types
+import typing
+import uuid
+
+from engine.container import ContainerAdapter, wrap_container
+from engine.middlewares.base import MiddlewareChain
+from engine.saga.execution import RunSettings, SagaRun, Sleep
+from engine.saga.fallback import Fallback
+from engine.saga.lease import DEFAULT_LEASE_SECONDS, keeper_for
+from engine.saga.models import ContextT
+from engine.saga.step import SagaStepHandler, SagaStepResult
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.protocol import ISagaStorage
+from engine.saga.storage.views import steps_to_compensate
+from engine.saga.validation import context_type_of, validate_steps
+
+StepPair = tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler[typing.Any, typing.Any]]
+
+
+class SagaTransaction(typing.Generic[ContextT]):
+    """Runs one saga: an async context manager and an async iterator of step results.
+
+    Leaving the ``async with`` block with an exception compensates the completed steps;
+    leaving it early without one releases the lease so the saga can be resumed.
+    """
+
+    def __init__(
+        self,
+        saga: Saga[ContextT],
+        context: ContextT,
+        container: typing.Any,
+        storage: ISagaStorage,
+        saga_id: uuid.UUID | None = None,
+        compensation_retry_count: int = 3,
+        compensation_retry_delay: float = 1.0,
+        compensation_retry_backoff: float = 2.0,
+        *,
+        middlewares: MiddlewareChain | None = None,
+        sleep: Sleep | None = None,
+        settings: RunSettings | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        recovery: bool = False,
+    ) -> None:
+        if settings is None:
+            settings = RunSettings(
+                compensation_retry_count=compensation_retry_count,
+                compensation_retry_delay=compensation_retry_delay,
+                compensation_retry_backoff=compensation_retry_backoff,
+                middlewares=middlewares or MiddlewareChain(),
+            )
+            if sleep is not None:
+                settings.sleep = sleep
+        self._container: ContainerAdapter = wrap_container(container)
+        self._run = SagaRun(
+            saga,
+            context,
+            self._container,
+            storage,
+            keeper_for(storage, lease_seconds),
+            settings,
+            saga_id,
+        )
+        self._recovery = recovery
+        self._iterator: typing.AsyncGenerator[StepPair, None] | None = None
+
+    @property
+    def saga_id(self) -> uuid.UUID:
+        """The id of the saga this transaction runs."""
+        return self._run.saga_id
+
+    @property
+    def status(self) -> SagaStatus | None:
+        """The saga's status as last written by this transaction."""
+        return self._run.status
+
+    @property
+    def completed_steps(self) -> list[str]:
+        """Names of the steps whose act completed, in order."""
+        return self._run.completed
+
+    async def __aenter__(self) -> SagaTransaction[ContextT]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> bool:
+        if self._iterator is not None:
+            await self._iterator.aclose()
+        run = self._run
+        if (
+            isinstance(exc, Exception)
+            and not run.compensated
+            and run.status not in (SagaStatus.COMPENSATED, SagaStatus.FAILED, None)
+        ):
+            # The consumer failed after some steps: undo them, as python-cqrs does.
+            with contextlib.suppress(Exception):
+                run.keeper.acquire()
+                try:
+                    state = await run._claim()
+                    if state is not None:
+                        await run.compensate(steps_to_compensate(state.history))
+                finally:
+                    run.keeper.release()
+        return False
+
+    def __aiter__(self) -> typing.AsyncIterator[SagaStepResult[ContextT, typing.Any]]:
+        return self._results()
+
+    async def _results(self) -> typing.AsyncIterator[SagaStepResult[ContextT, typing.Any]]:
+        self._iterator = self.steps()
+        async for result, _ in self._iterator:
+            yield result
+
+    def steps(self) -> typing.AsyncGenerator[StepPair, None]:
+        """Run the saga, yielding each durable step result with the handler that made it."""
+        return self._run.execute(recovery=self._recovery)
+
+
+class Saga(typing.Generic[ContextT]):
+    """An ordered list of steps (handlers or Fallbacks) sharing one context type.
+
+    Steps are checked when the subclass is created: each must be a SagaStepHandler of
+    the saga's context type, else a TypeError names the saga and the step.
+    """
+
+    steps: typing.ClassVar[list[typing.Any]] = []
+
+    def __init_subclass__(cls, **kwargs: typing.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_steps(cls.__name__, context_type_of(cls, Saga), cls.steps)
+
+    @classmethod
+    def context_type(cls) -> type | None:
+        """The context type the saga was declared with."""
+        return context_type_of(cls, Saga)
+
+    @classmethod
+    def step_names(cls) -> list[str]:
+        """The declared step names in order (a Fallback counts by its primary)."""
+        return [s.step.__name__ if isinstance(s, Fallback) else s.__name__ for s in cls.steps]
+
+    @property
+    def steps_count(self) -> int:
+        """How many steps the saga declares."""
+        return len(self.steps)
+
+    def transaction(
+        self,
+        context: ContextT,
+        container: typing.Any,
+        storage: ISagaStorage,
+        saga_id: uuid.UUID | None = None,
+        compensation_retry_count: int = 3,
+        compensation_retry_delay: float = 1.0,
+        compensation_retry_backoff: float = 2.0,
+        **options: typing.Any,
+    ) -> SagaTransaction[ContextT]:
+        """A transaction running this saga for ``context`` (resumed when ``saga_id`` exists)."""
+        return SagaTransaction(
+            self,
+            context,
+            container,
+            storage,
+            saga_id,
+            compensation_retry_count,
+            compensation_retry_delay,
+            compensation_retry_backoff,
+            **options,
+        )
