@@ -36,38 +36,45 @@ class EventEmitter:
         self._semaphore = asyncio.Semaphore(max(1, max_concurrent_event_handlers))
 
     async def emit_all(self, events: typing.Iterable[Event], depth: int = 0) -> None:
-        """Emit every event; domain events sequentially or concurrently as configured."""
+        """Emit every event: handlers one by one, or concurrently up to the limit."""
         batch = list(events)
         if not batch:
             return
         if self._concurrent:
-            await asyncio.gather(*(self._emit_limited(e, depth) for e in batch))
+            jobs = [(event, h) for event in batch for h in self._targets(event)]
+            results = await asyncio.gather(*(self._run_limited(e, h) for e, h in jobs))
+            follow_ups = [f for result in results for f in result]
         else:
+            follow_ups = []
             for event in batch:
-                await self.emit(event, depth)
-
-    async def _emit_limited(self, event: Event, depth: int) -> None:
-        async with self._semaphore:
-            follow_ups = await self._emit_one(event)
+                for handler_type in self._targets(event):
+                    follow_ups.extend(await self._run(event, handler_type))
         if follow_ups and depth < _MAX_FOLLOW_UP_DEPTH:
             await self.emit_all(follow_ups, depth + 1)
 
-    async def emit(self, event: Event, depth: int = 0) -> None:
+    async def emit(self, event: Event) -> None:
         """Emit one event and the follow-ups its handlers produce."""
-        follow_ups = await self._emit_one(event)
-        if follow_ups and depth < _MAX_FOLLOW_UP_DEPTH:
-            await self.emit_all(follow_ups, depth + 1)
+        await self.emit_all((event,))
 
-    async def _emit_one(self, event: Event) -> list[Event]:
+    def _targets(self, event: Event) -> typing.Sequence[typing.Any]:
         if isinstance(event, NotificationEvent):
-            await self._broker.send_message(message_from_event(event))
-            return []
-        if not isinstance(event, DomainEvent):
-            logger.debug("event %s is neither domain nor notification; skipped", event)
-            return []
-        follow_ups: list[Event] = []
-        for handler_type in self.event_map.handlers_for(event):
-            handler = await self._container.resolve(handler_type)
-            await handler.handle(event)
-            follow_ups.extend(handler.events)
-        return follow_ups
+            return (_BROKER,)
+        if isinstance(event, DomainEvent):
+            return self.event_map.handlers_for(event)
+        logger.debug("event %s is neither domain nor notification; skipped", event)
+        return ()
+
+    async def _run_limited(self, event: Event, target: typing.Any) -> typing.Sequence[Event]:
+        async with self._semaphore:
+            return await self._run(event, target)
+
+    async def _run(self, event: Event, target: typing.Any) -> typing.Sequence[Event]:
+        if target is _BROKER:
+            await self._broker.send_message(message_from_event(event))  # type: ignore[arg-type]
+            return ()
+        handler = await self._container.resolve(target)
+        await handler.handle(event)
+        return handler.events
+
+
+_BROKER = object()

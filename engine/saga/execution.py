@@ -98,6 +98,7 @@ class SagaRun:
         self.compensated = False
         self.holds_lease = False
         self._requested: RequestedAction | None = None
+        self._registered = False
         self._steps = type(saga).steps
         self._types = _step_types(type(saga))
 
@@ -146,6 +147,8 @@ class SagaRun:
         return None
 
     async def _claim(self) -> SagaState | None:
+        if self.saga_id in self.keeper.running and not self._registered:
+            raise SagaBusyError(self.saga_id, f"{self.owner} (this process)")
         now = time.time()
         try:
             state = await self.storage.claim(
@@ -165,9 +168,21 @@ class SagaRun:
             if state is None:
                 raise SagaBusyError(self.saga_id, holder)
         self.holds_lease = True
+        self._register()
         self.status = state.status
         self._requested = state.requested_action
         return state
+
+    def _register(self) -> None:
+        if not self._registered:
+            self.keeper.running.add(self.saga_id)
+            self._registered = True
+
+    def unregister(self) -> None:
+        """Forget that this run executes the saga (when it ends or pauses)."""
+        if self._registered:
+            self.keeper.running.discard(self.saga_id)
+            self._registered = False
 
     async def _create(self) -> None:
         context = dump_context(self.context)
@@ -185,6 +200,8 @@ class SagaRun:
             ),
         )
         self.holds_lease = first is not None
+        if self.holds_lease:
+            self._register()
         self.status = status
         self._first_started = True
 
@@ -300,6 +317,7 @@ class SagaRun:
         finally:
             if self.holds_lease:
                 await self.release()
+            self.unregister()
             self.keeper.release()
 
     async def _act(

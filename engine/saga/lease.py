@@ -100,6 +100,9 @@ class LeaseKeeper:
         self.lease_seconds = lease_seconds
         self._active = 0
         self._task: asyncio.Task[None] | None = None
+        # Saga ids a run of this process is executing right now: the lease says "this
+        # process", this set says "busy here", so two runs in one process never overlap.
+        self.running: set[typing.Any] = set()
 
     def expiry(self) -> float:
         """The expiry a lease taken now gets."""

@@ -261,9 +261,12 @@ class SagaMediator:
         context_type, saga_type = self.saga_for_name(detail.summary.name)
         keeper = keeper_for(self.storage, self.lease_seconds)
         steal = lease.owner if lease.owner and owner_is_dead(lease.owner) else None
-        state = await self.storage.claim(
-            saga_id, keeper.owner, keeper.expiry(), now=time.time(), steal_from=steal
-        )
+        if saga_id in keeper.running:
+            state = None  # a run in this very process has it: ask it, like any owner
+        else:
+            state = await self.storage.claim(
+                saga_id, keeper.owner, keeper.expiry(), now=time.time(), steal_from=steal
+            )
         if state is None:
             await self.storage.request_action(saga_id, RequestedAction.COMPENSATE)
             result = ActionResult(saga_id, "compensate", lease.status, requested=True)
@@ -281,8 +284,11 @@ class SagaMediator:
                 f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: "
                 f"{str(exc).splitlines()[0]}",
             ) from exc
-        run = SagaRun(saga_type(), context, self.container, self.storage, keeper, self.settings, saga_id)
+        run = SagaRun(
+            saga_type(), context, self.container, self.storage, keeper, self.settings, saga_id
+        )
         run.holds_lease = True
+        run._register()
         keeper.acquire()
         self.running += 1
         try:
@@ -292,6 +298,7 @@ class SagaMediator:
             keeper.release()
             if run.holds_lease:
                 await run.release()
+            run.unregister()
         result = ActionResult(saga_id, "compensate", status)
         await self._audit(saga_id, "compensate", reason, result)
         return result
