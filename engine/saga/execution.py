@@ -67,8 +67,8 @@ def forward_not_allowed(saga_id: uuid.UUID, status: SagaStatus) -> RuntimeError:
     )
 
 
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
+def _ms(start: float, _clock: typing.Callable[[], float] = time.perf_counter) -> float:
+    return (_clock() - start) * 1000.0
 
 
 class SagaRun:
@@ -326,7 +326,10 @@ class SagaRun:
     ) -> tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler]:
         step = await self.container.resolve(step_type)
         chain = self.settings.middlewares
-        result = await (chain.wrap(step.act)(self.context) if chain else step.act(self.context))
+        if chain._chain:
+            result = await chain.wrap(step.act)(self.context)
+        else:
+            result = await step.act(self.context)
         if not isinstance(result, SagaStepResult):
             result = step._generate_step_result(result)
         return result, step

@@ -78,7 +78,7 @@ class ErrorInfo:
     traceback: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class LogWrite:
     """A step log entry to append as part of a checkpoint."""
 
@@ -91,7 +91,7 @@ class LogWrite:
     duration_ms: float | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class NewSaga:
     """The row to insert when a checkpoint creates a saga."""
 
