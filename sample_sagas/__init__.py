@@ -1,0 +1,6 @@
+"""Sample sagas, fake services with a ledger, and a load generator for the demo."""
+
+from sample_sagas.app import create_mediator, examples
+from sample_sagas.services import Knobs
+
+__all__ = ["Knobs", "create_mediator", "examples"]

@@ -1,0 +1,138 @@
+"""The sample application: ``create_mediator(storage)`` registers every sample saga."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import random
+import threading
+import typing
+import uuid
+
+from engine.events import EventMap
+from engine.saga.bootstrap import bootstrap
+from engine.saga.map import SagaMap
+from engine.saga.mediator import SagaMediator
+from engine.saga.models import SagaContext
+from engine.saga.saga import Saga
+from engine.saga.storage.protocol import ISagaStorage
+from sample_sagas.contexts import OrderContext, OrderLine, SubscriptionContext, TravelContext
+from sample_sagas.ledger import Ledger, MemoryLedger, SqliteLedger
+from sample_sagas.order import OrderSaga, map_order_events
+from sample_sagas.refund import SubscriptionSaga
+from sample_sagas.services import FakeServices, Knobs, ServicesContainer, track_saga
+from sample_sagas.travel import TravelSaga
+
+SAGAS: tuple[tuple[type[SagaContext], type[Saga[typing.Any]]], ...] = (
+    (OrderContext, OrderSaga),
+    (TravelContext, TravelSaga),
+    (SubscriptionContext, SubscriptionSaga),
+)
+
+_LEDGERS: dict[str, SqliteLedger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
+def database_path(storage: ISagaStorage) -> str | None:
+    """The SQLite file behind a storage, None for memory or a server database."""
+    factory = getattr(storage, "session_factory", None)
+    bind = getattr(factory, "kw", {}).get("bind") if factory is not None else None
+    url = getattr(bind, "url", None)
+    if url is None or url.get_backend_name() != "sqlite":
+        return None
+    from engine.saga.storage.sqlalchemy.connect import sqlite_path
+
+    return sqlite_path(url)
+
+
+def ledger_for(storage: ISagaStorage) -> Ledger:
+    """The demo ledger in the storage's own database file (in memory otherwise)."""
+    path = database_path(storage)
+    if path is None:
+        return MemoryLedger()
+    with _LEDGERS_LOCK:
+        # One writer thread per file per process, however many mediators are built.
+        ledger = _LEDGERS.get(path)
+        if ledger is None:
+            ledger = _LEDGERS[path] = SqliteLedger(path)
+        return ledger
+
+
+def create_mediator(storage: ISagaStorage, *, knobs: Knobs | None = None) -> SagaMediator:
+    """A mediator running the sample sagas against fake services that write the ledger."""
+    knobs = knobs or Knobs()
+    services = FakeServices(ledger_for(storage), knobs)
+
+    def map_sagas(sagas: SagaMap) -> None:
+        for context_type, saga_type in SAGAS:
+            sagas.bind(context_type, saga_type)
+
+    def map_events(events: EventMap) -> None:
+        map_order_events(events)
+
+    mediator = bootstrap(
+        ServicesContainer(services),
+        sagas_mapper=map_sagas,
+        domain_events_mapper=map_events,
+        saga_storage=storage,
+        compensation_retry_count=knobs.compensation_retry_count,
+        compensation_retry_delay=knobs.compensation_retry_delay,
+        compensation_retry_backoff=knobs.compensation_retry_backoff,
+    )
+    mediator.add_listener(track_saga)
+    return mediator
+
+
+_CUSTOMERS = ("ada", "grace", "linus", "margaret", "dennis", "barbara", "ken", "frances")
+_CITIES = ("Lisbon", "Oslo", "Kyoto", "Lima", "Nairobi", "Quebec", "Hanoi", "Porto")
+_SKUS = ("SKU-KEYBOARD", "SKU-MOUSE", "SKU-MONITOR", "SKU-CABLE", "SKU-DOCK")
+_PLANS = (("basic", "9.90"), ("pro", "29.00"), ("team", "99.00"))
+
+
+def example_context(saga_name: str, rng: random.Random | None = None) -> SagaContext:
+    """A valid, varied context for a sample saga (random when ``rng`` is given)."""
+    pick = rng.choice if rng is not None else (lambda seq: seq[0])
+    key = uuid.uuid4().hex[:8] if rng is not None else "0001"
+    customer = pick(_CUSTOMERS)
+    if saga_name == OrderSaga.__name__:
+        return OrderContext(
+            order_id=f"ord-{key}",
+            customer=customer,
+            lines=[
+                OrderLine(
+                    sku=pick(_SKUS),
+                    quantity=1 + (rng.randrange(3) if rng else 1),
+                    unit_price=decimal.Decimal("49.90"),
+                )
+            ],
+            address=f"1 Main Street, {pick(_CITIES)}",
+        )
+    if saga_name == TravelSaga.__name__:
+        origin = pick(_CITIES)
+        return TravelContext(
+            trip_id=f"trip-{key}",
+            traveller=customer,
+            origin=origin,
+            destination=pick([c for c in _CITIES if c != origin]),
+            depart_on=datetime.date.today() + datetime.timedelta(days=14),
+            nights=3,
+        )
+    if saga_name == SubscriptionSaga.__name__:
+        plan, price = pick(_PLANS)
+        return SubscriptionContext(
+            subscription_id=f"sub-{key}",
+            customer=customer,
+            plan=plan,
+            amount=decimal.Decimal(price),
+        )
+    raise KeyError(saga_name)
+
+
+def examples() -> dict[str, dict[str, typing.Any]]:
+    """Saga name -> an example context as JSON data, for start forms."""
+    out: dict[str, dict[str, typing.Any]] = {}
+    for _, saga in SAGAS:
+        data = example_context(saga.__name__).to_dict()
+        # Fields the steps fill in are left out: the form shows only what a caller gives.
+        out[saga.__name__] = {k: v for k, v in data.items() if v is not None}
+    return out

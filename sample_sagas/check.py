@@ -1,0 +1,107 @@
+"""Does the ledger agree with every saga's status? The demo's end-to-end invariant."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import typing
+
+from engine.saga.fallback import Fallback
+from engine.saga.saga import Saga
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import PageCursor
+from engine.saga.storage.protocol import ISagaStorage
+from sample_sagas.app import SAGAS
+from sample_sagas.ledger import LedgerRow
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Disagreement:
+    """One saga whose side effects do not match its status."""
+
+    saga_id: str
+    name: str
+    status: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line for a terminal."""
+        return f"{self.saga_id}  {self.name}  {self.status}: {self.reason}"
+
+
+def step_alternatives(saga_type: type[Saga[typing.Any]]) -> list[tuple[str, ...]]:
+    """Per declared step, the names that can fulfil it (a Fallback: either one)."""
+    out: list[tuple[str, ...]] = []
+    for item in saga_type.steps:
+        if isinstance(item, Fallback):
+            out.append((item.step.__name__, item.fallback.__name__))
+        else:
+            out.append((item.__name__,))
+    return out
+
+
+_PLANS = {saga.__name__: step_alternatives(saga) for _, saga in SAGAS}
+
+
+def judge(
+    name: str,
+    status: SagaStatus,
+    done: set[str],
+    undone: set[str],
+) -> str | None:
+    """Why a saga's ledger disagrees with its status, or None when it agrees."""
+    if status is SagaStatus.FAILED:
+        return None  # a compensation failed: the operator must act; nothing to assert yet
+    if status in (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+        return "not terminal"
+    if status is SagaStatus.COMPLETED:
+        plan = _PLANS.get(name)
+        if plan is None:
+            return None
+        for alternatives in plan:
+            took = [n for n in alternatives if n in done]
+            if not took:
+                return f"no 'do' for {' or '.join(alternatives)}"
+            if len(took) > 1:
+                return f"'do' for more than one of {', '.join(took)}"
+        if undone:
+            return f"'undo' recorded for {', '.join(sorted(undone))}"
+        return None
+    missing = sorted(done - undone)
+    if missing:
+        return f"'do' without 'undo' for {', '.join(missing)}"
+    return None
+
+
+async def find_disagreements(
+    storage: ISagaStorage,
+    ledger: typing.Iterable[LedgerRow],
+    *,
+    page_size: int = 1000,
+) -> tuple[int, list[Disagreement]]:
+    """(sagas checked, disagreements) over every saga in storage and the ledger rows.
+
+    Sagas are read before the ledger is iterated: a status read as terminal was
+    committed after every side effect it depends on, so the ledger read later has them.
+    """
+    sagas: list[tuple[str, str, SagaStatus]] = []
+    cursor: PageCursor | None = None
+    while True:
+        page = await storage.list_sagas(limit=page_size, after=cursor)
+        sagas.extend((str(s.id), s.name, s.status) for s in page.items)
+        if page.next_cursor is None or not page.items:
+            break
+        cursor = page.next_cursor
+    done: dict[str, set[str]] = collections.defaultdict(set)
+    undone: dict[str, set[str]] = collections.defaultdict(set)
+    for row in ledger:
+        (done if row.action == "do" else undone)[row.saga_id].add(row.step)
+    bad: list[Disagreement] = []
+    for key, name, status in sagas:
+        reason = judge(name, status, done.get(key, set()), undone.get(key, set()))
+        if reason is not None:
+            bad.append(Disagreement(key, name, status.name, reason))
+    seen = {key for key, _, _ in sagas}
+    for key in sorted(set(done) - seen):
+        bad.append(Disagreement(key, "?", "MISSING", "ledger rows for a saga that is not stored"))
+    return len(sagas), bad
