@@ -345,11 +345,16 @@ class MemorySagaStorage(ISagaStorage):
         if f.name and f.name.lower() not in row.name.lower():
             return False
         if f.text:
-            text = f.text.lower()
-            if text not in str(row.id) and text not in (row.error_message or "").lower() and (
-                text not in (row.error_type or "").lower()
-            ):
-                return False
+            prefix = f.id_prefix
+            if prefix is not None:
+                if not str(row.id).startswith(prefix):
+                    return False
+            else:
+                text = f.text.lower()
+                if text not in (row.error_message or "").lower() and (
+                    text not in (row.error_type or "").lower()
+                ):
+                    return False
         if f.since and _dt(row.created_at) < f.since:
             return False
         return not (f.until and _dt(row.created_at) > f.until)

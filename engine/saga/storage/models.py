@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing
 import uuid
 
@@ -172,6 +173,9 @@ class LeaseInfo:
 # ---- query API results -------------------------------------------------------------
 
 
+_ID_START = re.compile(r"[0-9a-f]{1,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SagaFilter:
     """Which sagas a page shows. Empty fields match everything."""
@@ -186,6 +190,20 @@ class SagaFilter:
     def is_empty(self) -> bool:
         """True when the filter matches every saga."""
         return not (self.statuses or self.name or self.text or self.since or self.until)
+
+    @property
+    def id_prefix(self) -> str | None:
+        """``text`` as the start of a saga id when it looks like one, else None.
+
+        Text of 4+ characters that could begin a UUID's text form and holds a digit
+        matches ids by prefix (an index range in SQL); any other text matches the error
+        type and message. Substrings in the middle of ids are not searched: no index
+        can serve them on a million sagas.
+        """
+        text = (self.text or "").strip().lower()
+        if len(text) >= 4 and _ID_START.fullmatch(text) and any(c.isdigit() for c in text):
+            return text
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

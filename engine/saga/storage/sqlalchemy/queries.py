@@ -112,27 +112,54 @@ def _id_text(conn: AsyncConnection) -> sa.ColumnElement[str]:
     return sa.type_coerce(T.c.id, sa.String)
 
 
+def _icontains(
+    conn: AsyncConnection,
+    column: sa.ColumnElement[typing.Any],
+    text: str,
+) -> sa.ColumnElement[bool]:
+    """Case-insensitive substring match.
+
+    SQLite's LIKE already ignores ASCII case; wrapping both sides in lower(), as
+    ``ilike`` does, makes a scan three times slower there.
+    """
+    if conn.dialect.name == "sqlite":
+        return column.contains(text, autoescape=True)
+    return column.icontains(text, autoescape=True)
+
+
 def _filter_clauses(conn: AsyncConnection, f: SagaFilter) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if f.statuses:
         clauses.append(T.c.status.in_([s.name for s in f.statuses]))
     if f.name:
-        clauses.append(T.c.name.icontains(f.name, autoescape=True))
+        clauses.append(_icontains(conn, T.c.name, f.name))
     if f.text:
-        text = f.text.lower()
-        alternatives = [
-            T.c.error_message.icontains(text, autoescape=True),
-            T.c.error_type.icontains(text, autoescape=True),
-        ]
-        id_text = text if _native_uuid(conn) else text.replace("-", "")
-        if id_text and re.fullmatch(r"[0-9a-f-]+", text):
-            alternatives.append(_id_text(conn).contains(id_text, autoescape=True))
-        clauses.append(sa.or_(*alternatives))
+        prefix = f.id_prefix
+        if prefix is not None:
+            clauses.append(_id_prefix_clause(conn, prefix))
+        else:
+            # error_type IS NOT NULL lets the planner walk the partial covering index.
+            clauses.append(T.c.error_type.is_not(None))
+            clauses.append(
+                sa.or_(
+                    _icontains(conn, T.c.error_message, f.text),
+                    _icontains(conn, T.c.error_type, f.text),
+                ),
+            )
     if f.since:
         clauses.append(T.c.created_at >= codec.as_utc(f.since))
     if f.until:
         clauses.append(T.c.created_at <= codec.as_utc(f.until))
     return clauses
+
+
+def _id_prefix_clause(conn: AsyncConnection, prefix: str) -> sa.ColumnElement[bool]:
+    """Ids whose text form starts with ``prefix``, as a range on the primary key."""
+    if _native_uuid(conn):
+        return _id_text(conn).startswith(prefix, autoescape=True)
+    stored = prefix.replace("-", "")
+    # 'g' sorts after every hex digit, so the range is exactly the prefix.
+    return sa.and_(_id_text(conn) >= stored, _id_text(conn) < stored + "g")
 
 
 def _key(cursor: PageCursor) -> typing.Any:
@@ -259,12 +286,7 @@ async def find_ids(conn: AsyncConnection, prefix: str, limit: int) -> list[uuid.
     prefix = prefix.lower()
     if not _UUID_PREFIX.fullmatch(prefix):
         return []
-    if _native_uuid(conn):
-        where = _id_text(conn).startswith(prefix, autoescape=True)
-    else:
-        stored = prefix.replace("-", "")
-        # A range on the hex text uses the primary key index; 'g' sorts after every digit.
-        where = sa.and_(_id_text(conn) >= stored, _id_text(conn) < stored + "g")
+    where = _id_prefix_clause(conn, prefix)
     rows = await conn.execute(sa.select(T.c.id).where(where).order_by(T.c.id).limit(limit))
     return [r[0] for r in rows]
 

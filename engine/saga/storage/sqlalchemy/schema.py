@@ -67,6 +67,16 @@ SAGA_INDEXES = (
         "ix_saga_executions_status_updated", saga_executions.c.status, saga_executions.c.updated_at
     ),
     sa.Index("ix_saga_executions_lease_owner", saga_executions.c.lease_owner),
+    # Text search scans only sagas with an error, inside the index (covering, partial).
+    sa.Index(
+        "ix_saga_executions_errors",
+        saga_executions.c.created_at,
+        saga_executions.c.id,
+        saga_executions.c.error_type,
+        saga_executions.c.error_message,
+        sqlite_where=saga_executions.c.error_type.is_not(None),
+        postgresql_where=saga_executions.c.error_type.is_not(None),
+    ),
 )
 
 saga_logs = sa.Table(
