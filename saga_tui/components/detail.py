@@ -1,0 +1,212 @@
+"""The detail of one saga: header, step lanes, error with traceback, context, history."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from rich.console import Group, RenderableType
+from rich.json import JSON
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import SagaDetail
+from saga_tui.render import (
+    Palette,
+    age,
+    clean,
+    duration,
+    lane_text,
+    paint,
+    safe,
+    short_id,
+    status_text,
+    timestamp,
+)
+
+
+class DetailScreen(Screen[None]):
+    """One saga in full; ``f`` follows it live, ``esc`` goes back to the list."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
+        Binding("f", "toggle_follow", "Follow", id="detail.follow"),
+        Binding("r", "app.recover", "Recover", id="detail.recover"),
+        Binding("c", "app.compensate", "Compensate", id="detail.compensate"),
+        Binding("y", "app.copy_id", "Copy id", id="detail.copy"),
+        Binding("question_mark", "app.help", "Help", key_display="?", id="detail.help"),
+    ]
+
+    def __init__(self, saga_id: uuid.UUID, why_not: str | None = None) -> None:
+        super().__init__()
+        self.saga_id = saga_id
+        self.follow = True
+        self.detail: SagaDetail | None = None
+        self.why_not = why_not
+
+    def compose(self) -> ComposeResult:
+        """Header, steps, then one scrolling body."""
+        yield Static(Text(f"Saga {self.saga_id} · loading…"), id="detail-header")
+        with VerticalScroll(id="detail-body"):
+            steps: DataTable[object] = DataTable(id="detail-steps", cursor_type="row")
+            yield steps
+            yield Static("", id="detail-error")
+            yield Static("", id="detail-context")
+            yield Static("", id="detail-history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns of the step table."""
+        table = self.query_one("#detail-steps", DataTable)
+        for key, label, width in (
+            ("n", "#", 3),
+            ("step", "STEP", 24),
+            ("act", "ACT", 26),
+            ("compensate", "COMPENSATE", 26),
+            ("started", "STARTED", 10),
+            ("error", "ERROR", 50),
+        ):
+            table.add_column(label, key=key, width=width)
+
+    def action_toggle_follow(self) -> None:
+        """Follow the saga live (reload on every change) or freeze it."""
+        self.follow = not self.follow
+        self.notify("following live" if self.follow else "frozen: press f to follow again")
+        if self.detail is not None:
+            self.show(self.detail, self.app_palette)
+
+    @property
+    def app_palette(self) -> Palette | None:
+        """The app's theme palette."""
+        return getattr(self.app, "palette", None)
+
+    def show(self, detail: SagaDetail | None, palette: Palette | None) -> None:
+        """Render a freshly loaded saga."""
+        header = self.query_one("#detail-header", Static)
+        if detail is None:
+            header.update(Text(f"Saga {self.saga_id} no longer exists", end=""))
+            return
+        self.detail = detail
+        s = detail.summary
+        line = Text(end="")
+        line.append(clean(s.name), style="bold")
+        line.append(f"  {s.id}  ")
+        line.append_text(status_text(s.status, palette))
+        line.append(
+            f"  created {timestamp(s.created_at)}  took {duration(s.duration.total_seconds())}"
+        )
+        line.append(f"  attempts {s.recovery_attempts}")
+        if s.lease_owner:
+            line.append("  owner ")
+            line.append(clean(s.lease_owner))
+        if s.requested_action:
+            line.append(f"  requested: {s.requested_action}")
+        line.append("  · following" if self.follow else "  · frozen")
+        if self.why_not:
+            line.append("\n")
+            line.append(self.why_not, style="bold")
+        header.update(line)
+        self._show_steps(detail, palette)
+        self._show_error(detail, palette)
+        self._show_context(detail)
+        self._show_history(detail, palette)
+
+    def _show_steps(self, detail: SagaDetail, palette: Palette | None) -> None:
+        table = self.query_one("#detail-steps", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for index, step in enumerate(detail.steps, 1):
+            lane_error = step.compensate if step.compensate.error_type else step.act
+            error = ""
+            if lane_error.error_type or lane_error.error_message:
+                error = f"{lane_error.error_type or 'Error'}: {lane_error.error_message or ''}"
+            started = step.act.started_at
+            table.add_row(
+                Text(str(index), end=""),
+                safe(step.name),
+                lane_text(step.act, palette),
+                lane_text(step.compensate, palette),
+                Text(age(started) if started else "", end=""),
+                paint(safe(error, "bad"), palette),
+                key=f"{index}",
+            )
+        table.styles.height = len(detail.steps) + 2
+        if detail.steps:
+            table.move_cursor(row=min(row, len(detail.steps) - 1), animate=False)
+
+    def _show_error(self, detail: SagaDetail, palette: Palette | None) -> None:
+        s = detail.summary
+        widget = self.query_one("#detail-error", Static)
+        if not (s.error_type or s.error_message or detail.error_traceback):
+            widget.display = False
+            return
+        widget.display = True
+        text = Text(end="")
+        text.append("Error\n", style="bold")
+        text.append(clean(f"{s.error_type or 'Error'}: {s.error_message or ''}"), style="bad")
+        if detail.error_traceback:
+            text.append("\n")
+            text.append(clean(detail.error_traceback, multiline=True))
+        widget.update(paint(text, palette))
+
+    def _show_context(self, detail: SagaDetail) -> None:
+        widget = self.query_one("#detail-context", Static)
+        body: RenderableType
+        if detail.context is not None:
+            # json.dumps escapes every control character, so the JSON view is safe text.
+            body = JSON(json.dumps(detail.context, indent=2, default=str))
+        else:
+            body = Text(
+                f"stored context does not parse: {clean(detail.context_error)}\n"
+                + clean(detail.context_raw[:4000], multiline=True),
+                end="",
+            )
+        widget.update(Group(Text("Context", style="bold"), body))
+
+    def _show_history(self, detail: SagaDetail, palette: Palette | None) -> None:
+        rows: list[tuple[object, Text]] = []
+        for record in detail.logs:
+            line = Text(end="")
+            line.append(timestamp(record.created_at), style="dim")
+            line.append(f"  {record.action:<10} ")
+            line.append(clean(record.step_name))
+            line.append(f"  {record.status.name.lower()}")
+            if record.attempt > 1:
+                line.append(f" (attempt {record.attempt})")
+            if record.error_type or record.error_message:
+                line.append("  ")
+                line.append(
+                    clean(f"{record.error_type or 'Error'}: {record.error_message or ''}"),
+                    style="bad",
+                )
+            rows.append((record.created_at, line))
+        for action in detail.audit:
+            line = Text(end="")
+            line.append(timestamp(action.created_at), style="dim")
+            line.append("  operator   ", style="bold")
+            line.append(clean(f"{action.action} by {action.os_user}@{action.host}"))
+            if action.reason:
+                line.append(clean(f" ({action.reason})"))
+            if action.outcome:
+                line.append(clean(f" -> {action.outcome}"))
+            rows.append((action.created_at, line))
+        rows.sort(key=lambda item: timestamp(item[0]))  # type: ignore[arg-type]
+        text = Text(end="")
+        text.append("History\n", style="bold")
+        text.append_text(Text("\n").join(line for _, line in rows))
+        self.query_one("#detail-history", Static).update(paint(text, palette))
+
+    @property
+    def short(self) -> str:
+        """Short id for messages."""
+        return short_id(self.saga_id)
+
+    @property
+    def status(self) -> SagaStatus | None:
+        """The saga's last known status."""
+        return self.detail.summary.status if self.detail else None

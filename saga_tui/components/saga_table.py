@@ -1,0 +1,122 @@
+"""The saga table: one page of sagas, updated in place by key so the cursor never jumps."""
+
+from __future__ import annotations
+
+import uuid
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
+
+from engine.saga.storage.models import SagaSummary
+from saga_tui.render import Palette, age, summary_row
+
+COLUMNS = (
+    ("mark", " ", 1),
+    ("id", "ID", 8),
+    ("saga", "SAGA", 16),
+    ("status", "STATUS", 14),
+    ("progress", "PROGRESS", 24),
+    ("updated", "UPDATED", 8),
+    ("took", "TOOK", 7),
+    ("tries", "TRIES", 5),
+    ("error", "ERROR", 40),
+)
+
+
+class SagaTable(DataTable[object]):
+    """A DataTable keyed by saga id; ``show_page`` diffs instead of rebuilding."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self.summaries: dict[str, SagaSummary] = {}
+        self.order: list[str] = []
+
+    def on_mount(self) -> None:
+        """Declare the columns once."""
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def current_id(self) -> uuid.UUID | None:
+        """The saga under the cursor."""
+        if not self.order or not 0 <= self.cursor_row < len(self.order):
+            return None
+        return uuid.UUID(self.order[self.cursor_row])
+
+    def summary(self, saga_id: uuid.UUID) -> SagaSummary | None:
+        """The row's data, if the saga is on this page."""
+        return self.summaries.get(str(saga_id))
+
+    def show_page(
+        self,
+        items: list[SagaSummary],
+        marks: set[uuid.UUID],
+        palette: Palette,
+        *,
+        keep_cursor: bool = True,
+    ) -> None:
+        """Make the rows equal ``items``: update, add and remove by key; keep the cursor.
+
+        Call inside ``app.batch_update()`` so the screen changes once.
+        """
+        keep = self.order[self.cursor_row] if keep_cursor and self.order else None
+        old_row = self.cursor_row
+        wanted = [str(s.id) for s in items]
+        wanted_set = set(wanted)
+        for key in [k for k in self.order if k not in wanted_set]:
+            self.remove_row(key)
+            self.summaries.pop(key, None)
+        for summary, key in zip(items, wanted, strict=True):
+            cells = summary_row(summary, summary.id in marks, palette)
+            if key in self.summaries:
+                old = summary_row(self.summaries[key], summary.id in marks, palette)
+                for (column, _, _), new_cell, old_cell in zip(COLUMNS, cells, old, strict=True):
+                    # Ages change every second; everything else only when the row changed.
+                    if new_cell != old_cell or column == "updated":
+                        self.update_cell(key, column, new_cell)
+            else:
+                self.add_row(*cells, key=key)
+            self.summaries[key] = summary
+        current = [str(k.value) for k in self.ordered_keys()]
+        if current != wanted:
+            rank = {key: index for index, key in enumerate(wanted)}
+            self._sort_by_rank(rank)
+        self.order = wanted
+        if keep is not None and keep in wanted_set:
+            self.move_cursor(row=wanted.index(keep), animate=False, scroll=False)
+        elif wanted:
+            self.move_cursor(row=min(old_row, len(wanted) - 1), animate=False, scroll=False)
+
+    def ordered_keys(self) -> list[RowKey]:
+        """Row keys in display order."""
+        return [row.key for row in self.ordered_rows]
+
+    def _sort_by_rank(self, rank: dict[str, int]) -> None:
+        # DataTable sorts by cell values; the id column holds the short id, which is
+        # unique on one page except in freak collisions, where a rebuild is the fallback.
+        shorts = {key[:8]: index for key, index in rank.items()}
+        if len(shorts) != len(rank):
+            self._rebuild(list(rank))
+            return
+        self.sort("id", key=lambda cell: shorts.get(str(cell), 0))
+
+    def _rebuild(self, keys: list[str]) -> None:
+        summaries = [self.summaries[k] for k in keys]
+        marks = {s.id for s in summaries if str(self.get_cell(str(s.id), "mark")) == "*"}
+        self.clear()
+        palette = getattr(self.app, "palette", None)
+        for summary in summaries:
+            self.add_row(*summary_row(summary, summary.id in marks, palette), key=str(summary.id))
+
+    def refresh_ages(self) -> None:
+        """Re-render the UPDATED column from the cached rows (no query)."""
+        for key in self.order:
+            summary = self.summaries[key]
+            self.update_cell(key, "updated", Text(age(summary.updated_at), end=""))
+
+    def set_mark(self, saga_id: uuid.UUID, marked: bool, palette: Palette) -> None:
+        """Show or hide the mark on one row."""
+        summary = self.summaries.get(str(saga_id))
+        if summary is not None:
+            self.update_cell(str(saga_id), "mark", summary_row(summary, marked, palette)[0])

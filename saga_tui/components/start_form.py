@@ -1,0 +1,139 @@
+"""The start-saga form: saga type, context JSON (pre-filled, validated), count."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from engine.saga.codec import load_context
+
+MAX_COUNT = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class SagaChoice:
+    """A registered saga the form can start, with an example context."""
+
+    name: str
+    context_type: type
+    example: dict[str, typing.Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class StartRequest:
+    """What the form asks the app to start: validated contexts, one per saga."""
+
+    name: str
+    contexts: list[typing.Any]
+
+
+def validate(
+    choice: SagaChoice, text: str, count_text: str
+) -> tuple[StartRequest | None, str | None]:
+    """Build the contexts from the form's text, or return a one-line reason (pure)."""
+    try:
+        count = int(count_text.strip() or "1")
+    except ValueError:
+        return None, f"count must be a whole number, not {count_text.strip()!r}"
+    if not 1 <= count <= MAX_COUNT:
+        return None, f"count must be between 1 and {MAX_COUNT}"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(data, dict):
+        return None, "the context must be a JSON object { ... }"
+    try:
+        contexts = [load_context(choice.context_type, data) for _ in range(count)]
+    except Exception as exc:
+        return None, f"not a valid {choice.context_type.__name__}: {_first_error(exc)}"
+    return StartRequest(choice.name, contexts), None
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "context"
+            return f"{where}: {first.get('msg', '')}"
+        except Exception:
+            pass
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class StartForm(ModalScreen[StartRequest | None]):
+    """Pick a saga, edit its context, choose how many; ctrl+s or Start submits."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="start.cancel"),
+        Binding("ctrl+s", "submit", "Start", id="start.submit"),
+    ]
+
+    def __init__(self, choices: list[SagaChoice]) -> None:
+        super().__init__()
+        self.choices = {c.name: c for c in choices}
+
+    def compose(self) -> ComposeResult:
+        """Saga select, context editor, count, error line, buttons."""
+        first = next(iter(self.choices.values()))
+        with Vertical(id="start-box"):
+            yield Static(Text("Start sagas", style="bold", end=""), id="start-title")
+            yield Select(
+                [(Text(name), name) for name in self.choices],
+                value=first.name,
+                allow_blank=False,
+                id="start-saga",
+            )
+            yield Label("Context (JSON)")
+            yield TextArea(_pretty(first.example), language=None, id="start-context")
+            with Horizontal(id="start-row"):
+                yield Label("Count ")
+                yield Input("1", id="start-count", restrict=r"[0-9]*")
+                yield Button("Start", variant="primary", id="start-go")
+                yield Button("Cancel", id="start-cancel")
+            yield Static("", id="start-error")
+
+    @on(Select.Changed, "#start-saga")
+    def _saga_changed(self, event: Select.Changed) -> None:
+        choice = self.choices.get(str(event.value))
+        if choice is not None:
+            self.query_one("#start-context", TextArea).text = _pretty(choice.example)
+            self._error("")
+
+    @on(Button.Pressed, "#start-go")
+    @on(Input.Submitted, "#start-count")
+    def action_submit(self) -> None:
+        """Validate; start only when everything parses."""
+        name = str(self.query_one("#start-saga", Select).value)
+        choice = self.choices[name]
+        text = self.query_one("#start-context", TextArea).text
+        count = self.query_one("#start-count", Input).value
+        request, error = validate(choice, text, count)
+        if error is not None:
+            self._error(error)
+            return
+        self.dismiss(request)
+
+    @on(Button.Pressed, "#start-cancel")
+    def action_cancel(self) -> None:
+        """Close without starting anything."""
+        self.dismiss(None)
+
+    def _error(self, message: str) -> None:
+        widget = self.query_one("#start-error", Static)
+        widget.update(Text(message, end=""))
+        widget.set_class(bool(message), "-error")
+
+
+def _pretty(example: dict[str, typing.Any]) -> str:
+    return json.dumps(example, indent=2, default=str)
