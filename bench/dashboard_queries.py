@@ -215,6 +215,8 @@ async def measure(path: str, runs: int) -> bool:
             "text:timed out": SagaFilter(text="timed out"),
             "text:<id fragment>": SagaFilter(text=str(ids[0])[:8]),
             "status:failed name:Refund": SagaFilter(statuses=(SagaStatus.FAILED,), name="Refund"),
+            "name:<no match>": SagaFilter(name="NoSuchSaga"),
+            "text:<no match>": SagaFilter(text="no such error anywhere"),
         }
         rotating = iter(ids * (runs + 2))
         cases: list[tuple[str, str, typing.Callable[[], typing.Awaitable[typing.Any]]]] = [

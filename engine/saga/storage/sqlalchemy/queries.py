@@ -127,11 +127,17 @@ def _icontains(
     return column.icontains(text, autoescape=True)
 
 
-def _filter_clauses(conn: AsyncConnection, f: SagaFilter) -> list[sa.ColumnElement[bool]]:
+def _filter_clauses(
+    conn: AsyncConnection,
+    f: SagaFilter,
+    names: list[str] | None = None,
+) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if f.statuses:
         clauses.append(T.c.status.in_([s.name for s in f.statuses]))
-    if f.name:
+    if names is not None:
+        clauses.append(T.c.name.in_(names))
+    elif f.name:
         clauses.append(_icontains(conn, T.c.name, f.name))
     if f.text:
         prefix = f.id_prefix
@@ -162,6 +168,32 @@ def _id_prefix_clause(conn: AsyncConnection, prefix: str) -> sa.ColumnElement[bo
     return sa.and_(_id_text(conn) >= stored, _id_text(conn) < stored + "g")
 
 
+MAX_NAMES = 5000
+"""Above this many saga names the name filter falls back to a LIKE scan."""
+
+
+async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | None:
+    """Saga names containing ``needle`` (case-insensitive), None when there are too many.
+
+    Names are few, so they are listed by hopping the name index one distinct value at a
+    time (a recursive CTE, one seek per name); the page then asks for ``name IN (...)``
+    and a name that matches nothing returns at once instead of scanning every saga.
+    """
+    first = sa.select(sa.func.min(T.c.name).label("name")).cte("names", recursive=True)
+    following = sa.select(
+        sa.select(sa.func.min(T.c.name)).where(T.c.name > first.c.name).scalar_subquery(),
+    ).where(first.c.name.is_not(None))
+    walk = first.union_all(following)
+    rows = await conn.execute(
+        sa.select(walk.c.name).where(walk.c.name.is_not(None)).limit(MAX_NAMES + 1),
+    )
+    names = [r[0] for r in rows]
+    if len(names) > MAX_NAMES:
+        return None
+    lowered = needle.lower()
+    return [n for n in names if lowered in n.lower()]
+
+
 def _key(cursor: PageCursor) -> typing.Any:
     return sa.tuple_(
         sa.literal(codec.as_utc(cursor.created_at), T.c.created_at.type),
@@ -177,7 +209,10 @@ async def list_sagas(
     before: PageCursor | None,
 ) -> SagaPage:
     """A keyset page in (created_at desc, id desc), as memory.py pages it."""
-    clauses = _filter_clauses(conn, f)
+    names = await _matching_names(conn, f.name) if f.name else None
+    if names == []:
+        return SagaPage([], None, None)
+    clauses = _filter_clauses(conn, f, names)
     key = sa.tuple_(T.c.created_at, T.c.id)
     newest_first = (T.c.created_at.desc(), T.c.id.desc())
     base = sa.select(*_SUMMARY_COLUMNS).where(*clauses)
