@@ -89,8 +89,9 @@ _SKUS = ("SKU-KEYBOARD", "SKU-MOUSE", "SKU-MONITOR", "SKU-CABLE", "SKU-DOCK")
 _PLANS = (("basic", "9.90"), ("pro", "29.00"), ("team", "99.00"))
 
 
-def example_context(saga_name: str, rng: random.Random | None = None) -> SagaContext:
-    """A valid, varied context for a sample saga (random when ``rng`` is given)."""
+def example_context(saga: str | type, rng: random.Random | None = None) -> SagaContext:
+    """A valid context for a sample saga, by saga name or context type (varied with ``rng``)."""
+    saga_name = saga if isinstance(saga, str) else _name_of(saga)
     pick = rng.choice if rng is not None else (lambda seq: seq[0])
     key = uuid.uuid4().hex[:8] if rng is not None else "0001"
     customer = pick(_CUSTOMERS)
@@ -126,6 +127,13 @@ def example_context(saga_name: str, rng: random.Random | None = None) -> SagaCon
             amount=decimal.Decimal(price),
         )
     raise KeyError(saga_name)
+
+
+def _name_of(cls: type) -> str:
+    for context_type, saga_type in SAGAS:
+        if cls is context_type or cls is saga_type:
+            return saga_type.__name__
+    raise KeyError(cls.__name__)
 
 
 def examples() -> dict[str, dict[str, typing.Any]]:

@@ -1,0 +1,205 @@
+"""``saga-tui``: the dashboard, or a headless command for scripts.
+
+Exit codes: 0 done, 1 an action failed, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import typing
+
+from saga_tui.target import DEFAULT_APP, DEFAULT_DB, UsageError, one_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "saga-tui"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        # One line instead of argparse's usage block: scripts read stderr.
+        self.exit(EXIT_USAGE, f"{PROG}: {message} (see {self.prog} --help)\n")
+
+
+def _common(*, suppress: bool) -> _Parser:
+    # The same options work before and after the subcommand; SUPPRESS keeps a value
+    # given before it from being overwritten by the subcommand's default.
+    default: typing.Any = argparse.SUPPRESS if suppress else None
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "--db", default=default, metavar="PATH|URL", help=f"database (default {DEFAULT_DB})"
+    )
+    p.add_argument(
+        "--app", default=default, metavar="MODULE:FACTORY", help=f"sagas (default {DEFAULT_APP})"
+    )
+    p.add_argument("--read-only", action="store_true", default=default or False, help="never write")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default or False, help="engine logs"
+    )
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = _Parser(
+        prog=PROG,
+        parents=[_common(suppress=False)],
+        description="A terminal dashboard for sagas. Without a command, opens the dashboard.",
+    )
+    parser.add_argument("--demo", action="store_true", help="keep sample sagas running")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    shared = [_common(suppress=True)]
+
+    p = sub.add_parser("list", parents=shared, help="the newest sagas")
+    p.add_argument("--status", action="append", default=[], help="e.g. failed or running,pending")
+    p.add_argument("--name", help="saga name contains this")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", parents=shared, help="one saga in full")
+    p.add_argument("id", help="saga id or a unique prefix")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("recover", parents=shared, help="resume sagas whose runner stopped")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--stale", action="store_true", help="every saga whose runner is gone")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compensate", parents=shared, help="undo sagas (asks first)")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("start", parents=shared, help="start sagas")
+    p.add_argument("name", help="saga name, e.g. OrderSaga")
+    p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
+    p.add_argument("--count", type=_positive, default=1)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _confirm_with(args: argparse.Namespace) -> typing.Callable[[str], bool]:
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError("compensate needs --yes when not run from a terminal")
+        try:
+            answer = input(f"{question} [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from saga_tui import headless
+    from saga_tui.target import build_mediator, load_app_factory, open_storage, resolve_db_url
+
+    url = resolve_db_url(args.db)
+    app_spec = args.app or DEFAULT_APP
+    command = args.command
+    writes = command in ("recover", "compensate", "start")
+    if writes and args.read_only:
+        raise UsageError(f"{command} writes to the database; drop --read-only")
+    if command == "recover" and bool(args.ids) == bool(args.stale):
+        raise UsageError("recover takes saga ids or --stale (one of them)")
+    # Import the app before opening the database: a broken --app must not create files.
+    factory = load_app_factory(app_spec) if writes else None
+    storage = open_storage(url, read_only=args.read_only, must_exist=command != "start")
+    try:
+        if command == "list":
+            return await headless.list_command(
+                storage,
+                _print,
+                statuses=headless.parse_statuses(args.status),
+                name=args.name,
+                limit=args.limit,
+                as_json=args.json,
+            )
+        if command == "show":
+            return await headless.show_command(storage, _print, args.id, as_json=args.json)
+        assert factory is not None
+        mediator = build_mediator(factory, storage, app_spec)
+        if command == "recover":
+            return await headless.recover_command(
+                mediator, _print, args.ids, stale=args.stale, as_json=args.json
+            )
+        if command == "compensate":
+            return await headless.compensate_command(
+                mediator, _print, args.ids, confirm=_confirm_with(args), as_json=args.json
+            )
+        plan = headless.plan_start(mediator, args.name, args.context)
+        return await headless.start_command(
+            mediator, _print, plan, count=args.count, as_json=args.json
+        )
+    finally:
+        await storage.close()
+
+
+def open_dashboard(args: argparse.Namespace) -> int:
+    """Run the Textual dashboard (imported only now: commands must not pay for Textual)."""
+    from saga_tui.target import resolve_db_url
+
+    url = resolve_db_url(args.db)
+    try:
+        from saga_tui.app import run_dashboard
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("saga_tui.app", "textual"):
+            raise
+        print(f"{PROG}: the dashboard is not available ({one_line(exc)})", file=sys.stderr)
+        return EXIT_USAGE
+    return run_dashboard(url, args.app or DEFAULT_APP, bool(args.read_only), bool(args.demo))
+
+
+def _quiet_engine_logs(verbose: bool) -> None:
+    engine_log = logging.getLogger("engine")
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    else:
+        # Failed compensations are reported as results; their log lines would be noise.
+        engine_log.addHandler(logging.NullHandler())
+        engine_log.propagate = False
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    """The ``saga-tui`` console script."""
+    args = build_parser().parse_args(argv)
+    _quiet_engine_logs(bool(args.verbose))
+    try:
+        if args.command is None:
+            return open_dashboard(args)
+        return asyncio.run(_run(args))
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("SAGA_TUI_DEBUG"):
+            raise
+        print(f"{PROG}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

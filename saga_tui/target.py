@@ -1,0 +1,142 @@
+"""What a command works on: the database URL, the storage it opens, the user's app factory.
+
+Every failure here is a :class:`UsageError` with a one-line reason, so the command line
+can print it and exit 2, and the dashboard can show it, without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+import typing
+
+import sqlalchemy as sa
+
+from engine.saga.mediator import SagaMediator
+from engine.saga.storage.protocol import ISagaStorage
+
+DEFAULT_DB = "sagas.db"
+DEFAULT_APP = "sample_sagas:create_mediator"
+
+AppFactory = typing.Callable[[ISagaStorage], SagaMediator]
+
+
+class UsageError(Exception):
+    """Bad input from the user; the message is one line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def resolve_db_url(arg: str | None) -> str:
+    """A SQLAlchemy URL from ``--db``: a plain path becomes an absolute SQLite URL."""
+    if arg is None or arg == "":
+        arg = DEFAULT_DB
+    if "://" in arg:
+        try:
+            sa.make_url(arg)
+        except sa.exc.ArgumentError as exc:
+            raise UsageError(f"--db {arg}: not a database URL ({one_line(exc)})") from exc
+        return arg
+    return "sqlite+aiosqlite:///" + os.path.abspath(os.path.expanduser(arg))
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL points at, None for other databases or in-memory SQLite."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _check_sqlite_file(path: str, *, must_exist: bool, read_only: bool) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, not a database file")
+    if not os.path.exists(path):
+        if must_exist or read_only:
+            raise UsageError(f"{path}: no such database file")
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            raise UsageError(f"{path}: folder {parent} does not exist")
+        return
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{path}: permission denied")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({one_line(exc)})") from exc
+    # An empty file is a new SQLite database; anything else must carry SQLite's magic.
+    if header and header != b"SQLite format 3\x00":
+        raise UsageError(f"{path}: not a SQLite database")
+
+
+def open_storage(
+    url: str,
+    read_only: bool = False,
+    *,
+    must_exist: bool = False,
+) -> ISagaStorage:
+    """Open the saga storage at ``url``; a missing SQLite file is created unless told not to."""
+    path = sqlite_file(url)
+    if path is not None:
+        _check_sqlite_file(path, must_exist=must_exist, read_only=read_only)
+    try:
+        from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+
+        return SqlAlchemySagaStorage.from_url(url, read_only=read_only)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"{_label(url)}: database driver {exc.name} is not installed") from exc
+    except (sqlite3.Error, sa.exc.SQLAlchemyError, OSError, ValueError) as exc:
+        raise UsageError(f"{_label(url)}: {one_line(exc)}") from exc
+    except Exception as exc:
+        # SchemaError and friends already carry the file name and a one-line reason.
+        raise UsageError(one_line(exc)) from exc
+
+
+def _label(url: str) -> str:
+    path = sqlite_file(url)
+    if path is not None:
+        return path
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def load_app_factory(spec: str) -> AppFactory:
+    """Import ``module:factory`` (``--app``), a callable ``f(storage) -> SagaMediator``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--app {spec!r}: expected module:factory, e.g. {DEFAULT_APP}")
+    try:
+        target: typing.Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"--app {spec}: cannot import {module_name}: {one_line(exc)}") from exc
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise UsageError(f"--app {spec}: {module_name} has no attribute {attr}")
+    if not callable(target):
+        raise UsageError(f"--app {spec}: {attr} is not callable")
+    return typing.cast(AppFactory, target)
+
+
+def build_mediator(factory: AppFactory, storage: ISagaStorage, spec: str = "--app") -> SagaMediator:
+    """Call the app factory; its failure or a wrong return type is a UsageError."""
+    try:
+        mediator = factory(storage)
+    except Exception as exc:
+        raise UsageError(f"--app {spec}: the factory failed: {one_line(exc)}") from exc
+    if not isinstance(mediator, SagaMediator):
+        raise UsageError(
+            f"--app {spec}: the factory returned {type(mediator).__name__}, not a SagaMediator"
+        )
+    return mediator

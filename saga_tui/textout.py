@@ -1,0 +1,262 @@
+"""Plain-text and JSON renderings of query results for the headless commands.
+
+Text from the database is escaped before it reaches a terminal: a stored ESC byte is
+printed as ``\\x1b``, never sent raw. JSON output relies on ``json.dumps``'s escaping.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import typing
+
+from engine.saga.storage.models import (
+    LaneView,
+    LogRecord,
+    OperatorAction,
+    SagaDetail,
+    SagaSummary,
+    StepView,
+)
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def clean(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with control characters escaped (repr style), safe for a terminal."""
+    out: list[str] = []
+    for ch in str(text):
+        if ch.isprintable() or (keep_newlines and ch == "\n"):
+            out.append(ch)
+        else:
+            out.append(_ESCAPES.get(ch) or repr(ch)[1:-1])
+    return "".join(out)
+
+
+def short_id(saga_id: object) -> str:
+    """The 8-character id shown in tables."""
+    return str(saga_id)[:8]
+
+
+def iso(moment: datetime.datetime | None) -> str | None:
+    """An ISO 8601 timestamp, None kept."""
+    return moment.isoformat() if moment is not None else None
+
+
+def ago(moment: datetime.datetime, now: datetime.datetime | None = None) -> str:
+    """How long ago, compact: 0.4s, 12s, 3m, 5h, 2d."""
+    now = now or datetime.datetime.now(moment.tzinfo or datetime.UTC)
+    if moment.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    return seconds_text((now - moment).total_seconds())
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration, compact."""
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def progress(summary: SagaSummary) -> str:
+    """Steps done out of all, with the current step."""
+    text = f"{summary.steps_done}/{summary.step_count}"
+    if summary.current_step:
+        text += f" {summary.current_step}"
+    return text
+
+
+def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
+    """One saga row as JSON data."""
+    return {
+        "id": str(summary.id),
+        "name": summary.name,
+        "status": summary.status.name,
+        "created_at": iso(summary.created_at),
+        "updated_at": iso(summary.updated_at),
+        "finished_at": iso(summary.finished_at),
+        "duration_seconds": round(summary.duration.total_seconds(), 6),
+        "step_count": summary.step_count,
+        "steps_done": summary.steps_done,
+        "current_step": summary.current_step or None,
+        "recovery_attempts": summary.recovery_attempts,
+        "error_type": summary.error_type,
+        "error_message": summary.error_message,
+        "lease_owner": summary.lease_owner,
+        "lease_expires": summary.lease_expires,
+        "requested_action": summary.requested_action.name if summary.requested_action else None,
+        "version": summary.version,
+    }
+
+
+def _lane_json(lane: LaneView) -> dict[str, typing.Any]:
+    return {
+        "status": lane.status.name if lane.status else None,
+        "attempts": lane.attempts,
+        "duration_ms": lane.duration_ms,
+        "started_at": iso(lane.started_at),
+        "error_type": lane.error_type,
+        "error_message": lane.error_message,
+    }
+
+
+def _log_json(entry: LogRecord) -> dict[str, typing.Any]:
+    return {
+        "id": entry.id,
+        "step": entry.step_name,
+        "action": entry.action,
+        "status": entry.status.name,
+        "created_at": iso(entry.created_at),
+        "attempt": entry.attempt,
+        "duration_ms": entry.duration_ms,
+        "details": entry.details,
+        "error_type": entry.error_type,
+        "error_message": entry.error_message,
+        "error_traceback": entry.error_traceback,
+    }
+
+
+def _audit_json(action: OperatorAction) -> dict[str, typing.Any]:
+    return {
+        "action": action.action,
+        "reason": action.reason,
+        "os_user": action.os_user,
+        "host": action.host,
+        "outcome": action.outcome,
+        "created_at": iso(action.created_at),
+    }
+
+
+def detail_json(detail: SagaDetail) -> dict[str, typing.Any]:
+    """One saga in full as JSON data."""
+    return {
+        **summary_json(detail.summary),
+        "context": detail.context,
+        "context_raw": detail.context_raw if detail.context is None else None,
+        "context_error": detail.context_error,
+        "error_traceback": detail.error_traceback,
+        "steps": [
+            {"name": s.name, "act": _lane_json(s.act), "compensate": _lane_json(s.compensate)}
+            for s in detail.steps
+        ],
+        "log": [_log_json(e) for e in detail.logs],
+        "history": [_audit_json(a) for a in detail.audit],
+    }
+
+
+def dumps(data: typing.Any) -> str:
+    """JSON text; anything not JSON-native becomes its string form."""
+    return json.dumps(data, indent=2, default=str)
+
+
+TABLE_COLUMNS = ("ID", "SAGA", "STATUS", "PROGRESS", "UPDATED", "TOOK", "TRIES", "ERROR")
+
+
+def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
+    """The saga table as aligned lines."""
+    cells = [
+        [
+            short_id(s.id),
+            clean(s.name),
+            s.status.name,
+            clean(progress(s)),
+            ago(s.updated_at),
+            seconds_text(s.duration.total_seconds()),
+            str(s.recovery_attempts),
+            clean(_error(s))[:60],
+        ]
+        for s in rows
+    ]
+    widths = [len(h) for h in TABLE_COLUMNS]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = []
+    for row in [list(TABLE_COLUMNS), *cells]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def _error(summary: SagaSummary) -> str:
+    if not summary.error_type and not summary.error_message:
+        return ""
+    if summary.error_type and summary.error_message:
+        return f"{summary.error_type}: {summary.error_message}"
+    return summary.error_type or summary.error_message or ""
+
+
+def _lane_text(lane: LaneView) -> str:
+    if lane.status is None:
+        return "-"
+    text = lane.status.name
+    if lane.duration_ms is not None:
+        text += f" {lane.duration_ms:.0f}ms"
+    if lane.attempts > 1:
+        text += f" x{lane.attempts}"
+    if lane.error_type:
+        text += f" ({lane.error_type})"
+    return text
+
+
+def _steps_text(steps: typing.Sequence[StepView]) -> list[str]:
+    width = max((len(clean(s.name)) for s in steps), default=4)
+    lines = [f"  {'STEP'.ljust(width)}  {'ACT':<28}  COMPENSATE"]
+    for step in steps:
+        lines.append(
+            f"  {clean(step.name).ljust(width)}  {_lane_text(step.act):<28}  "
+            f"{_lane_text(step.compensate)}"
+        )
+    return lines
+
+
+def detail_text(detail: SagaDetail) -> list[str]:
+    """One saga in full as readable lines."""
+    s = detail.summary
+    lines = [
+        f"{clean(s.name)}  {s.id}  {s.status.name}",
+        f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
+        f"took {seconds_text(s.duration.total_seconds())}  attempts {s.recovery_attempts}  "
+        f"steps {progress(s) if s.step_count else s.steps_done}",
+    ]
+    if s.lease_owner:
+        lines.append(f"owner {clean(s.lease_owner)}  lease until {s.lease_expires}")
+    if s.requested_action:
+        lines.append(f"requested: {s.requested_action.name}")
+    if _error(s):
+        lines.append(f"error: {clean(_error(s))}")
+    lines += ["", "Steps:", *_steps_text(detail.steps), "", "Context:"]
+    if detail.context is not None:
+        lines += ["  " + clean(line) for line in dumps(detail.context).splitlines()]
+    else:
+        lines.append(f"  (does not parse: {clean(detail.context_error or '')})")
+        lines.append("  " + clean(detail.context_raw))
+    if detail.error_traceback:
+        lines += ["", "Traceback:"]
+        lines += ["  " + clean(line) for line in detail.error_traceback.splitlines()]
+    lines += ["", "Log:"]
+    for e in detail.logs:
+        error = f"  {e.error_type}: {e.error_message}" if e.error_type else ""
+        took = f" {e.duration_ms:.0f}ms" if e.duration_ms is not None else ""
+        lines.append(
+            clean(
+                f"  {e.id:>6}  {iso(e.created_at)}  {e.step_name}  {e.action}  "
+                f"{e.status.name}{took}  #{e.attempt}{error}"
+            )
+        )
+    if detail.audit:
+        lines += ["", "History:"]
+        for a in detail.audit:
+            reason = f" ({a.reason})" if a.reason else ""
+            lines.append(
+                clean(
+                    f"  {iso(a.created_at)}  {a.os_user}@{a.host}  {a.action}{reason}"
+                    f" -> {a.outcome}"
+                )
+            )
+    return lines
