@@ -1,0 +1,113 @@
+"""Pure helpers: the filter syntax and the safe rendering of database text."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import pytest
+
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import SagaFilter, SagaSummary
+from saga_tui.components.start_form import SagaChoice, validate
+from saga_tui.filters import FilterError, format_filter, parse_filter
+from saga_tui.render import clean, duration, progress_text, safe, summary_row
+
+
+def test_parse_filter_statuses_name_and_text() -> None:
+    f = parse_filter("status:failed,running name:Order timeout gateway")
+    assert f.statuses == (SagaStatus.FAILED, SagaStatus.RUNNING)
+    assert f.name == "Order"
+    assert f.text == "timeout gateway"
+
+
+def test_parse_filter_prefix_and_case() -> None:
+    assert parse_filter("STATUS:Fail").statuses == (SagaStatus.FAILED,)
+    assert parse_filter("s:completed").statuses == (SagaStatus.COMPLETED,)
+    assert parse_filter("") == SagaFilter()
+
+
+def test_parse_filter_rejects_unknown_and_ambiguous_status() -> None:
+    with pytest.raises(FilterError, match="unknown status"):
+        parse_filter("status:exploded")
+    with pytest.raises(FilterError):
+        parse_filter("status:comp")  # completed, compensating, compensated
+
+
+def test_format_round_trips() -> None:
+    for text in ("status:failed name:Order", "abc 'two words'", "name:'Travel Saga' x"):
+        f = parse_filter(text)
+        assert parse_filter(format_filter(f)) == f
+
+
+def test_unbalanced_quote_does_not_raise() -> None:
+    assert parse_filter("it's broken").text == "it's broken"
+
+
+def test_clean_makes_control_characters_visible() -> None:
+    assert clean("\x1b]0;title\x07") == "\\x1b]0;title\\a"
+    assert clean("\x1b[2J\r\n") == "\\x1b[2J\\r\\n"
+    assert clean("a\nb", multiline=True) == "a\nb"
+    assert clean("\x00\x9b") == "\\x00\\x9b"
+
+
+def test_safe_never_parses_markup() -> None:
+    text = safe("[bold]x[/bold] [@click=app.quit]q[/]")
+    assert text.plain == "[bold]x[/bold] [@click=app.quit]q[/]"
+    assert not text.spans
+
+
+def test_summary_row_cells_are_literal_text() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    summary = SagaSummary(
+        id=uuid.uuid4(),
+        name="[bold]Evil\x1b[2J",
+        status=SagaStatus.FAILED,
+        created_at=now,
+        updated_at=now,
+        step_count=3,
+        steps_done=2,
+        current_step="[@click=app.quit]Step",
+        error_type="Boom",
+        error_message="\x1b]0;title\x07",
+    )
+    cells = summary_row(summary)
+    plain = " ".join(c.plain for c in cells)
+    assert "[bold]Evil\\x1b[2J" in plain
+    assert "[@click=app.quit]Step" in plain
+    assert "\x1b" not in plain and "\x07" not in plain
+
+
+def test_progress_and_durations() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    running = SagaSummary(
+        uuid.uuid4(),
+        "S",
+        SagaStatus.RUNNING,
+        now,
+        now,
+        step_count=3,
+        steps_done=2,
+        current_step="Charge",
+    )
+    assert progress_text(running).plain == "■■□ Charge ▶"
+    failed = SagaSummary(uuid.uuid4(), "S", SagaStatus.FAILED, now, now, step_count=3, steps_done=2)
+    assert progress_text(failed).plain == "■■✗"
+    assert duration(0.041) == "41 ms"
+    assert duration(1.24) == "1.2s"
+    assert duration(185) == "3m05s"
+
+
+def test_start_form_validation() -> None:
+    from sample_sagas.contexts import SubscriptionContext
+
+    choice = SagaChoice("SubscriptionSaga", SubscriptionContext, {})
+    good = '{"subscription_id": "s1", "customer": "ada", "plan": "pro", "amount": "9.90"}'
+    request, error = validate(choice, good, "2")
+    assert error is None and request is not None and len(request.contexts) == 2
+    assert validate(choice, "{nope", "1")[1].startswith("invalid JSON")  # type: ignore[union-attr]
+    assert "customer: Field required" in (
+        validate(choice, '{"subscription_id": "s"}', "1")[1] or ""
+    )
+    assert "count" in (validate(choice, good, "0")[1] or "")
+    assert "JSON object" in (validate(choice, "[1]", "1")[1] or "")
