@@ -175,8 +175,13 @@ def _encode(value: typing.Any) -> typing.Any:
 
 
 def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) -> CheckpointResult:
-    """One checkpoint on a raw sqlite3 connection inside the caller's transaction."""
+    """One checkpoint on a raw sqlite3 connection inside the caller's transaction.
+
+    Every refusal (duplicate, missing saga, lost lease) is raised before this
+    checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
+    """
     hex_id = cp.saga_id.hex
+    now_text = codec.time_to_db(now)
     requested: str | None = None
     if cp.create is not None:
         row = commands.create_row(cp, now)
@@ -185,31 +190,31 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) 
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"Saga {cp.saga_id} already exists") from exc
     else:
-        changes = commands.update_changes(cp, now)
         sets = []
         params: list[typing.Any] = []
-        for column, value in changes.items():
+        for column, value in commands.update_changes(cp, now).items():
             if value is commands.INCREMENT:
                 sets.append(f"{column} = {column} + 1")
-            else:
-                sets.append(f"{column} = ?")
-                params.append(_encode(value))
+                continue
+            sets.append(f"{column} = ?")
+            params.append(now_text if value is now else _encode(value))
         where = "id = ?"
-        params.append(hex_id)
+        keys: list[typing.Any] = [hex_id]
         if cp.owner is not None:
             where += " AND lease_owner = ?"
-            params.append(cp.owner)
+            keys.append(cp.owner)
         if cp.clear_requested_action:
             # RETURNING shows the new row; the request must be read before it is cleared.
             prior = conn.execute(
                 "SELECT requested_action FROM saga_executions WHERE " + where,
-                params[len(params) - (2 if cp.owner is not None else 1) :],
+                keys,
             ).fetchone()
             requested = prior[0] if prior else None
-        sql = (
-            f"UPDATE saga_executions SET {', '.join(sets)} WHERE {where} RETURNING requested_action"
-        )
-        returned = conn.execute(sql, params).fetchall()
+        returned = conn.execute(
+            f"UPDATE saga_executions SET {', '.join(sets)} WHERE {where}"
+            " RETURNING requested_action",
+            params + keys,
+        ).fetchall()
         if not returned:
             holder = conn.execute(
                 "SELECT lease_owner FROM saga_executions WHERE id = ?",
@@ -221,7 +226,22 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) 
     if cp.logs:
         conn.executemany(
             _INSERT_LOG,
-            [[_encode(r[c]) for c in _LOG_COLUMNS] for r in commands.log_rows(cp, now)],
+            [
+                (
+                    hex_id,
+                    w.step_name,
+                    w.action,
+                    w.status.name,
+                    w.details,
+                    now_text,
+                    w.error.type if w.error else None,
+                    w.error.message if w.error else None,
+                    w.error.traceback if w.error else None,
+                    w.attempt,
+                    w.duration_ms,
+                )
+                for w in cp.logs
+            ],
         )
     return CheckpointResult(requested_action=codec.action_from_db(requested))
 
@@ -270,15 +290,39 @@ class SqliteWriter(BatchWriter):
         items: list[tuple[int, Checkpoint]],
     ) -> list[typing.Any]:
         raw = typing.cast(sqlite3.Connection, conn.connection.driver_connection)
+        try:
+            return self._commit_batch(raw, items, isolate=False)
+        except sqlite3.OperationalError:
+            raise
+        except Exception:
+            # A checkpoint failed after writing part of itself: run the batch again with
+            # a SAVEPOINT around each one so only the culprit fails.
+            return self._commit_batch(raw, items, isolate=True)
+
+    def _commit_batch(
+        self,
+        raw: sqlite3.Connection,
+        items: list[tuple[int, Checkpoint]],
+        *,
+        isolate: bool,
+    ) -> list[typing.Any]:
         now = codec.utcnow()
         results: list[typing.Any] = []
         raw.execute("BEGIN IMMEDIATE")
         try:
             for _, cp in items:
+                if not isolate:
+                    try:
+                        results.append(apply_raw(raw, cp, now))
+                    except _EXPECTED as exc:
+                        results.append(exc)
+                    continue
                 raw.execute("SAVEPOINT cp")
                 try:
                     results.append(apply_raw(raw, cp, now))
-                except _EXPECTED as exc:
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:
                     raw.execute("ROLLBACK TO cp")
                     results.append(exc)
                 raw.execute("RELEASE cp")
@@ -373,7 +417,9 @@ def _core_checkpoints(conn: sa.Connection, items: list[Checkpoint]) -> list[typi
         try:
             with conn.begin_nested():
                 results.append(commands.apply_checkpoint(conn, cp, now))
-        except _EXPECTED as exc:
+        except sa.exc.OperationalError:
+            raise  # locked/busy or a lost connection: the whole batch is retried or fails
+        except Exception as exc:
             results.append(exc)
     return results
 
