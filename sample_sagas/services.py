@@ -44,6 +44,8 @@ class Knobs:
 
     failure_rate: float = 0.1
     """Chance that a step's act fails (decided per saga and step, so a rerun agrees)."""
+    step_failure_rates: typing.Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Per step name, a failure rate that replaces ``failure_rate``."""
     compensation_failure_rate: float = 0.05
     """Chance that one compensation call fails (transient; retried by the engine)."""
     latency_ms: tuple[float, float] = (50.0, 400.0)
@@ -96,7 +98,8 @@ class FakeServices:
         A rerun after a crash must agree with the first run, or a step that failed
         (and whose fallback then ran) could succeed on recovery and book twice.
         """
-        return _uniform_hash(str(saga_id), step) < self.knobs.failure_rate
+        rate = self.knobs.step_failure_rates.get(step, self.knobs.failure_rate)
+        return _uniform_hash(str(saga_id), step) < rate
 
     async def perform(self, step: str, error: type[ServiceError], message: str) -> None:
         """Do ``step`` for the current saga: fail without a trace, or record a durable ``do``."""

@@ -1,0 +1,216 @@
+"""The sample sagas on a real SQLite file: outcomes, the ledger, idempotency, the check."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import typing
+import uuid
+
+import pytest
+
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+from sample_sagas import Knobs, create_mediator, example_context, examples
+from sample_sagas.app import SAGAS, ledger_for
+from sample_sagas.check import find_disagreements, judge
+from sample_sagas.contexts import OrderContext, TravelContext
+from sample_sagas.ledger import read_ledger
+from sample_sagas.load import run_load
+from sample_sagas.services import FakeServices, ServicesContainer, current_saga_id, track_saga
+from sample_sagas.travel import BookHotel, HotelFullError, PartnerHotel
+
+QUIET = dict(compensation_failure_rate=0.0, refund_decline_rate=0.0, latency_ms=(0.0, 0.0))
+
+
+@pytest.fixture
+async def store(tmp_path: pathlib.Path) -> typing.AsyncIterator[SqlAlchemySagaStorage]:
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'sagas.db'}")
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+def _path(storage: SqlAlchemySagaStorage) -> str:
+    path = storage.session_factory.kw["bind"].url.database
+    assert path
+    return str(path)
+
+
+def _ledger(storage: SqlAlchemySagaStorage, saga_id: uuid.UUID) -> set[tuple[str, str]]:
+    return {(r.step, r.action) for r in read_ledger(_path(storage)) if r.saga_id == str(saga_id)}
+
+
+async def _run(mediator: typing.Any, context: typing.Any) -> tuple[uuid.UUID, Exception | None]:
+    try:
+        await mediator.run(context)
+    except Exception as exc:
+        return current_saga_id(), exc
+    return current_saga_id(), None
+
+
+@pytest.mark.parametrize("saga_name", [saga.__name__ for _, saga in SAGAS])
+async def test_each_saga_completes_with_a_do_per_step(
+    store: SqlAlchemySagaStorage, saga_name: str
+) -> None:
+    mediator = create_mediator(store, knobs=Knobs(failure_rate=0.0, **QUIET))
+    saga_id, error = await _run(mediator, example_context(saga_name))
+    assert error is None
+    lease = await store.get_lease(saga_id)
+    assert lease is not None and lease.status is SagaStatus.COMPLETED
+    saga_type = mediator.saga_for_name(saga_name)[1]
+    primaries = saga_type.step_names()
+    assert _ledger(store, saga_id) == {(name, "do") for name in primaries}
+
+
+async def test_a_failing_step_is_undone_and_leaves_nothing(store: SqlAlchemySagaStorage) -> None:
+    knobs = Knobs(failure_rate=0.0, step_failure_rates={"ShipOrder": 1.0}, **QUIET)
+    mediator = create_mediator(store, knobs=knobs)
+    saga_id, error = await _run(mediator, example_context("OrderSaga"))
+    assert error is not None and type(error).__name__ == "CarrierUnavailableError"
+    lease = await store.get_lease(saga_id)
+    assert lease is not None and lease.status is SagaStatus.COMPENSATED
+    assert _ledger(store, saga_id) == {
+        ("ReserveInventory", "do"),
+        ("ReserveInventory", "undo"),
+        ("ChargePayment", "do"),
+        ("ChargePayment", "undo"),
+    }
+
+
+async def test_the_partner_hotel_stands_in_for_a_full_hotel(store: SqlAlchemySagaStorage) -> None:
+    knobs = Knobs(failure_rate=0.0, step_failure_rates={"BookHotel": 1.0}, **QUIET)
+    mediator = create_mediator(store, knobs=knobs)
+    context = example_context("TravelSaga")
+    saga_id, error = await _run(mediator, context)
+    assert error is None
+    assert isinstance(context, TravelContext) and context.hotel_provider == "Partner Inn"
+    assert _ledger(store, saga_id) == {
+        ("BookFlight", "do"),
+        ("PartnerHotel", "do"),
+        ("RentCar", "do"),
+    }
+    checked, bad = await find_disagreements(store, read_ledger(_path(store)))
+    assert (checked, bad) == (1, [])
+
+
+async def test_a_declined_refund_fails_the_saga_until_an_operator_retries(
+    store: SqlAlchemySagaStorage,
+) -> None:
+    declining = Knobs(
+        failure_rate=0.0,
+        step_failure_rates={"ProvisionService": 1.0},
+        compensation_failure_rate=0.0,
+        refund_decline_rate=1.0,
+        refund_decline_seconds=0.3,
+        latency_ms=(0.0, 0.0),
+        compensation_retry_delay=0.0,
+    )
+    mediator = create_mediator(store, knobs=declining)
+    saga_id, error = await _run(mediator, example_context("SubscriptionSaga"))
+    assert error is not None
+    lease = await store.get_lease(saga_id)
+    assert lease is not None and lease.status is SagaStatus.FAILED
+    assert ("ChargeFirstMonth", "undo") not in _ledger(store, saga_id)
+    # FAILED is excused by the check: an operator has to act.
+    assert (await find_disagreements(store, read_ledger(_path(store))))[1] == []
+
+    async def retried() -> SagaStatus | None:
+        result = await mediator.recover_saga(saga_id, reason="test")
+        return result.status
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while (status := await retried()) is not SagaStatus.COMPENSATED:
+        assert status is SagaStatus.FAILED
+        assert asyncio.get_running_loop().time() < deadline, "refund still declined"
+        await asyncio.sleep(0.05)
+    assert {("ChargeFirstMonth", "undo"), ("CreateAccount", "undo")} <= _ledger(store, saga_id)
+
+
+async def test_calls_are_idempotent_and_undo_tolerates_a_missing_do(
+    store: SqlAlchemySagaStorage,
+) -> None:
+    services = FakeServices(ledger_for(store), Knobs(failure_rate=0.0, **QUIET))
+    saga_id = uuid.uuid4()
+    track_saga(saga_id)
+    step = await ServicesContainer(services).resolve(PartnerHotel)
+    # Compensating a step whose act never ran records a tombstone and does not fail.
+    await step.compensate(example_context("TravelSaga"))
+    await step.compensate(example_context("TravelSaga"))
+    await services.perform("BookFlight", HotelFullError, "x")
+    await services.perform("BookFlight", HotelFullError, "x")
+    assert _ledger(store, saga_id) == {("PartnerHotel", "undo"), ("BookFlight", "do")}
+
+
+async def test_primary_hotel_yields_to_a_partner_booking_left_by_a_crash(
+    store: SqlAlchemySagaStorage,
+) -> None:
+    services = FakeServices(ledger_for(store), Knobs(failure_rate=0.0, **QUIET))
+    track_saga(uuid.uuid4())
+    await services.perform("PartnerHotel", HotelFullError, "x")
+    step = await ServicesContainer(services).resolve(BookHotel)
+    with pytest.raises(HotelFullError):
+        await step.act(example_context("TravelSaga"))
+
+
+async def test_failure_decisions_agree_across_runs() -> None:
+    one = FakeServices(ledger_for(None), Knobs(failure_rate=0.5))  # type: ignore[arg-type]
+    two = FakeServices(ledger_for(None), Knobs(failure_rate=0.5, seed=7))  # type: ignore[arg-type]
+    ids = [uuid.uuid4() for _ in range(200)]
+    decisions = [one.fails(i, "RentCar") for i in ids]
+    assert decisions == [two.fails(i, "RentCar") for i in ids]
+    assert 40 < sum(decisions) < 160
+
+
+def test_examples_parse_into_their_contexts() -> None:
+    found = examples()
+    assert set(found) == {saga.__name__ for _, saga in SAGAS}
+    for context_type, saga in SAGAS:
+        assert isinstance(context_type.from_dict(found[saga.__name__]), context_type)
+    assert isinstance(example_context(OrderContext), OrderContext)
+
+
+def test_judge_knows_the_fallback_means_either_hotel() -> None:
+    c = SagaStatus.COMPLETED
+    assert judge("TravelSaga", c, {"BookFlight", "BookHotel", "RentCar"}, set()) is None
+    assert judge("TravelSaga", c, {"BookFlight", "PartnerHotel", "RentCar"}, set()) is None
+    assert "BookHotel or PartnerHotel" in (
+        judge("TravelSaga", c, {"BookFlight", "RentCar"}, set()) or ""
+    )
+    both = {"BookFlight", "BookHotel", "PartnerHotel", "RentCar"}
+    assert "more than one" in (judge("TravelSaga", c, both, set()) or "")
+    assert "undo" in (
+        judge("OrderSaga", c, {"ReserveInventory", "ChargePayment", "ShipOrder"}, {"ShipOrder"})
+        or ""
+    )
+    assert (
+        judge("OrderSaga", SagaStatus.COMPENSATED, {"ReserveInventory"}, {"ReserveInventory", "X"})
+        is None
+    )
+    assert "ChargePayment" in (
+        judge("OrderSaga", SagaStatus.COMPENSATED, {"ChargePayment"}, set()) or ""
+    )
+    assert judge("OrderSaga", SagaStatus.FAILED, {"ChargePayment"}, set()) is None
+    for status in (SagaStatus.RUNNING, SagaStatus.PENDING, SagaStatus.COMPENSATING):
+        assert judge("OrderSaga", status, set(), set()) == "not terminal"
+
+
+async def test_a_small_load_agrees_with_the_ledger(store: SqlAlchemySagaStorage) -> None:
+    knobs = Knobs(
+        failure_rate=0.2,
+        compensation_failure_rate=0.1,
+        latency_ms=(0.0, 1.0),
+        compensation_retry_delay=0.0,
+    )
+    mediator = create_mediator(store, knobs=knobs)
+    progress = await run_load(mediator, 200, 20, seed=3)
+    assert progress.finished == 200 and progress.errors == 0
+    assert progress.completed + progress.compensated + progress.failed == 200
+    assert progress.compensated > 0
+    counts = await store.count_by_status()
+    assert counts[SagaStatus.COMPLETED] == progress.completed
+    assert counts[SagaStatus.COMPENSATED] == progress.compensated
+    assert counts[SagaStatus.FAILED] == progress.failed
+    checked, bad = await find_disagreements(store, read_ledger(_path(store)))
+    assert checked == 200 and bad == []
