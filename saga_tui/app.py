@@ -14,7 +14,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -123,6 +123,17 @@ class SagaApp(App[int]):
 
     # ---- layout ---------------------------------------------------------------------------
 
+    @property
+    def main_screen(self) -> Screen[typing.Any]:
+        """The list screen at the bottom of the stack (whatever is shown above it)."""
+        return self.screen_stack[0]
+
+    def _alive(self) -> bool:
+        # Messages from the poll worker can arrive while the app shuts down.
+        if not self.screen_stack or not self.is_running:
+            return False
+        return bool(self.main_screen.query(SagaTable))
+
     def compose(self) -> ComposeResult:
         """Title, counts, table, filter input, live stream, footer."""
         yield TitleBar(self.label, id="title")
@@ -137,9 +148,9 @@ class SagaApp(App[int]):
     def on_mount(self) -> None:
         """Start polling (and the demo), focus the table."""
         self.palette = palette_from_theme(self.theme_variables)
-        self.query_one("#filter", Input).display = False
+        self.main_screen.query_one("#filter", Input).display = False
         self._title_table()
-        self.query_one(SagaTable).focus()
+        self.main_screen.query_one(SagaTable).focus()
         if self.mediator is not None:
             self.mediator.add_listener(self._on_checkpoint)
         self._poll()
@@ -180,7 +191,7 @@ class SagaApp(App[int]):
         screen.set_class(tiny, "-tiny")
         screen.set_class(compact, "-compact")
         with contextlib.suppress(Exception):
-            self.query_one("#too-small", Static).update(
+            self.main_screen.query_one("#too-small", Static).update(
                 Text(
                     f"Terminal too small ({width}x{height}): "
                     f"make it at least {MIN_SIZE[0]}x{MIN_SIZE[1]}",
@@ -256,15 +267,22 @@ class SagaApp(App[int]):
 
     def _stream_visible(self) -> bool:
         with contextlib.suppress(Exception):
-            return bool(self.query_one(LiveStream).display)
+            return bool(self.main_screen.query_one(LiveStream).display)
         return False
 
     def _tick(self) -> None:
         # Ages ("UPDATED") move with the clock; re-render them without a query.
-        if self.paused or self.last_snapshot is None or self.screen is not self.screen_stack[0]:
+        if (
+            not self._alive()
+            or self.paused
+            or self.last_snapshot is None
+            or self.screen is not self.screen_stack[0]
+        ):
             return
-        self.query_one(SagaTable).refresh_ages()
-        self.query_one("#title", TitleBar).running = self.mediator.running if self.mediator else 0
+        self.main_screen.query_one(SagaTable).refresh_ages()
+        self.main_screen.query_one("#title", TitleBar).running = (
+            self.mediator.running if self.mediator else 0
+        )
 
     _LIST_ONLY = frozenset({"open_detail", "new", "mark", "filter", "toggle_stream", "page"})
 
@@ -277,6 +295,8 @@ class SagaApp(App[int]):
 
     @on(Snapshot)
     def _show_snapshot(self, message: Snapshot) -> None:
+        if not self._alive():
+            return
         if message.generation != self.generation:
             return  # the filter or page changed while this was read
         if not message.page.items and self.page_after is not None:
@@ -287,17 +307,17 @@ class SagaApp(App[int]):
             self.refresh_now()
             return
         self.last_snapshot = message
-        table = self.query_one(SagaTable)
+        table = self.main_screen.query_one(SagaTable)
         with self.batch_update():
             table.show_page(message.page.items, self.marks, self.palette)
-            self.query_one(CountsBar).show(message.counts, self.saga_filter.statuses)
+            self.main_screen.query_one(CountsBar).show(message.counts, self.saga_filter.statuses)
             self._title_table()
-        title = self.query_one("#title", TitleBar)
+        title = self.main_screen.query_one("#title", TitleBar)
         title.running = self.mediator.running if self.mediator else 0
         title.redraw()
 
     def _title_table(self) -> None:
-        table = self.query_one(SagaTable)
+        table = self.main_screen.query_one(SagaTable)
         text = format_filter(self.saga_filter)
         table.border_title = Text(f"Sagas · {clean(text)}" if text else "Sagas", end="")  # type: ignore[assignment]
         shown = len(table.order)
@@ -312,7 +332,9 @@ class SagaApp(App[int]):
 
     @on(NewLogs)
     def _show_logs(self, message: NewLogs) -> None:
-        self.query_one(LiveStream).add(message.records, self.palette)
+        if not self._alive():
+            return
+        self.main_screen.query_one(LiveStream).add(message.records, self.palette)
 
     @on(DetailLoaded)
     def _show_detail(self, message: DetailLoaded) -> None:
@@ -338,7 +360,7 @@ class SagaApp(App[int]):
         screen = self.screen
         if isinstance(screen, DetailScreen):
             return screen.saga_id
-        return self.query_one(SagaTable).current_id
+        return self.main_screen.query_one(SagaTable).current_id
 
     def why_not_runnable(self, name: str) -> str | None:
         """Why this process cannot run a saga of ``name`` (None when it can)."""
@@ -359,7 +381,7 @@ class SagaApp(App[int]):
         saga_id = self.current_id()
         if saga_id is None or isinstance(self.screen, DetailScreen):
             return
-        summary = self.query_one(SagaTable).summary(saga_id)
+        summary = self.main_screen.query_one(SagaTable).summary(saga_id)
         why = self.why_not_runnable(summary.name) if summary else None
         self.push_screen(DetailScreen(saga_id, why))
         self._load_detail(saga_id)
@@ -371,7 +393,7 @@ class SagaApp(App[int]):
 
     def action_filter(self) -> None:
         """Show the filter input."""
-        field = self.query_one("#filter", Input)
+        field = self.main_screen.query_one("#filter", Input)
         field.value = format_filter(self.saga_filter)
         field.display = True
         field.focus()
@@ -385,7 +407,7 @@ class SagaApp(App[int]):
             return
         event.input.display = False
         self.set_filter(new)
-        self.query_one(SagaTable).focus()
+        self.main_screen.query_one(SagaTable).focus()
 
     def set_filter(self, new: SagaFilter) -> None:
         """Show the first page of sagas matching ``new``."""
@@ -403,10 +425,10 @@ class SagaApp(App[int]):
 
     def action_clear(self) -> None:
         """Esc: close the filter input, else clear marks, else clear the filter."""
-        field = self.query_one("#filter", Input)
+        field = self.main_screen.query_one("#filter", Input)
         if field.display:
             field.display = False
-            self.query_one(SagaTable).focus()
+            self.main_screen.query_one(SagaTable).focus()
         elif self.marks:
             self.clear_marks()
         elif not self.saga_filter.is_empty or self.page_after is not None:
@@ -427,13 +449,13 @@ class SagaApp(App[int]):
                 return
             self.page_after = self.page_back.pop()
         self.generation += 1
-        self.query_one(SagaTable).move_cursor(row=0, animate=False)
+        self.main_screen.query_one(SagaTable).move_cursor(row=0, animate=False)
         self.refresh_now()
 
     def action_pause(self) -> None:
         """Pause or resume live updates."""
         self.paused = not self.paused
-        title = self.query_one("#title", TitleBar)
+        title = self.main_screen.query_one("#title", TitleBar)
         title.live = "paused ‖ (p resumes)" if self.paused else "live ●"
         title.redraw()
         self.notify("live updates paused" if self.paused else "live updates resumed", timeout=2)
@@ -442,7 +464,7 @@ class SagaApp(App[int]):
 
     def action_toggle_stream(self) -> None:
         """Show or hide the live step stream."""
-        stream = self.query_one(LiveStream)
+        stream = self.main_screen.query_one(LiveStream)
         stream.display = not stream.display
         if stream.display:
             self.watermark = None  # start from now, not from where it was hidden
@@ -462,7 +484,7 @@ class SagaApp(App[int]):
 
     def action_mark(self) -> None:
         """Mark or unmark the saga under the cursor for bulk actions."""
-        table = self.query_one(SagaTable)
+        table = self.main_screen.query_one(SagaTable)
         saga_id = table.current_id
         if saga_id is None:
             return
@@ -477,7 +499,7 @@ class SagaApp(App[int]):
 
     def clear_marks(self) -> None:
         """Unmark every saga."""
-        table = self.query_one(SagaTable)
+        table = self.main_screen.query_one(SagaTable)
         for saga_id in list(self.marks):
             self.marks.discard(saga_id)
             table.set_mark(saga_id, False, self.palette)
@@ -645,10 +667,12 @@ class SagaApp(App[int]):
 
     @on(ActionsFinished)
     def _actions_finished(self, message: ActionsFinished) -> None:
+        if not self._alive():
+            return
         for result in message.results:
             self.marks.discard(result.saga_id)
             with contextlib.suppress(Exception):
-                self.query_one(SagaTable).set_mark(result.saga_id, False, self.palette)
+                self.main_screen.query_one(SagaTable).set_mark(result.saga_id, False, self.palette)
         self._title_table()
         total = len(message.results) + len(message.errors)
         if total == 1 and message.results:

@@ -111,7 +111,7 @@ def screen_text(app: SagaApp) -> str:
     rows: dict[float, list[tuple[float, str]]] = {}
     for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
         rows.setdefault(float(m.group(2)), []).append(
-            (float(m.group(1)), html.unescape(m.group(3)))
+            (float(m.group(1)), html.unescape(m.group(3)).replace("\xa0", " "))
         )
     lines = []
     for y in sorted(rows):

@@ -1,0 +1,147 @@
+"""Database text is shown as text; bad input gives one line, never a traceback."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+import uuid
+
+import pytest
+
+from engine.saga.storage.enums import SagaStatus, SagaStepStatus
+from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite, NewSaga
+from saga_tui.app import run_dashboard
+from saga_tui.components.detail import DetailScreen
+from tests.tui.conftest import SIZE, Env, notifications, screen_text, table, wait_for
+
+HOSTILE = "[bold]x[/bold] [@click=app.quit]quit[/] \x1b]0;title\x07 \x1b[2J"
+
+
+async def hostile_saga(env: Env) -> uuid.UUID:
+    """A saga whose name, step, error and context carry markup and control characters."""
+    saga_id = uuid.uuid4()
+    await env.storage.apply(
+        Checkpoint(
+            saga_id=saga_id,
+            create=NewSaga(name="[@click=app.quit]Saga", context={"note": HOSTILE}, step_count=1),
+            status=SagaStatus.FAILED,
+            current_step="[bold]Step\x1b[2J",
+            error=ErrorInfo("[@click=app.quit]Err", HOSTILE, "Traceback\n  " + HOSTILE),
+            logs=(
+                LogWrite("[bold]Step\x1b[2J", "act", SagaStepStatus.STARTED),
+                LogWrite(
+                    "[bold]Step\x1b[2J",
+                    "act",
+                    SagaStepStatus.FAILED,
+                    error=ErrorInfo("[@click=app.quit]Err", HOSTILE, HOSTILE),
+                ),
+            ),
+        )
+    )
+    return saga_id
+
+
+async def test_markup_and_control_characters_show_literally(env: Env) -> None:
+    saga_id = await hostile_saga(env)
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="row")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "[@click=app.qu" in text  # the SAGA column cuts the rest
+        assert "[bold]Step\\x1b[2J" in text
+        assert "\x1b" not in text and "\x07" not in text
+        # Clicking the text triggers nothing: the app keeps running.
+        await pilot.click("#sagas", offset=(20, 2))
+        await pilot.click("#sagas", offset=(110, 2))
+        await pilot.pause(0.1)
+        assert app.is_running
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await wait_for(pilot, lambda: app.screen.detail is not None, what="loaded")  # type: ignore[attr-defined]
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "[@click=app.quit]Err" in text and "\\x1b[2J" in text
+        assert "[bold]x[/bold]" in text and "\\x1b]0;title\\a" in text
+        assert "\x1b" not in text and "\x07" not in text
+        await pilot.click("#detail-error", offset=(5, 2))
+        await pilot.pause(0.1)
+        assert app.is_running
+
+
+async def test_context_that_no_longer_parses(env: Env) -> None:
+    from tests.tui.test_dashboard import run_saga
+
+    saga_id = await run_saga(env)
+    with sqlite3.connect(env.path) as conn:
+        conn.execute(
+            "UPDATE saga_executions SET context = '{broken', status = 'RUNNING' WHERE id = ?",
+            (saga_id.hex,),
+        )
+        if conn.total_changes == 0:
+            conn.execute(
+                "UPDATE saga_executions SET context = '{broken', status = 'RUNNING' WHERE id = ?",
+                (str(saga_id),),
+            )
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="row")
+        t = table(app)
+        t.move_cursor(row=t.order.index(str(saga_id)))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await wait_for(pilot, lambda: app.screen.detail is not None, what="loaded")  # type: ignore[attr-defined]
+        await pilot.pause(0.1)
+        assert "stored context does not parse" in screen_text(app)
+        await pilot.press("r")
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("context" in n and "\n" not in n for n in notifications(app)),
+            what="one-line error",
+        )
+
+
+@pytest.mark.parametrize("size", [(60, 15), (30, 8), (200, 60)])
+async def test_small_and_large_terminals(env: Env, size: tuple[int, int]) -> None:
+    from tests.tui.test_dashboard import run_saga
+
+    await run_saga(env)
+    app = env.app()
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 1, what="row")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        if size[0] < 40:
+            assert "Terminal too small" in text
+        else:
+            assert "OrderSaga" in text
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        await pilot.press("escape")
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        await pilot.press("escape")
+        assert app.is_running
+
+
+def test_run_dashboard_bad_inputs_exit_2_with_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("hello, this is not a database\n" * 100)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    cases = [
+        (str(not_db), "sample_sagas:create_mediator", False),
+        (str(tmp_path / "missing.db"), "sample_sagas:create_mediator", True),
+        (str(tmp_path / "fresh.db"), "no_such_module:factory", False),
+        (str(tmp_path / "nodir" / "x.db"), "sample_sagas:create_mediator", False),
+    ]
+    for db, app, read_only in cases:
+        assert run_dashboard(db, app, read_only, False) == 2, db
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "fresh.db").exists()  # a broken --app creates nothing
+    assert not_db.read_text().startswith("hello")
