@@ -75,8 +75,14 @@ SAGA_INDEXES = (
         saga_executions.c.error_type,
         saga_executions.c.error_message,
         sqlite_where=saga_executions.c.error_type.is_not(None),
+    ).ddl_if(dialect="sqlite"),
+    # PostgreSQL caps a btree entry near 2.7 kB, so long messages stay out of its index.
+    sa.Index(
+        "ix_saga_executions_errors_pg",
+        saga_executions.c.created_at,
+        saga_executions.c.id,
         postgresql_where=saga_executions.c.error_type.is_not(None),
-    ),
+    ).ddl_if(dialect="postgresql"),
 )
 
 saga_logs = sa.Table(
