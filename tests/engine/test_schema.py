@@ -201,12 +201,36 @@ async def test_newer_schema_version(tmp_path: typing.Any) -> None:
         assert "newer" in str(info.value)
 
 
-def test_read_only_does_not_migrate(tmp_path: typing.Any) -> None:
+async def test_python_cqrs_database_opens_read_only_without_migrating(tmp_path: typing.Any) -> None:
     path = tmp_path / "old.db"
-    make_python_cqrs_db(path)
+    running, failed = make_python_cqrs_db(path)
+    with sqlite3.connect(path) as raw:
+        before = raw.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}", read_only=True)
+    try:
+        counts = await storage.count_by_status()
+        assert counts[SagaStatus.RUNNING] == 1 and counts[SagaStatus.FAILED] == 1
+        page = await storage.list_sagas()
+        assert {s.id for s in page.items} == {running, failed}
+        assert page.items[0].step_count == 0 and page.items[0].lease_owner is None
+        detail = await storage.get_saga(running)
+        assert detail is not None and detail.context == {"order_id": 7} and detail.audit == []
+        assert [(r.status, r.attempt) for r in detail.logs] == [
+            (SagaStepStatus.STARTED, 1),
+            (SagaStepStatus.COMPLETED, 1),
+        ]
+        assert [r.id for r in await storage.logs_after(0)] == [1, 2]
+        assert await storage.find_ids(str(failed)[:8]) == [failed]
+        assert (await storage.lease_candidates(0.0, "h", 10))[0].saga_id == running
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == before
+
+
+async def test_read_only_empty_database_is_refused(tmp_path: typing.Any) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
     with pytest.raises(SchemaError) as info:
         SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}", read_only=True)
     assert_one_line(info.value, path)
-    with sqlite3.connect(path) as raw:
-        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
-    assert "saga_schema_version" not in names

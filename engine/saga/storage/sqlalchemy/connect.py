@@ -114,3 +114,17 @@ def open_raw_sqlite(
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
     apply_sqlite_pragmas(conn, read_only=read_only)
     return conn
+
+
+def install_connect_statements(engine: sa.Engine | AsyncEngine, statements: list[str]) -> None:
+    """Run ``statements`` on every new connection of ``engine`` (after the pragmas)."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: typing.Any, _record: typing.Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for sql in statements:
+                cursor.execute(sql)
+        finally:
+            cursor.close()

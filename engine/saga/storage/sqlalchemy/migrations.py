@@ -103,6 +103,8 @@ def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -
     if version == schema.SCHEMA_VERSION:
         return version
     if read_only:
+        if version == 1 and conn.dialect.name == "sqlite":
+            return version  # python-cqrs's layout: readable through legacy_views()
         what = "empty" if version == 0 else f"at schema version {version}"
         raise SchemaError(
             f"{label}: database is {what}; open it once without read-only to set it up",
@@ -125,3 +127,44 @@ def describe_open_error(label: str, exc: BaseException) -> SchemaError:
     if "unable to open" in text:
         return SchemaError(f"{label}: cannot open the database file ({text})")
     return SchemaError(f"{label}: cannot open the database ({text or type(exc).__name__})")
+
+
+def _literal_default(column: sa.Column[typing.Any]) -> str:
+    default = column.server_default
+    if default is not None and isinstance(default, sa.DefaultClause):
+        arg = default.arg
+        text = arg.text if isinstance(arg, sa.TextClause) else repr(str(arg))
+        if text.isdigit() or text.startswith("'"):
+            return text
+    return "NULL"
+
+
+def legacy_views(conn: sa.Connection) -> list[str]:
+    """TEMP views that show a python-cqrs (v1) SQLite database in the current layout.
+
+    A read-only connection may still create TEMP objects, and unqualified names find
+    the temp schema first, so every query of this package reads the views unchanged:
+    missing columns read as their defaults, counts are grouped on the fly, and the
+    audit is empty.
+    """
+    inspector = sa.inspect(conn)
+    names = set(inspector.get_table_names())
+    out = []
+    for table in (schema.saga_executions, schema.saga_logs):
+        present = (
+            {c["name"] for c in inspector.get_columns(table.name)} if table.name in names else set()
+        )
+        cols = ", ".join(
+            c.name if c.name in present else f"{_literal_default(c)} AS {c.name}"
+            for c in table.columns
+        )
+        out.append(
+            f"CREATE TEMP VIEW IF NOT EXISTS {table.name} AS SELECT {cols} FROM main.{table.name}"
+        )
+    out.append(
+        "CREATE TEMP VIEW IF NOT EXISTS saga_status_counts AS "
+        "SELECT status, COUNT(*) AS n FROM main.saga_executions GROUP BY status",
+    )
+    audit = ", ".join(f"NULL AS {c.name}" for c in schema.saga_audit.columns)
+    out.append(f"CREATE TEMP VIEW IF NOT EXISTS saga_audit AS SELECT {audit} WHERE 0")
+    return out

@@ -32,6 +32,7 @@ from engine.saga.storage.sqlalchemy import commands, queries
 from engine.saga.storage.sqlalchemy.connect import (
     WRITER_OPTION,
     create_engine_for,
+    install_connect_statements,
     install_sqlite_hooks,
     open_raw_sqlite,
     read_only_url,
@@ -41,7 +42,9 @@ from engine.saga.storage.sqlalchemy.migrations import (
     SchemaError,
     describe_open_error,
     ensure_schema,
+    legacy_views,
 )
+from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
 
 R = typing.TypeVar("R")
@@ -116,13 +119,17 @@ class SqlAlchemySagaStorage(ISagaStorage):
             with sync_engine.connect() as conn:
                 conn = conn.execution_options(**{WRITER_OPTION: True})
                 with conn.begin():
-                    ensure_schema(conn, self._label, read_only=self.read_only)
+                    version = ensure_schema(conn, self._label, read_only=self.read_only)
+                    views = legacy_views(conn) if version < SCHEMA_VERSION else []
         except SchemaError:
             sync_engine.dispose()
             raise
         except sa.exc.DBAPIError as exc:
             sync_engine.dispose()
             raise describe_open_error(self._label, exc) from exc
+        if views:
+            # The async engine has not connected yet when opened through from_url.
+            install_connect_statements(self._engine, views)
         self._ready = True
         self._sync_engine = sync_engine
         self._probe = open_raw_sqlite(self._path, read_only=self.read_only, check_same_thread=False)
