@@ -48,7 +48,7 @@ if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
     from engine.saga.storage.protocol import ISagaStorage
 
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 ACTION_CONCURRENCY = 16
 # In-process checkpoints can arrive thousands of times a second; reload at most this often.
 MIN_RELOAD_GAP = 0.1

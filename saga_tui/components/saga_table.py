@@ -31,6 +31,7 @@ class SagaTable(DataTable[object]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.summaries: dict[str, SagaSummary] = {}
         self.order: list[str] = []
+        self._ages: dict[str, str] = {}
 
     def on_mount(self) -> None:
         """Declare the columns once."""
@@ -64,6 +65,18 @@ class SagaTable(DataTable[object]):
         old_row = self.cursor_row
         wanted = [str(s.id) for s in items]
         wanted_set = set(wanted)
+        if not wanted_set.intersection(self.summaries):
+            # Another page or filter: nothing to keep, so one rebuild beats 2n row edits.
+            self.clear()
+            self.summaries = {}
+            self._ages = {}
+            for summary, key in zip(items, wanted, strict=True):
+                self.add_row(*summary_row(summary, summary.id in marks, palette), key=key)
+                self.summaries[key] = summary
+            self.order = wanted
+            if wanted:
+                self.move_cursor(row=min(old_row, len(wanted) - 1), animate=False, scroll=False)
+            return
         for key in [k for k in self.order if k not in wanted_set]:
             self.remove_row(key)
             self.summaries.pop(key, None)
@@ -75,6 +88,7 @@ class SagaTable(DataTable[object]):
                     # Ages change every second; everything else only when the row changed.
                     if new_cell != old_cell or column == "updated":
                         self.update_cell(key, column, new_cell)
+                self._ages[key] = cells[5].plain
             else:
                 self.add_row(*cells, key=key)
             self.summaries[key] = summary
@@ -112,8 +126,11 @@ class SagaTable(DataTable[object]):
     def refresh_ages(self) -> None:
         """Re-render the UPDATED column from the cached rows (no query)."""
         for key in self.order:
-            summary = self.summaries[key]
-            self.update_cell(key, "updated", Text(age(summary.updated_at), end=""))
+            text = age(self.summaries[key].updated_at)
+            # Old sagas' ages ("3d4h") rarely change: touch only cells that do.
+            if self._ages.get(key) != text:
+                self._ages[key] = text
+                self.update_cell(key, "updated", Text(text, end=""))
 
     def set_mark(self, saga_id: uuid.UUID, marked: bool, palette: Palette) -> None:
         """Show or hide the mark on one row."""
