@@ -130,9 +130,16 @@ def lease_error(saga_id: uuid.UUID, row: typing.Any) -> SagaStorageError:
 
 
 def apply_checkpoint(
-    conn: sa.Connection, checkpoint: Checkpoint, now: datetime.datetime
+    conn: sa.Connection,
+    checkpoint: Checkpoint,
+    now: datetime.datetime,
+    *,
+    defer_logs: list[dict[str, typing.Any]] | None = None,
 ) -> CheckpointResult:
-    """Apply one checkpoint with Core statements (the path for non-SQLite dialects)."""
+    """Apply one checkpoint with Core statements (the path for non-SQLite dialects).
+
+    With ``defer_logs`` the log rows are appended there for one INSERT per batch.
+    """
     saga_id = checkpoint.saga_id
     requested: str | None = None
     if checkpoint.create is not None:
@@ -161,7 +168,9 @@ def apply_checkpoint(
         if not checkpoint.clear_requested_action:
             requested = row[0]
     rows = log_rows(checkpoint, now)
-    if rows:
+    if defer_logs is not None:
+        defer_logs.extend(rows)
+    elif rows:
         conn.execute(sa.insert(L), rows)
     return CheckpointResult(requested_action=codec.action_from_db(requested))
 

@@ -394,10 +394,21 @@ class CoreWriter(BatchWriter):
             (i, it.checkpoint) for i, it in enumerate(batch) if it.checkpoint is not None
         ]
         if checkpoints:
-            results = await _retry_locked_async(
-                lambda conn: _core_checkpoints(conn, [cp for _, cp in checkpoints]),
-                self._engine,
-            )
+            items = [cp for _, cp in checkpoints]
+            try:
+                results = await _retry_locked_async(
+                    lambda conn: _core_checkpoints(conn, items, isolate=False),
+                    self._engine,
+                )
+            except sa.exc.OperationalError:
+                raise
+            except Exception:
+                # Something failed mid-checkpoint (and PostgreSQL aborts the whole
+                # transaction on any error): run again with a SAVEPOINT per checkpoint.
+                results = await _retry_locked_async(
+                    lambda conn: _core_checkpoints(conn, items, isolate=True),
+                    self._engine,
+                )
             self.commits += 1
             for (i, _), result in zip(checkpoints, results, strict=True):
                 outcomes[i] = result
@@ -410,10 +421,25 @@ class CoreWriter(BatchWriter):
         return outcomes
 
 
-def _core_checkpoints(conn: sa.Connection, items: list[Checkpoint]) -> list[typing.Any]:
+def _core_checkpoints(
+    conn: sa.Connection,
+    items: list[Checkpoint],
+    *,
+    isolate: bool,
+) -> list[typing.Any]:
     now = codec.utcnow()
     results: list[typing.Any] = []
+    logs: list[dict[str, typing.Any]] = []
     for cp in items:
+        if not isolate:
+            # Lost lease and missing saga are found by an UPDATE that matched nothing:
+            # no statement failed and nothing was written, so no SAVEPOINT is needed;
+            # the batch's log rows go in one INSERT, in checkpoint order.
+            try:
+                results.append(commands.apply_checkpoint(conn, cp, now, defer_logs=logs))
+            except SagaStorageError as exc:
+                results.append(exc)
+            continue
         try:
             with conn.begin_nested():
                 results.append(commands.apply_checkpoint(conn, cp, now))
@@ -421,6 +447,8 @@ def _core_checkpoints(conn: sa.Connection, items: list[Checkpoint]) -> list[typi
             raise  # locked/busy or a lost connection: the whole batch is retried or fails
         except Exception as exc:
             results.append(exc)
+    if logs:
+        conn.execute(sa.insert(commands.L), logs)
     return results
 
 
