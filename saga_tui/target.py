@@ -14,7 +14,7 @@ import typing
 import sqlalchemy as sa
 
 from engine.saga.mediator import SagaMediator
-from engine.saga.storage.protocol import ISagaStorage
+from engine.saga.storage.protocol import ISagaStorage, SagaStorageError
 
 DEFAULT_DB = "sagas.db"
 DEFAULT_APP = "sample_sagas:create_mediator"
@@ -96,7 +96,7 @@ def open_storage(
         raise UsageError(f"{_label(url)}: database driver {exc.name} is not installed") from exc
     except (sqlite3.Error, sa.exc.SQLAlchemyError, OSError, ValueError) as exc:
         raise UsageError(f"{_label(url)}: {one_line(exc)}") from exc
-    except Exception as exc:
+    except SagaStorageError as exc:
         # SchemaError and friends already carry the file name and a one-line reason.
         raise UsageError(one_line(exc)) from exc
 
