@@ -1,9 +1,12 @@
 """The write path: group commit of checkpoints, one transaction per batch.
 
 ``apply()`` queues its checkpoint with a future; one writer task takes everything queued,
-writes it in ONE transaction (a SAVEPOINT per checkpoint, so a lost lease skips only
-that checkpoint) and resolves the futures once the COMMIT returned. Concurrent sagas
-therefore share commits, and round trips per durable checkpoint stay minimal.
+writes it in ONE transaction and resolves the futures once the COMMIT returned.
+Concurrent sagas therefore share commits, and round trips per durable checkpoint stay
+minimal. A lost lease or a missing saga fails only its own checkpoint: both are found
+before that checkpoint wrote anything. Any other failure inside a checkpoint rolls the
+batch back and runs it again with a SAVEPOINT around each checkpoint, so only the
+culprit fails. "database is locked" is retried, never reported.
 
 On SQLite the batch runs in one dedicated thread on a plain sqlite3 connection with
 hand-written standard SQL (DESIGN.md section 4: each driver call is what costs);
