@@ -45,11 +45,30 @@ def _rebuild_sqlite_logs(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE _saga_logs_v2 RENAME TO saga_logs")
 
 
+_SQLITE_TIMES = (
+    ("saga_executions", "created_at"),
+    ("saga_executions", "updated_at"),
+    ("saga_logs", "created_at"),
+)
+"""Columns python-cqrs fills with CURRENT_TIMESTAMP, which has no fraction of a second."""
+
+
+def _full_time(column: str) -> str:
+    # Keyset pages compare times as text: '12:00:00' sorts before '12:00:00.000000', so
+    # a row at a page boundary would repeat unless every time has the same form.
+    return f"{column} || '.000000'"
+
+
 def _v1_to_v2(conn: sa.Connection) -> None:
     """python-cqrs's layout -> ours: new columns, SQLite-safe log ids, audit, counts."""
     _add_missing_columns(conn, schema.saga_executions)
     if conn.dialect.name == "sqlite":
         _rebuild_sqlite_logs(conn)
+        for table_name, column in _SQLITE_TIMES:
+            conn.exec_driver_sql(
+                f"UPDATE {table_name} SET {column} = {_full_time(column)}"
+                f" WHERE length({column}) = 19",
+            )
     else:
         _add_missing_columns(conn, schema.saga_logs)
     for index in (*schema.SAGA_INDEXES, *schema.LOG_INDEXES):
@@ -139,6 +158,15 @@ def _literal_default(column: sa.Column[typing.Any]) -> str:
     return "NULL"
 
 
+def _view_column(column: sa.Column[typing.Any], present: set[str], times: set[str]) -> str:
+    name = column.name
+    if name in times:
+        return f"CASE WHEN length({name}) = 19 THEN {_full_time(name)} ELSE {name} END AS {name}"
+    if name in present:
+        return name
+    return f"{_literal_default(column)} AS {name}"
+
+
 def legacy_views(conn: sa.Connection) -> list[str]:
     """TEMP views that show a python-cqrs (v1) SQLite database in the current layout.
 
@@ -154,10 +182,8 @@ def legacy_views(conn: sa.Connection) -> list[str]:
         present = (
             {c["name"] for c in inspector.get_columns(table.name)} if table.name in names else set()
         )
-        cols = ", ".join(
-            c.name if c.name in present else f"{_literal_default(c)} AS {c.name}"
-            for c in table.columns
-        )
+        times = {col for tab, col in _SQLITE_TIMES if tab == table.name}
+        cols = ", ".join(_view_column(c, present, times) for c in table.columns)
         out.append(
             f"CREATE TEMP VIEW IF NOT EXISTS {table.name} AS SELECT {cols} FROM main.{table.name}"
         )
