@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 import typing
@@ -695,6 +696,13 @@ class SagaApp(App[int]):
 def run_dashboard(db_url: str, app_factory: str, read_only: bool, demo: bool) -> int:
     """Open the database and the application, run the dashboard; 2 on a usage error."""
     from saga_tui.launch import LaunchError, open_everything
+
+    # Engine warnings (a failed compensation...) are shown on screen; on stderr they
+    # would be written over the dashboard.
+    engine_log = logging.getLogger("engine")
+    if not engine_log.handlers:
+        engine_log.addHandler(logging.NullHandler())
+        engine_log.propagate = False
 
     try:
         storage, mediator, label = open_everything(db_url, app_factory, read_only=read_only)

@@ -215,7 +215,7 @@ def summary_row(
     summary: SagaSummary, marked: bool = False, palette: Palette | None = None
 ) -> tuple[Text, ...]:
     """The cells of one saga table row (all Text, so nothing is parsed as markup)."""
-    return (
+    cells = (
         paint(Text("*" if marked else " ", style="mark", end=""), palette),
         Text(short_id(summary.id), end=""),
         safe(truncate(clean(summary.name), 24)),
@@ -226,6 +226,11 @@ def summary_row(
         Text(str(summary.recovery_attempts), end=""),
         error_text(summary, palette=palette),
     )
+    for cell in cells:
+        # One line per cell: skipping the wrap pass makes a table repaint much cheaper.
+        cell.no_wrap = True
+        cell.overflow = "ellipsis"
+    return cells
 
 
 def lane_text(lane: LaneView, palette: Palette | None = None) -> Text:

@@ -1,0 +1,62 @@
+"""Export the README's dashboard screenshot from the app itself (docs/dashboard.svg).
+
+    python docs/screenshot.py
+
+Seeds a scratch database with finished, rolled-back and FAILED sample sagas, runs the
+dashboard headless in --demo mode for a few seconds, then saves ``export_screenshot()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import sys
+import tempfile
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage  # noqa: E402
+from sample_sagas import Knobs, create_mediator  # noqa: E402
+from sample_sagas.app import example_context  # noqa: E402
+from saga_tui.app import SagaApp  # noqa: E402
+
+
+async def main() -> None:
+    """Seed, run, export."""
+    path = pathlib.Path(tempfile.mkdtemp()) / "sagas.db"
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
+    quick = Knobs(latency_ms=(1.0, 5.0), failure_rate=0.25, compensation_retry_delay=0.01)
+    seeder = create_mediator(storage, knobs=quick)
+    names = ["OrderSaga", "TravelSaga", "SubscriptionSaga"]
+    for index in range(24):
+        with contextlib.suppress(Exception):
+            await seeder.run(example_context(names[index % 3]))
+    declining = create_mediator(
+        storage,
+        knobs=Knobs(
+            latency_ms=(1.0, 5.0),
+            failure_rate=0.0,
+            refund_decline_rate=1.0,
+            refund_decline_seconds=1e6,
+            compensation_retry_count=1,
+            compensation_retry_delay=0.01,
+        ),
+    )
+    for _ in range(2):
+        saga_id = uuid.uuid4()
+        await declining.run(example_context("SubscriptionSaga"), saga_id=saga_id)
+        await declining.compensate_saga(saga_id, reason="screenshot")
+    app = SagaApp(storage, create_mediator(storage), label="sagas.db", demo=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause(3.5)
+        target = HERE / "dashboard.svg"
+        target.write_text(app.export_screenshot(title="saga-tui"))
+        print(f"wrote {target}")
+    await storage.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
