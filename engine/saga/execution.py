@@ -59,9 +59,13 @@ class RunSettings:
     listeners: list[Listener] = dataclasses.field(default_factory=list)
 
 
+class ForwardNotAllowedError(RuntimeError):
+    """A saga resumed after it began compensating: compensation finished, no forward run."""
+
+
 def forward_not_allowed(saga_id: uuid.UUID, status: SagaStatus) -> RuntimeError:
     """python-cqrs's error for a saga resumed after it began compensating."""
-    return RuntimeError(
+    return ForwardNotAllowedError(
         f"Saga {saga_id} was recovered in {status} state "
         "and compensation was completed. Forward execution is not allowed.",
     )

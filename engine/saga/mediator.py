@@ -22,7 +22,13 @@ from engine.saga.errors import (
     SagaBusyError,
     SagaNotRegisteredError,
 )
-from engine.saga.execution import Listener, RunSettings, SagaRun, Sleep
+from engine.saga.execution import (
+    ForwardNotAllowedError,
+    Listener,
+    RunSettings,
+    SagaRun,
+    Sleep,
+)
 from engine.saga.lease import DEFAULT_LEASE_SECONDS, keeper_for, owner_is_dead, this_host
 from engine.saga.map import SagaMap
 from engine.saga.operator import ActionResult, operator_action
@@ -30,7 +36,7 @@ from engine.saga.saga import Saga, SagaTransaction
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.memory import MemorySagaStorage
-from engine.saga.storage.protocol import ISagaStorage, SagaNotFoundError
+from engine.saga.storage.protocol import ISagaStorage, SagaNotFoundError, SagaStorageError
 from engine.saga.storage.views import steps_to_compensate
 
 logger = logging.getLogger("engine.saga")
@@ -231,13 +237,12 @@ class SagaMediator:
         try:
             async for _ in self._stream(transaction):
                 pass
-        except SagaBusyError:
+        except (SagaBusyError, ContextLoadError):
             raise
-        except RuntimeError as exc:
-            if "Forward execution is not allowed" not in str(exc):
-                error = f"{type(exc).__name__}: {exc}"
-        except CompensationRequestedError:
+        except (ForwardNotAllowedError, CompensationRequestedError):
             pass
+        except SagaStorageError as exc:
+            error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             # The forward step failed again; the saga was compensated: that is the outcome.
             logger.info("recovery of %s ended in compensation: %s", saga_id, exc)

@@ -1,0 +1,236 @@
+"""Cross-process durability: readers see steps in flight, SIGKILL loses nothing, one runner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from engine.saga.storage.enums import SagaStatus, SagaStepStatus
+from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+from tests.conftest import wait_until
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STEPS = ("First", "Second", "Third")
+
+
+def spawn(db: pathlib.Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.crash_worker", str(db), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The worker's next stdout line, failing (with its stderr) on exit or deadline."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.1):
+            line = proc.stdout.readline()
+            if line:
+                return line.strip()
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
+    raise AssertionError("worker said nothing in time")
+
+
+def recover(db: pathlib.Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.crash_worker", str(db), "recover"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def check_database(db: pathlib.Path) -> dict[str, int]:
+    """Every saga terminal, effects agree with statuses, no completed step run again."""
+    conn = sqlite3.connect(db)
+    sagas = dict(conn.execute("SELECT id, status FROM saga_executions").fetchall())
+    started: dict[tuple[str, str], int] = {}
+    for saga_id, step in conn.execute(
+        "SELECT saga_id, step_name FROM saga_logs WHERE action='act' AND status='STARTED'"
+    ):
+        key = (str(uuid.UUID(str(saga_id))), step)
+        started[key] = started.get(key, 0) + 1
+    acts: dict[tuple[str, str], int] = {}
+    undos: set[tuple[str, str]] = set()
+    for saga_id, step, kind in conn.execute("SELECT saga_id, step, kind FROM effects"):
+        key = (saga_id, step)
+        if kind == "act":
+            acts[key] = acts.get(key, 0) + 1
+        else:
+            undos.add(key)
+    conn.close()
+    tally: dict[str, int] = {}
+    for raw_id, status in sagas.items():
+        saga_id = str(uuid.UUID(str(raw_id)))
+        tally[status] = tally.get(status, 0) + 1
+        assert status in ("COMPLETED", "COMPENSATED"), f"{saga_id} left {status}"
+        for step in STEPS:
+            done = acts.get((saga_id, step), 0)
+            # an act runs once per STARTED entry at most: a durable COMPLETED is never redone
+            assert done <= max(started.get((saga_id, step), 0), 1), (saga_id, step, done)
+            if status == "COMPLETED":
+                assert done >= 1, f"{saga_id}: completed without {step}"
+                assert (saga_id, step) not in undos, f"{saga_id}: completed but {step} undone"
+            elif done:
+                assert (saga_id, step) in undos, f"{saga_id}: compensated but {step} not undone"
+    return tally
+
+
+async def test_a_reader_sees_the_step_in_flight_in_another_process(tmp_path: pathlib.Path) -> None:
+    db = tmp_path / "sagas.db"
+    gate = tmp_path / "gate"
+    SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")  # create the schema first
+    proc = spawn(db, "block", str(gate))
+    try:
+        saga_id = uuid.UUID(read_line(proc))
+        assert read_line(proc) == "in-act"
+        reader = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}", read_only=True)
+        try:
+            detail = await reader.get_saga(saga_id)
+            assert detail is not None
+            assert detail.summary.status is SagaStatus.RUNNING
+            assert detail.summary.current_step == "Second"
+            lanes = {s.name: s.act.status for s in detail.steps}
+            assert lanes == {"First": SagaStepStatus.COMPLETED, "Second": SagaStepStatus.STARTED}
+            page = await reader.list_sagas()
+            assert [s.id for s in page.items] == [saga_id]
+            gate.touch()
+
+            async def completed() -> bool:
+                found = await reader.get_saga(saga_id)
+                return found is not None and found.summary.status is SagaStatus.COMPLETED
+
+            await wait_until(completed, timeout=30, message="the saga to complete")
+        finally:
+            await reader.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None:
+    db = tmp_path / "sagas.db"
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20261127")))
+    kills = 0
+    for _ in range(20):
+        proc = spawn(db, "load", "120", "32")
+        try:
+            assert read_line(proc) == "ready"
+            time.sleep(rng.uniform(0.02, 0.6))  # the crash moment, not a wait for a result
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        finally:
+            proc.wait()
+        recover(db)
+        check_database(db)
+    tally = check_database(db)
+    assert kills >= 15, f"only {kills} of 20 runs were killed mid-load"
+    assert tally.get("COMPLETED", 0) > 0 and tally.get("COMPENSATED", 0) > 0
+
+
+def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> None:
+    db = tmp_path / "sagas.db"
+    proc = spawn(db, "load", "100000", "64")
+    try:
+        assert read_line(proc) == "ready"
+        conn = sqlite3.connect(db)
+        deadline = time.monotonic() + 60
+        while conn.execute("SELECT count(*) FROM saga_executions").fetchone()[0] < 300:
+            assert time.monotonic() < deadline, "the load never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    stale = conn.execute(
+        "SELECT count(*) FROM saga_executions WHERE status IN ('RUNNING','COMPENSATING')"
+    ).fetchone()[0]
+    assert stale > 0
+    before = conn.execute("SELECT coalesce(max(id), 0) FROM effects").fetchone()[0]
+    a = spawn(db, "recover")
+    b = spawn(db, "recover")
+    out_a, err_a = a.communicate(timeout=300)
+    out_b, err_b = b.communicate(timeout=300)
+    assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
+    # Each saga was recovered by one process only, and each of its steps acted once.
+    rows = conn.execute(
+        "SELECT saga_id, step, kind, pid FROM effects WHERE id > ?", (before,)
+    ).fetchall()
+    pids_by_saga: dict[str, set[int]] = {}
+    acts: dict[tuple[str, str], int] = {}
+    for saga_id, step, kind, pid in rows:
+        pids_by_saga.setdefault(saga_id, set()).add(pid)
+        if kind == "act":
+            acts[(saga_id, step)] = acts.get((saga_id, step), 0) + 1
+    assert rows, "recovery ran no step at all"
+    assert all(len(p) == 1 for p in pids_by_saga.values()), pids_by_saga
+    assert all(n == 1 for n in acts.values()), acts
+    assert {a.pid, b.pid} >= {p for s in pids_by_saga.values() for p in s}
+    conn.close()
+    check_database(db)
+
+
+async def test_a_write_lock_held_for_three_seconds_makes_the_engine_wait(
+    tmp_path: pathlib.Path,
+) -> None:
+    from engine.saga.bootstrap import bootstrap
+    from tests.e2e.crash_worker import CrashContext, CrashSaga, Effects, Plain
+    import tests.e2e.crash_worker as worker
+
+    db = tmp_path / "sagas.db"
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
+    worker.EFFECTS = Effects(str(db), latency=0)
+    mediator = bootstrap(
+        Plain(), sagas_mapper=lambda m: m.bind(CrashContext, CrashSaga), saga_storage=storage
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(3)\n"
+            "c.execute('COMMIT')\n",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        saga_id = uuid.uuid4()
+        await mediator.run(CrashContext(number=1, saga_id=str(saga_id)), saga_id=saga_id)
+        waited = time.monotonic() - started
+        state = await storage.load_saga_state(saga_id)
+        assert state[0] is SagaStatus.COMPLETED
+        assert waited > 1.0  # it really waited for the lock instead of failing
+    finally:
+        holder.wait(timeout=30)
+        await storage.close()
+        await asyncio.sleep(0)
