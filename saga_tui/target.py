@@ -39,7 +39,7 @@ def resolve_db_url(arg: str | None) -> str:
     if "://" in arg:
         try:
             sa.make_url(arg)
-        except sa.exc.ArgumentError as exc:
+        except (sa.exc.ArgumentError, ValueError) as exc:
             raise UsageError(f"--db {arg}: not a database URL ({one_line(exc)})") from exc
         return arg
     return "sqlite+aiosqlite:///" + os.path.abspath(os.path.expanduser(arg))
@@ -107,7 +107,7 @@ def _label(url: str) -> str:
         return path
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return url
 
 
