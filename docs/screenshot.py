@@ -19,9 +19,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage  # noqa: E402
+from saga_tui.app import SagaApp  # noqa: E402
 from sample_sagas import Knobs, create_mediator  # noqa: E402
 from sample_sagas.app import example_context  # noqa: E402
-from saga_tui.app import SagaApp  # noqa: E402
 
 
 async def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -275,3 +276,46 @@ async def test_demo_keeps_sagas_running(env: Env) -> None:
     app = env.app(demo=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: len(table(app).order) >= 3, timeout=15, what="demo sagas")
+
+
+async def test_detail_follows_a_running_saga(env: Env) -> None:
+    slow = create_mediator(env.storage, knobs=Knobs(failure_rate=0.0, latency_ms=(300.0, 300.0)))
+    saga_id = uuid.uuid4()
+    app = env.app(demo=False)
+    app.mediator = slow  # its checkpoints wake the refresh at once
+    async with app.run_test(size=SIZE) as pilot:
+        task = asyncio.create_task(slow.run(example_context("OrderSaga"), saga_id=saga_id))
+        await select(pilot, app, saga_id)
+        # Pilot.press waits for an idle app, which a busy live screen is not; the action
+        # is what enter triggers.
+        app.action_open_detail()
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        screen = app.screen
+        await wait_for(
+            pilot,
+            lambda: screen.detail is not None and any(s.act.in_flight for s in screen.detail.steps),
+            what="a step in flight",
+        )
+        await wait_for(
+            pilot,
+            lambda: (
+                screen.detail is not None and screen.detail.summary.status is SagaStatus.COMPLETED
+            ),
+            what="followed to the end",
+        )
+        await task
+
+
+async def test_command_palette_filters_by_status(env: Env) -> None:
+    failing = create_mediator(env.storage, knobs=Knobs(failure_rate=1.0, latency_ms=(0.0, 1.0)))
+    rolled_back = await run_saga(env, "OrderSaga", failing)
+    await run_saga(env)
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 2, what="rows")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.1)
+        await pilot.press(*"Show COMPENSATED")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table(app).order == [str(rolled_back)], what="palette filter")

@@ -133,8 +133,15 @@ def test_run_dashboard_bad_inputs_exit_2_with_one_line(
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute("CREATE TABLE saga_executions (id TEXT PRIMARY KEY)")
+        conn.execute("CREATE TABLE saga_schema_version (version INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO saga_schema_version VALUES (999)")
     cases = [
         (str(not_db), "sample_sagas:create_mediator", False),
+        (str(other), "sample_sagas:create_mediator", False),
+        (str(newer), "sample_sagas:create_mediator", False),
         (str(tmp_path / "missing.db"), "sample_sagas:create_mediator", True),
         (str(tmp_path / "fresh.db"), "no_such_module:factory", False),
         (str(tmp_path / "nodir" / "x.db"), "sample_sagas:create_mediator", False),
@@ -145,3 +152,6 @@ def test_run_dashboard_bad_inputs_exit_2_with_one_line(
         assert err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "fresh.db").exists()  # a broken --app creates nothing
     assert not_db.read_text().startswith("hello")
+    with sqlite3.connect(other) as conn:  # another application's database is left alone
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"invoices"}
