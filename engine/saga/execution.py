@@ -103,6 +103,7 @@ class SagaRun:
         self.holds_lease = False
         self._requested: RequestedAction | None = None
         self._registered = False
+        self.not_started: str | None = None
         self._steps = type(saga).steps
         self._types = _step_types(type(saga))
 
@@ -127,12 +128,20 @@ class SagaRun:
     def _cp(self, **fields: typing.Any) -> Checkpoint:
         return Checkpoint(saga_id=self.saga_id, owner=self.owner, **fields)
 
+    def _not_started(self, why: str) -> tuple[LogWrite, ...]:
+        """Log entry closing a step whose STARTED was written but whose act never ran."""
+        name, self.not_started = self.not_started, None
+        if name is None:
+            return ()
+        return (LogWrite(name, "act", _FAILED, f"not started: {why}"),)
+
     async def release(self) -> None:
         """Give the lease back without changing the saga (a paused run)."""
         if self.holds_lease:
             self.holds_lease = False
+            logs = self._not_started("the caller stopped before this step")
             try:
-                await self._write(self._cp(release_lease=True))
+                await self._write(self._cp(release_lease=True, logs=logs, current_step=""))
             except Exception:  # the lease expires on its own; nothing is lost
                 logger.debug("releasing the lease of %s failed", self.saga_id, exc_info=True)
 
@@ -271,16 +280,25 @@ class SagaRun:
                     if finished is not None:
                         self.completed.append(finished)
                         continue
+                name = names[0]
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(list(self.completed))
-                    raise CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
+                    raise CompensationRequestedError(
+                        f"Saga {self.saga_id} was compensated on request"
+                    )
                 last = index == total - 1
-                name = names[0]
                 if started_first:
                     started_first = False
+                elif self.not_started == name:
+                    self.not_started = None  # its STARTED rode on the previous checkpoint
                 else:
                     await write(
-                        Checkpoint(saga_id, owner, logs=(LogWrite(name, "act", _STARTED),), current_step=name)
+                        Checkpoint(
+                            saga_id,
+                            owner,
+                            logs=(LogWrite(name, "act", _STARTED),),
+                            current_step=name,
+                        )
                     )
                 t0 = time.perf_counter()
                 try:
@@ -294,18 +312,36 @@ class SagaRun:
                     if isinstance(exc, _FallbackFailed):
                         raise exc.original from None
                     raise
-                res = await write(
-                    Checkpoint(
-                        saga_id,
-                        owner,
-                        logs=(LogWrite(name, "act", _COMPLETED, duration_ms=_ms(t0)),),
-                        context=context,
-                        steps_done=index + 1,
-                        status=SagaStatus.COMPLETED if last else None,
-                        release_lease=last,
-                        current_step="" if last else None,
-                    ),
-                )
+                completed = LogWrite(name, "act", _COMPLETED, duration_ms=_ms(t0))
+                if last:
+                    res = await write(
+                        Checkpoint(
+                            saga_id,
+                            owner,
+                            logs=(completed,),
+                            context=context,
+                            steps_done=index + 1,
+                            status=SagaStatus.COMPLETED,
+                            release_lease=True,
+                            current_step="",
+                        ),
+                    )
+                else:
+                    # The next step's STARTED shares this checkpoint: one transaction less
+                    # per step. Should the caller stop here, or an operator ask for a
+                    # rollback, it is logged as not started (see _not_started).
+                    following = plan[index + 1][1][0]
+                    res = await write(
+                        Checkpoint(
+                            saga_id,
+                            owner,
+                            logs=(completed, LogWrite(following, "act", _STARTED)),
+                            context=context,
+                            steps_done=index + 1,
+                            current_step=following,
+                        ),
+                    )
+                    self.not_started = following
                 self.completed.append(name)
                 if last:
                     self.status = SagaStatus.COMPLETED
@@ -313,11 +349,14 @@ class SagaRun:
                 yield result, step
                 if last and res.requested_action is RequestedAction.COMPENSATE:
                     await self.rollback_on_request()
-                    raise CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
-            if total == 0 or (state is not None and len(self.completed) == total):
-                if self.status is not SagaStatus.COMPLETED and self.holds_lease:
-                    await self._write(self._cp(status=SagaStatus.COMPLETED, release_lease=True))
-                    self.status = SagaStatus.COMPLETED
+                    raise CompensationRequestedError(
+                        f"Saga {self.saga_id} was compensated on request"
+                    )
+            if (total == 0 or (state is not None and len(self.completed) == total)) and (
+                self.status is not SagaStatus.COMPLETED and self.holds_lease
+            ):
+                await self._write(self._cp(status=SagaStatus.COMPLETED, release_lease=True))
+                self.status = SagaStatus.COMPLETED
         finally:
             if self.holds_lease:
                 await self.release()
@@ -400,7 +439,8 @@ class SagaRun:
         """Compensate ``names`` (in execution order) in reverse; ends COMPENSATED or FAILED."""
         self.compensated = True
         if not already_compensating:
-            await self._write(self._cp(status=SagaStatus.COMPENSATING))
+            logs = self._not_started("compensation was requested first")
+            await self._write(self._cp(status=SagaStatus.COMPENSATING, logs=logs))
             self.status = SagaStatus.COMPENSATING
         failure: ErrorInfo | None = None
         for name in reversed(names):
