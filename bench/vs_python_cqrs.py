@@ -28,7 +28,7 @@ PC_VERSION = "5.3.0"
 
 # The saga under test, written once for both engines. {pkg} is "engine" or "cqrs".
 HARNESS = textwrap.dedent(
-    '''
+    """
     import asyncio, dataclasses, json, logging, os, sys, time
     logging.disable(logging.CRITICAL)
     import di
@@ -150,7 +150,7 @@ HARNESS = textwrap.dedent(
         print(json.dumps({"sagas": COUNT, "seconds": elapsed, "rate": COUNT / elapsed}))
 
     asyncio.run(main())
-    ''',
+    """,
 )
 
 

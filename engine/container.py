@@ -58,7 +58,7 @@ class ContainerAdapter:
         solved = self.container.solve(Dependent(type_, scope="request"), scopes=["request"])
         dag = solved.dag
         if len(dag) == 1:
-            (node, params), = dag.items()
+            ((node, params),) = dag.items()
             if node.call is type_ and not params:
                 return None
         return solved

@@ -14,7 +14,9 @@ from engine.saga.storage.protocol import ISagaStorage
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> typing.AsyncIterator[ISagaStorage]:
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> typing.AsyncIterator[ISagaStorage]:
     """Every engine semantics test runs against both storages."""
     if request.param == "memory":
         store: ISagaStorage = MemorySagaStorage()

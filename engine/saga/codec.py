@@ -47,7 +47,7 @@ def dump_context(context: typing.Any) -> dict[str, typing.Any]:
     cls = type(context)
     serializer = _SERIALIZERS.get(cls)
     if serializer is None:
-        serializer = _SERIALIZERS[cls] = adapter_for(cls).serializer
+        serializer = _SERIALIZERS[cls] = adapter_for(typing.cast(typing.Hashable, cls)).serializer
     try:
         data = serializer.to_python(context, mode="json")
     except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:

@@ -239,7 +239,9 @@ class SagaRun:
         self,
         *,
         recovery: bool = False,
-    ) -> typing.AsyncGenerator[tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler], None]:
+    ) -> typing.AsyncGenerator[
+        tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler], None
+    ]:
         """Open or resume the saga and run it, yielding each durable result and handler."""
         try:
             state = await self.open(recovery=recovery)
@@ -265,7 +267,9 @@ class SagaRun:
             if state is not None:
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(steps_to_compensate(state.history))
-                    raise CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
+                    raise CompensationRequestedError(
+                        f"Saga {self.saga_id} was compensated on request"
+                    )
                 await self._write(self._cp(status=SagaStatus.RUNNING))
                 self.status = SagaStatus.RUNNING
             saga_id = self.saga_id
@@ -435,7 +439,9 @@ class SagaRun:
         if state is not None:
             await self.compensate(steps_to_compensate(state.history))
 
-    async def compensate(self, names: list[str], *, already_compensating: bool = False) -> SagaStatus:
+    async def compensate(
+        self, names: list[str], *, already_compensating: bool = False
+    ) -> SagaStatus:
         """Compensate ``names`` (in execution order) in reverse; ends COMPENSATED or FAILED."""
         self.compensated = True
         if not already_compensating:
@@ -516,7 +522,9 @@ class SagaRun:
             await self._write(
                 self._cp(
                     logs=(
-                        LogWrite(name, "compensate", _COMPLETED, attempt=attempt, duration_ms=_ms(t0)),
+                        LogWrite(
+                            name, "compensate", _COMPLETED, attempt=attempt, duration_ms=_ms(t0)
+                        ),
                     ),
                 ),
             )

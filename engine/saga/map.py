@@ -14,7 +14,9 @@ class SagaMap(dict[type, "type[Saga[typing.Any]]"]):
     def bind(self, context_type: type, saga_type: type[Saga[typing.Any]]) -> None:
         """Register the saga that runs for ``context_type``."""
         if context_type in self:
-            raise KeyError(f"{context_type.__name__} already bound to {self[context_type].__name__}")
+            raise KeyError(
+                f"{context_type.__name__} already bound to {self[context_type].__name__}"
+            )
         self[context_type] = saga_type
 
     def by_name(self, saga_name: str) -> tuple[type, type[Saga[typing.Any]]] | None:

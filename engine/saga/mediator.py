@@ -29,10 +29,17 @@ from engine.saga.execution import (
     SagaRun,
     Sleep,
 )
-from engine.saga.lease import DEFAULT_LEASE_SECONDS, keeper_for, owner_is_dead, this_host
+from engine.saga.lease import (
+    DEFAULT_LEASE_SECONDS,
+    LeaseKeeper,
+    keeper_for,
+    owner_is_dead,
+    process_owner_id,
+    this_host,
+)
 from engine.saga.map import SagaMap
 from engine.saga.operator import ActionResult, operator_action
-from engine.saga.saga import Saga, SagaTransaction
+from engine.saga.saga import Saga
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.memory import MemorySagaStorage
@@ -83,6 +90,7 @@ class SagaMediator:
             self.settings.sleep = sleep
         self.lease_seconds = lease_seconds
         self.running = 0
+        self._lease_keeper: LeaseKeeper | None = None
 
     # ---- registry ----------------------------------------------------------------------
 
@@ -121,23 +129,26 @@ class SagaMediator:
 
     # ---- running -----------------------------------------------------------------------
 
+    def _keeper(self) -> LeaseKeeper:
+        keeper = self._lease_keeper
+        if keeper is None or keeper.owner != process_owner_id():
+            keeper = self._lease_keeper = keeper_for(self.storage, self.lease_seconds)
+        return keeper
+
     def _transaction(
         self,
         saga_type: type[Saga[typing.Any]],
         context: typing.Any,
         saga_id: uuid.UUID | None,
-        *,
-        recovery: bool = False,
-    ) -> SagaTransaction[typing.Any]:
-        return SagaTransaction(
+    ) -> SagaRun:
+        return SagaRun(
             saga_type(),
             context,
             self.container,
             self.storage,
+            self._keeper(),
+            self.settings,
             saga_id,
-            settings=self.settings,
-            lease_seconds=self.lease_seconds,
-            recovery=recovery,
         )
 
     def stream(
@@ -153,10 +164,12 @@ class SagaMediator:
 
     async def _stream(
         self,
-        transaction: SagaTransaction[typing.Any],
+        run: SagaRun,
+        *,
+        recovery: bool = False,
     ) -> typing.AsyncIterator[SagaStepResult[typing.Any, typing.Any]]:
         self.running += 1
-        steps = transaction.steps()
+        steps = run.execute(recovery=recovery)
         try:
             async for result, step in steps:
                 events = step.events
@@ -232,10 +245,10 @@ class SagaMediator:
             raise ContextLoadError(
                 f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: {reason}",
             ) from exc
-        transaction = self._transaction(saga_type, context, saga_id, recovery=True)
+        transaction = self._transaction(saga_type, context, saga_id)
         error: str | None = None
         try:
-            async for _ in self._stream(transaction):
+            async for _ in self._stream(transaction, recovery=True):
                 pass
         except (SagaBusyError, ContextLoadError):
             raise
@@ -264,7 +277,7 @@ class SagaMediator:
         detail = await self.storage.get_saga(saga_id)
         assert detail is not None
         context_type, saga_type = self.saga_for_name(detail.summary.name)
-        keeper = keeper_for(self.storage, self.lease_seconds)
+        keeper = self._keeper()
         steal = lease.owner if lease.owner and owner_is_dead(lease.owner) else None
         if saga_id in keeper.running:
             state = None  # a run in this very process has it: ask it, like any owner
@@ -343,7 +356,9 @@ class SagaMediator:
         await asyncio.gather(*(one(saga_id) for saga_id in todo))
         return results
 
-    async def _audit(self, saga_id: uuid.UUID, action: str, reason: str, result: ActionResult) -> None:
+    async def _audit(
+        self, saga_id: uuid.UUID, action: str, reason: str, result: ActionResult
+    ) -> None:
         with contextlib.suppress(Exception):
             await self.storage.record_operator_action(
                 operator_action(saga_id, action, reason, _outcome(result, result.error)),

@@ -24,8 +24,7 @@ def _check_step(saga_name: str, context_type: type | None, step: typing.Any, whe
     if not (isinstance(step, type) and issubclass(step, SagaStepHandler)):
         shown = getattr(step, "__name__", repr(step))
         raise TypeError(
-            f"{saga_name}: step {where} ({shown}) is not a SagaStepHandler subclass "
-            "or a Fallback",
+            f"{saga_name}: step {where} ({shown}) is not a SagaStepHandler subclass or a Fallback",
         )
     step_context = context_type_of(step, SagaStepHandler)
     if context_type is None or step_context is None:

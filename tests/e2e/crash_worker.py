@@ -12,6 +12,7 @@ Sagas whose number is a multiple of 5 fail at their third step and are compensat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -128,10 +129,8 @@ async def main(db: str, mode: str, args: list[str]) -> None:
                 for number in numbers:
                     saga_id = uuid.uuid4()
                     context = CrashContext(number=number, saga_id=str(saga_id))
-                    try:
+                    with contextlib.suppress(RuntimeError):
                         await mediator.run(context, saga_id=saga_id)
-                    except RuntimeError:
-                        pass
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             print("done", flush=True)

@@ -13,8 +13,6 @@ import sys
 import time
 import uuid
 
-import pytest
-
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
 from tests.conftest import wait_until
@@ -172,8 +170,8 @@ def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> No
     before = conn.execute("SELECT coalesce(max(id), 0) FROM effects").fetchone()[0]
     a = spawn(db, "recover")
     b = spawn(db, "recover")
-    out_a, err_a = a.communicate(timeout=300)
-    out_b, err_b = b.communicate(timeout=300)
+    _, err_a = a.communicate(timeout=300)
+    _, err_b = b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
     # Each saga was recovered by one process only, and each of its steps acted once.
     rows = conn.execute(
@@ -196,9 +194,9 @@ def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> No
 async def test_a_write_lock_held_for_three_seconds_makes_the_engine_wait(
     tmp_path: pathlib.Path,
 ) -> None:
+    import tests.e2e.crash_worker as worker
     from engine.saga.bootstrap import bootstrap
     from tests.e2e.crash_worker import CrashContext, CrashSaga, Effects, Plain
-    import tests.e2e.crash_worker as worker
 
     db = tmp_path / "sagas.db"
     storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")

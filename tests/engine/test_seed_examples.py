@@ -19,7 +19,7 @@ import pytest
 
 SEED = pathlib.Path(__file__).parent.parent / "fixtures" / "seed-saga-mediator.md"
 
-PRELUDE = '''
+PRELUDE = """
 import dataclasses
 import engine
 from engine.saga.saga import Saga
@@ -75,7 +75,7 @@ class ProcessPaymentStep(SagaStepHandler[OrderContext, Response]):
 
 class OrderSaga(Saga[OrderContext]):
     steps = [ReserveInventoryStep, ProcessPaymentStep]
-'''
+"""
 
 
 def seed_blocks() -> dict[str, str]:
@@ -208,7 +208,8 @@ async def test_complete_example() -> None:
     # The seed leaves the service binding to the reader ("# di_container.bind(...)");
     # the test fills that one line in: a di bind hook for the unannotated parameter.
     binding = (
-        "di_container.bind(lambda param, dep: di.dependent.Dependent(FakeInventory, scope='request')"
+        "di_container.bind(lambda param, dep: "
+        "di.dependent.Dependent(FakeInventory, scope='request')"
         " if param is not None and param.name == 'inventory_service' else None)"
     )
     assert "# di_container.bind(...)" in code

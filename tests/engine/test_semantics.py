@@ -17,7 +17,6 @@ from engine.saga.fallback import Fallback
 from engine.saga.saga import Saga
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.protocol import ISagaStorage
-from tests.conftest import wait_until
 from tests.engine.sagas import (
     Backup,
     Ctx,
@@ -48,9 +47,7 @@ def make(storage: ISagaStorage, script: Script, **options: typing.Any) -> engine
 
 
 async def history(storage: ISagaStorage, saga_id: uuid.UUID) -> list[tuple[str, str, str]]:
-    return [
-        (e.step_name, e.action, e.status.name) for e in await storage.get_step_history(saga_id)
-    ]
+    return [(e.step_name, e.action, e.status.name) for e in await storage.get_step_history(saga_id)]
 
 
 async def status_of(storage: ISagaStorage, saga_id: uuid.UUID) -> SagaStatus:
@@ -450,7 +447,11 @@ async def test_an_operator_can_roll_back_a_completed_saga(storage: ISagaStorage)
     script.calls.clear()
     result = await mediator.compensate_saga(saga_id, reason="customer cancelled")
     assert result.status is SagaStatus.COMPENSATED
-    assert script.calls == [("compensate", "StepC"), ("compensate", "StepB"), ("compensate", "StepA")]
+    assert script.calls == [
+        ("compensate", "StepC"),
+        ("compensate", "StepB"),
+        ("compensate", "StepA"),
+    ]
     detail = await storage.get_saga(saga_id)
     assert detail is not None
     assert [(a.action, a.reason) for a in detail.audit] == [("compensate", "customer cancelled")]

@@ -54,8 +54,19 @@ def _dt(ts: float) -> datetime.datetime:
 class _Log:
     """A log row kept as plain attributes; turned into public types only when read."""
 
-    __slots__ = ("action", "attempt", "details", "duration_ms", "error", "id", "saga_id",
-                 "saga_name", "status", "step_name", "ts")
+    __slots__ = (
+        "action",
+        "attempt",
+        "details",
+        "duration_ms",
+        "error",
+        "id",
+        "saga_id",
+        "saga_name",
+        "status",
+        "step_name",
+        "ts",
+    )
 
     def __init__(self, id: int, saga_id: uuid.UUID, saga_name: str, write: LogWrite, ts: float):
         self.id = id

@@ -203,7 +203,9 @@ class ISagaStorage(abc.ABC):
         await self.apply(
             Checkpoint(
                 saga_id=saga_id,
-                logs=(LogWrite(step_name=step_name, action=action, status=status, details=details),),
+                logs=(
+                    LogWrite(step_name=step_name, action=action, status=status, details=details),
+                ),
             ),
         )
 

@@ -7,7 +7,7 @@ import typing
 from engine.saga.storage.enums import SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaLogEntry, StepView
 
-_Entry = typing.Union[LogRecord, SagaLogEntry]
+_Entry = LogRecord | SagaLogEntry
 
 
 def _timestamp(entry: _Entry) -> typing.Any:
