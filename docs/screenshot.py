@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import pathlib
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from sample_sagas.app import example_context  # noqa: E402
 
 async def main() -> None:
     """Seed, run, export."""
+    # The seeded FAILED sagas log their failed compensations; they are wanted, not news.
+    logging.getLogger("engine").setLevel(logging.CRITICAL)
     path = pathlib.Path(tempfile.mkdtemp()) / "sagas.db"
     storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
     quick = Knobs(latency_ms=(1.0, 5.0), failure_rate=0.25, compensation_retry_delay=0.01)

@@ -71,7 +71,7 @@ class SagaApp(App[int]):
     TITLE = "saga-tui"
     COMMANDS = App.COMMANDS | {SagaCommands}
     BINDINGS = [
-        Binding("enter", "open_detail", "Detail", id="saga.detail"),
+        Binding("enter", "open_detail", "Detail", show=False, id="saga.open"),
         Binding("n", "new", "New", id="saga.new"),
         Binding("r", "recover", "Recover", id="saga.recover"),
         Binding("c", "compensate", "Compensate", id="saga.compensate"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -26,6 +27,9 @@ COLUMNS = (
 
 class SagaTable(DataTable[object]):
     """A DataTable keyed by saga id; ``show_page`` diffs instead of rebuilding."""
+
+    # DataTable binds enter without a footer label; name it so the footer shows it.
+    BINDINGS = [Binding("enter", "select_cursor", "Detail", id="saga.detail")]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
