@@ -180,6 +180,12 @@ def _quiet_engine_logs(verbose: bool) -> None:
         engine_log.propagate = False
 
 
+def _is_database_unreachable(exc: BaseException) -> bool:
+    import sqlalchemy as sa
+
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | ConnectionError)
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     """The ``saga-tui`` console script."""
     args = build_parser().parse_args(argv)
@@ -195,6 +201,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if _is_database_unreachable(exc):
+            # Connection refused, a lock held for longer than the busy timeout, a
+            # read-only file system: the environment, not the action, is at fault.
+            print(f"{PROG}: database: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("SAGA_TUI_DEBUG"):
             raise
         print(f"{PROG}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)

@@ -23,6 +23,7 @@ from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.protocol import ISagaStorage, SagaStorageError
+from engine.saga.storage.views import steps_to_compensate
 from saga_tui import textout
 from saga_tui.target import UsageError, one_line
 
@@ -265,12 +266,8 @@ async def compensate_command(
 ) -> int:
     """Compensate sagas by id after confirmation (a rollback for COMPLETED ones)."""
     ids = await resolve_ids(mediator.storage, idents)
-    leases = [await mediator.storage.get_lease(saga_id) for saga_id in ids]
-    what = ", ".join(
-        f"{textout.short_id(i)} ({lease.status.name if lease else '?'})"
-        for i, lease in zip(ids, leases, strict=True)
-    )
-    question = f"Compensate {len(ids)} saga(s): {what}? Their completed steps will be undone."
+    plans = [await undo_plan(mediator.storage, saga_id) for saga_id in ids]
+    question = f"Compensate {len(ids)} saga(s)? " + "; ".join(plans)
     if not confirm(question):
         raise UsageError("compensation cancelled")
     results = [
@@ -278,6 +275,17 @@ async def compensate_command(
         for s in ids
     ]
     return _report(results, out, as_json)
+
+
+async def undo_plan(storage: ISagaStorage, saga_id: uuid.UUID) -> str:
+    """What compensating one saga will undo, in one phrase."""
+    detail = await storage.get_saga(saga_id)
+    if detail is None:
+        return f"{textout.short_id(saga_id)} (gone)"
+    head = f"{textout.short_id(saga_id)} {detail.summary.name} ({detail.summary.status.name})"
+    steps = list(reversed(steps_to_compensate(detail.logs)))
+    undo = ", ".join(steps) if steps else "nothing left to undo"
+    return textout.clean(f"{head}: undo {undo}" if steps else f"{head}: {undo}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

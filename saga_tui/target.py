@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sqlite3
+import sys
 import typing
 
 import sqlalchemy as sa
@@ -116,6 +117,11 @@ def load_app_factory(spec: str) -> AppFactory:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"--app {spec!r}: expected module:factory, e.g. {DEFAULT_APP}")
+    # Like ``python -m`` (and uvicorn's --app-dir), find the user's modules in the cwd:
+    # the console script's sys.path does not hold it.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         target: typing.Any = importlib.import_module(module_name)
     except Exception as exc:

@@ -88,3 +88,36 @@ async def test_progress_line_is_rewritten_on_a_terminal() -> None:
     text = stream.getvalue()
     assert "\n" not in text and text.startswith("\r\x1b[2K3/10 sagas")
     assert os.linesep not in progress.line()
+
+
+async def test_compensate_says_what_it_will_undo_and_obeys_no(tmp_path: pathlib.Path) -> None:
+    from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+    from saga_tui import headless
+    from sample_sagas import example_context
+    from tests.e2e.apps import reliable
+
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    try:
+        mediator = reliable(storage)
+        started = await mediator.start(example_context("OrderSaga"))
+        questions: list[str] = []
+        lines: list[str] = []
+
+        def answer(yes: bool) -> typing.Callable[[str], bool]:
+            return lambda q: questions.append(q) or yes
+
+        with pytest.raises(UsageError, match="cancelled"):
+            await headless.compensate_command(
+                mediator, lines.append, [str(started.saga_id)[:8]], confirm=answer(False)
+            )
+        assert (
+            "OrderSaga (COMPLETED): undo ShipOrder, ChargePayment, ReserveInventory" in questions[0]
+        )
+        lease = await storage.get_lease(started.saga_id)
+        assert lease is not None and lease.status.name == "COMPLETED"
+        code = await headless.compensate_command(
+            mediator, lines.append, [str(started.saga_id)], confirm=answer(True)
+        )
+        assert code == 0 and lines == [f"{started.saga_id}  compensate  COMPENSATED"]
+    finally:
+        await storage.close()
