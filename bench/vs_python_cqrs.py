@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -200,12 +201,18 @@ def run_one(python: str, pkg: str, mode: str, storage: str, count: int) -> float
 
 
 def main() -> None:
-    """Run the comparison and print a table."""
+    """Run the comparison and print a table (medians of interleaved rounds)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["memory", "sqlite"], default=None)
     parser.add_argument("--memory-count", type=int, default=20000)
     parser.add_argument("--sqlite-count", type=int, default=2000)
     parser.add_argument("--pc-sqlite-count", type=int, default=300)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved runs per engine and mode; the median is reported (shared machines)",
+    )
     args = parser.parse_args()
     pc_python = str(ensure_python_cqrs())
     plans = []
@@ -216,12 +223,21 @@ def main() -> None:
             ("sqlite", m, args.sqlite_count, args.pc_sqlite_count)
             for m in ("sequential", "16", "64")
         ]
-    print(f"{'storage':8} {'mode':>11} {'engine/s':>10} {'python-cqrs/s':>14} {'ratio':>7}")
+    print(
+        f"{'storage':8} {'mode':>11} {'engine/s':>10} {'python-cqrs/s':>14} {'ratio':>7}"
+        f"   (median of {args.rounds} interleaved rounds)"
+    )
     for storage, mode, count, pc_count in plans:
-        ours = run_one(sys.executable, "engine", mode, storage, count)
-        theirs = run_one(pc_python, "cqrs", mode, storage, pc_count)
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(args.rounds):
+            ours.append(run_one(sys.executable, "engine", mode, storage, count))
+            theirs.append(run_one(pc_python, "cqrs", mode, storage, pc_count))
+        mine, other = statistics.median(ours), statistics.median(theirs)
         label = mode if mode == "sequential" else f"{mode} conc."
-        print(f"{storage:8} {label:>11} {ours:10.0f} {theirs:14.0f} {ours / theirs:6.1f}x")
+        print(
+            f"{storage:8} {label:>11} {mine:10.0f} {other:14.0f} {mine / other:6.1f}x", flush=True
+        )
 
 
 if __name__ == "__main__":

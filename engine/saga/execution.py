@@ -41,6 +41,7 @@ logger = logging.getLogger("engine.saga")
 
 Sleep = typing.Callable[[float], typing.Awaitable[None]]
 Listener = typing.Callable[[uuid.UUID], None]
+Emit = typing.Callable[[typing.Sequence[typing.Any]], typing.Awaitable[None]]
 
 _STARTED = SagaStepStatus.STARTED
 _COMPLETED = SagaStepStatus.COMPLETED
@@ -104,6 +105,7 @@ class SagaRun:
         self._requested: RequestedAction | None = None
         self._registered = False
         self.not_started: str | None = None
+        self.emit: Emit | None = None
         self._steps = type(saga).steps
         self._types = _step_types(type(saga))
 
@@ -239,10 +241,11 @@ class SagaRun:
         self,
         *,
         recovery: bool = False,
-    ) -> typing.AsyncGenerator[
-        tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler], None
-    ]:
-        """Open or resume the saga and run it, yielding each durable result and handler."""
+    ) -> typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None]:
+        """Open or resume the saga and run it, yielding each durable step result.
+
+        With ``emit`` set, the step's events are emitted before its result is handed out.
+        """
         try:
             state = await self.open(recovery=recovery)
             if state is not None:
@@ -275,6 +278,7 @@ class SagaRun:
             saga_id = self.saga_id
             owner = self.owner
             write = self._write
+            emit = self.emit
             for index, (item, names, is_fallback) in enumerate(plan):
                 if done:
                     finished = None
@@ -350,7 +354,11 @@ class SagaRun:
                 if last:
                     self.status = SagaStatus.COMPLETED
                 result.saga_id = saga_id
-                yield result, step
+                if emit is not None:
+                    events = step.events
+                    if events:
+                        await emit(events)
+                yield result
                 if last and res.requested_action is RequestedAction.COMPENSATE:
                     await self.rollback_on_request()
                     raise CompensationRequestedError(

@@ -89,7 +89,6 @@ class SagaMediator:
         if sleep is not None:
             self.settings.sleep = sleep
         self.lease_seconds = lease_seconds
-        self.running = 0
         self._lease_keeper: LeaseKeeper | None = None
 
     # ---- registry ----------------------------------------------------------------------
@@ -162,23 +161,19 @@ class SagaMediator:
 
     execute = stream
 
-    async def _stream(
+    def _stream(
         self,
         run: SagaRun,
         *,
         recovery: bool = False,
-    ) -> typing.AsyncIterator[SagaStepResult[typing.Any, typing.Any]]:
-        self.running += 1
-        steps = run.execute(recovery=recovery)
-        try:
-            async for result, step in steps:
-                events = step.events
-                if events:
-                    await self.emitter.emit_all(events)
-                yield result
-        finally:
-            self.running -= 1
-            await steps.aclose()
+    ) -> typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None]:
+        run.emit = self.emitter.emit_all
+        return run.execute(recovery=recovery)
+
+    @property
+    def running(self) -> int:
+        """How many sagas this process is running right now."""
+        return len(self._keeper().running)
 
     async def run(
         self,
@@ -308,11 +303,9 @@ class SagaMediator:
         run.holds_lease = True
         run._register()
         keeper.acquire()
-        self.running += 1
         try:
             status = await run.compensate(steps_to_compensate(state.history))
         finally:
-            self.running -= 1
             keeper.release()
             if run.holds_lease:
                 await run.release()

@@ -13,13 +13,11 @@ from engine.saga.execution import RunSettings, SagaRun, Sleep
 from engine.saga.fallback import Fallback
 from engine.saga.lease import DEFAULT_LEASE_SECONDS, keeper_for
 from engine.saga.models import ContextT
-from engine.saga.step import SagaStepHandler, SagaStepResult
+from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.views import steps_to_compensate
 from engine.saga.validation import context_type_of, validate_steps
-
-StepPair = tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler[typing.Any, typing.Any]]
 
 
 class SagaTransaction(typing.Generic[ContextT]):
@@ -66,7 +64,9 @@ class SagaTransaction(typing.Generic[ContextT]):
             saga_id,
         )
         self._recovery = recovery
-        self._iterator: typing.AsyncGenerator[StepPair, None] | None = None
+        self._iterator: (
+            typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None] | None
+        ) = None
 
     @property
     def saga_id(self) -> uuid.UUID:
@@ -112,16 +112,8 @@ class SagaTransaction(typing.Generic[ContextT]):
         return False
 
     def __aiter__(self) -> typing.AsyncIterator[SagaStepResult[ContextT, typing.Any]]:
-        return self._results()
-
-    async def _results(self) -> typing.AsyncIterator[SagaStepResult[ContextT, typing.Any]]:
-        self._iterator = self.steps()
-        async for result, _ in self._iterator:
-            yield result
-
-    def steps(self) -> typing.AsyncGenerator[StepPair, None]:
-        """Run the saga, yielding each durable step result with the handler that made it."""
-        return self._run.execute(recovery=self._recovery)
+        self._iterator = self._run.execute(recovery=self._recovery)
+        return self._iterator
 
 
 class Saga(typing.Generic[ContextT]):

@@ -11,7 +11,6 @@ import uuid
 
 from engine.saga.storage.enums import (
     ACTIVE_STATUSES,
-    TERMINAL_STATUSES,
     RequestedAction,
     SagaStatus,
     SagaStepStatus,
@@ -21,7 +20,6 @@ from engine.saga.storage.models import (
     CheckpointResult,
     LeaseInfo,
     LogRecord,
-    LogWrite,
     OperatorAction,
     PageCursor,
     SagaDetail,
@@ -41,6 +39,10 @@ from engine.saga.storage.views import build_step_views
 
 _UTC = datetime.UTC
 _NOTHING_REQUESTED = CheckpointResult()
+_COMPLETED = SagaStatus.COMPLETED
+_COMPENSATED = SagaStatus.COMPENSATED
+_FAILED = SagaStatus.FAILED
+_time = time.time
 
 
 def _now() -> datetime.datetime:
@@ -51,70 +53,59 @@ def _dt(ts: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, _UTC)
 
 
-class _Log:
-    """A log row kept as plain attributes; turned into public types only when read."""
+# A log row: (id, row key, step, action, status value, details, (error type, message,
+# traceback) or None, attempt, duration ms, unix time). Only atomic values, so the
+# garbage collector stops scanning these tuples once they survive a collection: a
+# memory store holding a million log rows must not make every collection slower.
+_Log = tuple[
+    int,
+    int,
+    str,
+    str,
+    str,
+    str | None,
+    tuple[str, str, str | None] | None,
+    int,
+    float | None,
+    float,
+]
 
-    __slots__ = (
-        "action",
-        "attempt",
-        "details",
-        "duration_ms",
-        "error",
-        "id",
-        "saga_id",
-        "saga_name",
-        "status",
-        "step_name",
-        "ts",
+
+def _entry(row: _Row, log: _Log) -> SagaLogEntry:
+    log_id, _, step, action, status, details, error, attempt, duration, ts = log
+    return SagaLogEntry(
+        row.id,
+        step,
+        typing.cast(typing.Any, action),
+        SagaStepStatus(status),
+        _dt(ts),
+        details,
+        id=log_id,
+        error_type=error[0] if error else None,
+        error_message=error[1] if error else None,
+        error_traceback=error[2] if error else None,
+        attempt=attempt,
+        duration_ms=duration,
     )
 
-    def __init__(self, id: int, saga_id: uuid.UUID, saga_name: str, write: LogWrite, ts: float):
-        self.id = id
-        self.saga_id = saga_id
-        self.saga_name = saga_name
-        self.step_name = write.step_name
-        self.action = write.action
-        self.status = write.status
-        self.details = write.details
-        self.error = write.error
-        self.attempt = write.attempt
-        self.duration_ms = write.duration_ms
-        self.ts = ts
 
-    def entry(self) -> SagaLogEntry:
-        error = self.error
-        return SagaLogEntry(
-            self.saga_id,
-            self.step_name,
-            self.action,
-            self.status,
-            _dt(self.ts),
-            self.details,
-            id=self.id,
-            error_type=error.type if error else None,
-            error_message=error.message if error else None,
-            error_traceback=error.traceback if error else None,
-            attempt=self.attempt,
-            duration_ms=self.duration_ms,
-        )
-
-    def record(self) -> LogRecord:
-        error = self.error
-        return LogRecord(
-            id=self.id,
-            saga_id=self.saga_id,
-            saga_name=self.saga_name,
-            step_name=self.step_name,
-            action=self.action,
-            status=self.status,
-            created_at=_dt(self.ts),
-            details=self.details,
-            error_type=error.type if error else None,
-            error_message=error.message if error else None,
-            error_traceback=error.traceback if error else None,
-            attempt=self.attempt,
-            duration_ms=self.duration_ms,
-        )
+def _record(row: _Row, log: _Log) -> LogRecord:
+    log_id, _, step, action, status, details, error, attempt, duration, ts = log
+    return LogRecord(
+        id=log_id,
+        saga_id=row.id,
+        saga_name=row.name,
+        step_name=step,
+        action=typing.cast(typing.Any, action),
+        status=SagaStepStatus(status),
+        created_at=_dt(ts),
+        details=details,
+        error_type=error[0] if error else None,
+        error_message=error[1] if error else None,
+        error_traceback=error[2] if error else None,
+        attempt=attempt,
+        duration_ms=duration,
+    )
 
 
 class _Row:
@@ -187,7 +178,8 @@ class MemorySagaStorage(ISagaStorage):
     """Keeps sagas in dictionaries; for tests, examples and short-lived processes."""
 
     def __init__(self) -> None:
-        self._rows: dict[uuid.UUID, _Row] = {}
+        # Keyed by the id's int: UUID.__hash__ is Python code and this is the hot path.
+        self._rows: dict[int, _Row] = {}
         self._log: list[_Log] = []
         self._audit: list[OperatorAction] = []
         self._changes = 0
@@ -197,7 +189,7 @@ class MemorySagaStorage(ISagaStorage):
     async def apply(self, checkpoint: Checkpoint) -> CheckpointResult:
         """Apply one checkpoint; dictionaries make it atomic by construction."""
         saga_id = checkpoint.saga_id
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         create = checkpoint.create
         if create is not None:
             if row is not None:
@@ -207,43 +199,63 @@ class MemorySagaStorage(ISagaStorage):
             if checkpoint.owner is not None:
                 row.lease_owner = checkpoint.owner
                 row.lease_expires = checkpoint.lease_expires
-            self._rows[saga_id] = row
+            self._rows[saga_id.int] = row
         elif row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
-        elif checkpoint.owner is not None and row.lease_owner != checkpoint.owner:
-            raise LeaseLostError(f"Saga {saga_id} is now held by {row.lease_owner}")
-        now = time.time()
-        if checkpoint.status is not None:
-            row.status = checkpoint.status
-            row.finished_at = now if checkpoint.status in TERMINAL_STATUSES else None
-        if checkpoint.context is not None and create is None:
-            row.context = checkpoint.context
-            row.version += 1
+        else:
+            owner = checkpoint.owner
+            if owner is not None and row.lease_owner != owner:
+                raise LeaseLostError(f"Saga {saga_id} is now held by {row.lease_owner}")
+            if checkpoint.context is not None:
+                row.context = checkpoint.context
+                row.version += 1
+            if checkpoint.lease_expires is not None:
+                row.lease_expires = checkpoint.lease_expires
+        now = _time()
+        status = checkpoint.status
+        if status is not None:
+            row.status = status
+            # identity checks: Enum.__hash__ is Python code, a set lookup would call it
+            terminal = status is _COMPLETED or status is _COMPENSATED or status is _FAILED
+            row.finished_at = now if terminal else None
         if checkpoint.current_step is not None:
             row.current_step = checkpoint.current_step or None
         if checkpoint.steps_done is not None:
             row.steps_done = checkpoint.steps_done
         if checkpoint.clear_error:
             row.error_type = row.error_message = row.error_traceback = None
-        if checkpoint.error is not None:
-            row.error_type = checkpoint.error.type
-            row.error_message = checkpoint.error.message
-            row.error_traceback = checkpoint.error.traceback
+        error = checkpoint.error
+        if error is not None:
+            row.error_type = error.type
+            row.error_message = error.message
+            row.error_traceback = error.traceback
         if checkpoint.release_lease:
             row.lease_owner = None
             row.lease_expires = None
-        elif checkpoint.lease_expires is not None and create is None:
-            row.lease_expires = checkpoint.lease_expires
         if checkpoint.bump_recovery_attempts:
             row.recovery_attempts += 1
         requested = row.requested_action
         if requested is not None and checkpoint.clear_requested_action:
             row.requested_action = None
-        if checkpoint.logs:
+        logs = checkpoint.logs
+        if logs:
             log = self._log
             row_logs = row.logs
-            for write in checkpoint.logs:
-                entry = _Log(len(log) + 1, saga_id, row.name, write, now)
+            key = saga_id.int
+            for write in logs:
+                error = write.error
+                entry = (
+                    len(log) + 1,
+                    key,
+                    write.step_name,
+                    write.action,
+                    write.status.value,
+                    write.details,
+                    (error.type, error.message, error.traceback) if error else None,
+                    write.attempt,
+                    write.duration_ms,
+                    now,
+                )
                 row_logs.append(entry)
                 log.append(entry)
         row.updated_at = now
@@ -257,7 +269,7 @@ class MemorySagaStorage(ISagaStorage):
             status=row.status,
             context=copy.deepcopy(row.context),
             version=row.version,
-            history=[e.entry() for e in row.logs],
+            history=[_entry(row, e) for e in row.logs],
             requested_action=row.requested_action,
             recovery_attempts=row.recovery_attempts,
         )
@@ -272,7 +284,7 @@ class MemorySagaStorage(ISagaStorage):
         steal_from: str | None = None,
     ) -> SagaState | None:
         """Take the lease when it is free, expired, ours or held by a dead owner."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         holder = row.lease_owner
@@ -300,7 +312,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
         """Who holds one saga."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             return None
         return LeaseInfo(row.id, row.status, row.lease_owner, row.lease_expires)
@@ -325,7 +337,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def request_action(self, saga_id: uuid.UUID, action: RequestedAction) -> None:
         """Store a request for the saga's owner."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         row.requested_action = action
@@ -404,10 +416,10 @@ class MemorySagaStorage(ISagaStorage):
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             return None
-        logs = [e.record() for e in row.logs]
+        logs = [_record(row, e) for e in row.logs]
         return SagaDetail(
             summary=row.summary(),
             context=copy.deepcopy(row.context),
@@ -422,12 +434,13 @@ class MemorySagaStorage(ISagaStorage):
     async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:
         """Ids starting with ``prefix``."""
         prefix = prefix.lower()
-        out = [sid for sid in self._rows if str(sid).startswith(prefix)]
+        out = [r.id for r in self._rows.values() if str(r.id).startswith(prefix)]
         return sorted(out, key=str)[:limit]
 
     async def logs_after(self, after_id: int, limit: int = 500) -> list[LogRecord]:
         """Log entries above the watermark."""
-        return [e.record() for e in self._log[after_id : after_id + limit]]
+        rows = self._rows
+        return [_record(rows[e[1]], e) for e in self._log[after_id : after_id + limit]]
 
     async def last_log_id(self) -> int:
         """Highest log id."""
@@ -446,15 +459,15 @@ class MemorySagaStorage(ISagaStorage):
         read_for_update: bool = False,
     ) -> tuple[SagaStatus, dict[str, typing.Any], int]:
         """Status, context and version."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         return row.status, copy.deepcopy(row.context), row.version
 
     async def get_step_history(self, saga_id: uuid.UUID) -> list[SagaLogEntry]:
         """The saga's log."""
-        row = self._rows.get(saga_id)
-        return [e.entry() for e in row.logs] if row is not None else []
+        row = self._rows.get(saga_id.int)
+        return [_entry(row, e) for e in row.logs] if row is not None else []
 
     async def get_sagas_for_recovery(
         self,
@@ -484,7 +497,7 @@ class MemorySagaStorage(ISagaStorage):
         new_status: SagaStatus | None = None,
     ) -> None:
         """Count a failed recovery."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         row.recovery_attempts += 1
@@ -495,7 +508,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def set_recovery_attempts(self, saga_id: uuid.UUID, attempts: int) -> None:
         """Set the recovery counter."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         row.recovery_attempts = attempts
