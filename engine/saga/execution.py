@@ -18,6 +18,7 @@ from engine.container import ContainerAdapter
 from engine.middlewares.base import MiddlewareChain
 from engine.saga.circuit_breaker import should_use_fallback
 from engine.saga.codec import ContextSerializationError, dump_context, load_context
+from engine.saga.current import _CURRENT
 from engine.saga.errors import CompensationRequestedError, SagaBusyError, error_info
 from engine.saga.fallback import Fallback
 from engine.saga.lease import LeaseKeeper
@@ -264,6 +265,9 @@ class SagaRun:
                         await self.release()
                     raise forward_not_allowed(self.saga_id, status)
             done = completed_act_steps(state.history) if state else None
+            # Steps with any act entry: a fallback that already started is resumed as the
+            # fallback; running the primary again could leave the fallback's effect behind.
+            seen = {e.step_name for e in state.history if e.action == "act"} if state else None
             started_first = state is None
             plan = _plan(type(self.saga))
             total = len(plan)
@@ -289,6 +293,9 @@ class SagaRun:
                         self.completed.append(finished)
                         continue
                 name = names[0]
+                fallback_only = is_fallback and seen is not None and names[1] in seen
+                if fallback_only:
+                    name = names[1]
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(list(self.completed))
                     raise CompensationRequestedError(
@@ -310,7 +317,9 @@ class SagaRun:
                     )
                 t0 = time.perf_counter()
                 try:
-                    if is_fallback:
+                    if fallback_only:
+                        result, step = await self._act(item.fallback)
+                    elif is_fallback:
                         result, step, name, t0 = await self._act_with_fallback(item, t0)
                     else:
                         result, step = await self._act(item)
@@ -381,10 +390,16 @@ class SagaRun:
     ) -> tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler]:
         step = await self.container.resolve(step_type)
         chain = self.settings.middlewares
-        if chain._chain:
-            result = await chain.wrap(step.act)(self.context)
-        else:
-            result = await step.act(self.context)
+        # Set and reset around the call only: the run is an async generator executing in
+        # its caller's context, which must not keep a stale id afterwards.
+        token = _CURRENT.set(self.saga_id)
+        try:
+            if chain._chain:
+                result = await chain.wrap(step.act)(self.context)
+            else:
+                result = await step.act(self.context)
+        finally:
+            _CURRENT.reset(token)
         if not isinstance(result, SagaStepResult):
             result = step._generate_step_result(result)
         return result, step
@@ -485,6 +500,17 @@ class SagaRun:
         self.status = status
         return status
 
+    async def _call_compensate(
+        self,
+        step_type: type[SagaStepHandler[typing.Any, typing.Any]],
+    ) -> None:
+        token = _CURRENT.set(self.saga_id)
+        try:
+            step = await self.container.resolve(step_type)
+            await step.compensate(self.context)
+        finally:
+            _CURRENT.reset(token)
+
     async def _compensate_step(
         self,
         name: str,
@@ -502,8 +528,7 @@ class SagaRun:
             )
             t0 = time.perf_counter()
             try:
-                step = await self.container.resolve(step_type)
-                await step.compensate(self.context)
+                await self._call_compensate(step_type)
             except Exception as exc:
                 err = error_info(exc)
                 await self._write(

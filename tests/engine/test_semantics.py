@@ -528,3 +528,48 @@ async def test_a_live_owner_on_this_host_is_not_robbed(storage: ISagaStorage) ->
         await mediator.recover_saga(saga_id)
     requested = await mediator.compensate_saga(saga_id)
     assert requested.requested
+
+
+async def test_a_fallback_in_flight_is_resumed_as_the_fallback(storage: ISagaStorage) -> None:
+    script = Script(
+        fail_act={"Primary": TimeoutError("down")},
+        gates={"Backup": asyncio.Event()},
+        entered={"Backup": asyncio.Event()},
+    )
+    mediator = make(storage, script)
+    saga_id = uuid.uuid4()
+    task = asyncio.create_task(mediator.run(FallbackCtx("o1"), saga_id=saga_id))
+    await asyncio.wait_for(script.entered["Backup"].wait(), 10)
+    task.cancel()  # the runner dies while the fallback runs
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    script.calls.clear()
+    script.fail_act.clear()  # the primary would succeed now: it must not run again
+    script.gates.clear()
+    result = await mediator.recover_saga(saga_id)
+    assert result.status is SagaStatus.COMPLETED
+    assert script.calls == [("act", "Backup"), ("act", "StepC")]
+
+
+async def test_steps_can_read_the_id_of_their_saga(storage: ISagaStorage) -> None:
+    from engine.saga.current import current_saga_id
+
+    seen: list[tuple[str, uuid.UUID | None]] = []
+
+    class Spy(StepA):
+        async def act(self, context: typing.Any) -> typing.Any:
+            seen.append(("act", current_saga_id()))
+            return self._generate_step_result(None)
+
+        async def compensate(self, context: typing.Any) -> None:
+            seen.append(("compensate", current_saga_id()))
+
+    class Watched(Saga[FallbackCtx]):
+        steps = [Spy]
+
+    mediator = make(storage, Script(), sagas_mapper=lambda m: m.bind(FallbackCtx, Watched))
+    saga_id = uuid.uuid4()
+    await mediator.run(FallbackCtx("o1"), saga_id=saga_id)
+    await mediator.compensate_saga(saga_id)
+    assert seen == [("act", saga_id), ("compensate", saga_id)]
+    assert current_saga_id() is None  # not left behind in the caller's context
