@@ -140,7 +140,12 @@ async def main(db: str, mode: str, args: list[str]) -> None:
             EFFECTS.gate = pathlib.Path(args[0])
             saga_id = uuid.uuid4()
             print(saga_id, flush=True)
-            await mediator.run(CrashContext(number=1, saga_id=str(saga_id)), saga_id=saga_id)
+            try:
+                await mediator.run(CrashContext(number=1, saga_id=str(saga_id)), saga_id=saga_id)
+            except Exception as exc:
+                print(f"ended {type(exc).__name__}", flush=True)
+            else:
+                print("ended ok", flush=True)
         elif mode == "recover":
             results = await mediator.recover_stale(limit=100_000)
             errors = [r for r in results if r.error]

@@ -129,6 +129,52 @@ async def test_a_reader_sees_the_step_in_flight_in_another_process(tmp_path: pat
         proc.wait()
 
 
+async def test_compensation_asked_of_another_live_process_is_done_by_that_owner(
+    tmp_path: pathlib.Path,
+) -> None:
+    from engine.saga.bootstrap import bootstrap
+    from tests.e2e.crash_worker import CrashContext, CrashSaga, Plain
+
+    db = tmp_path / "sagas.db"
+    gate = tmp_path / "gate"
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
+    proc = spawn(db, "block", str(gate))
+    try:
+        saga_id = uuid.UUID(read_line(proc))
+        assert read_line(proc) == "in-act"  # Second is running in the other process
+        operator = bootstrap(
+            Plain(), sagas_mapper=lambda m: m.bind(CrashContext, CrashSaga), saga_storage=storage
+        )
+        result = await operator.compensate_saga(saga_id, reason="customer called")
+        assert result.requested and result.status is SagaStatus.RUNNING
+        lease = await storage.get_lease(saga_id)
+        assert lease is not None and lease.owner is not None and str(proc.pid) in lease.owner
+        gate.touch()
+        assert read_line(proc) == "ended CompensationRequestedError"
+        detail = await storage.get_saga(saga_id)
+        assert detail is not None
+        assert detail.summary.status is SagaStatus.COMPENSATED
+        assert detail.summary.requested_action is None
+        lanes = {s.name: (s.act.status, s.compensate.status) for s in detail.steps}
+        assert lanes["First"] == (SagaStepStatus.COMPLETED, SagaStepStatus.COMPLETED)
+        assert lanes["Second"] == (SagaStepStatus.COMPLETED, SagaStepStatus.COMPLETED)
+        assert lanes["Third"][0] is SagaStepStatus.FAILED  # pre-started, never run
+        assert [(a.action, a.reason) for a in detail.audit] == [("compensate", "customer called")]
+    finally:
+        proc.kill()
+        proc.wait()
+        await storage.close()
+    conn = sqlite3.connect(db)
+    effects = conn.execute("SELECT step, kind FROM effects ORDER BY id").fetchall()
+    conn.close()
+    assert effects == [
+        ("First", "act"),
+        ("Second", "act"),
+        ("Second", "undo"),
+        ("First", "undo"),
+    ]
+
+
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None:
     db = tmp_path / "sagas.db"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261127")))
