@@ -188,6 +188,13 @@ def age(moment: datetime.datetime | None, now: datetime.datetime | None = None) 
     return duration((_aware(now) - _aware(moment)).total_seconds())
 
 
+def took(summary: SagaSummary, now: datetime.datetime | None = None) -> str:
+    """Wall time of a saga: to its finish, or so far while it is not finished."""
+    if summary.status.is_terminal:
+        return duration(summary.duration.total_seconds())
+    return age(summary.created_at, now)
+
+
 def clock(moment: datetime.datetime | None, *, millis: bool = False) -> str:
     """Local wall-clock time of ``moment``."""
     if moment is None:
@@ -222,7 +229,7 @@ def summary_row(
         status_text(summary.status, palette),
         progress_text(summary, palette=palette),
         Text(age(summary.updated_at), end=""),
-        Text(duration(summary.duration.total_seconds()), end=""),
+        Text(took(summary), end=""),
         Text(str(summary.recovery_attempts), end=""),
         error_text(summary, palette=palette),
     )

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 from engine.saga.storage.models import SagaSummary
-from saga_tui.render import Palette, age, summary_row
+from saga_tui.render import Palette, age, summary_row, took
 
 COLUMNS = (
     ("mark", " ", 1),
@@ -128,13 +128,16 @@ class SagaTable(DataTable[object]):
             self.add_row(*summary_row(summary, summary.id in marks, palette), key=str(summary.id))
 
     def refresh_ages(self) -> None:
-        """Re-render the UPDATED column from the cached rows (no query)."""
+        """Re-render UPDATED (and TOOK of unfinished sagas) from the cached rows (no query)."""
         for key in self.order:
-            text = age(self.summaries[key].updated_at)
+            summary = self.summaries[key]
+            text = age(summary.updated_at)
             # Old sagas' ages ("3d4h") rarely change: touch only cells that do.
             if self._ages.get(key) != text:
                 self._ages[key] = text
                 self.update_cell(key, "updated", Text(text, end=""))
+            if not summary.status.is_terminal:
+                self.update_cell(key, "took", Text(took(summary), end=""))
 
     def set_mark(self, saga_id: uuid.UUID, marked: bool, palette: Palette) -> None:
         """Show or hide the mark on one row."""
