@@ -573,3 +573,64 @@ async def test_steps_can_read_the_id_of_their_saga(storage: ISagaStorage) -> Non
     await mediator.compensate_saga(saga_id)
     assert seen == [("act", saga_id), ("compensate", saga_id)]
     assert current_saga_id() is None  # not left behind in the caller's context
+
+
+async def test_saga_transaction_used_directly(storage: ISagaStorage) -> None:
+    from tests.engine.sagas import ThreeSteps
+
+    script = Script()
+    saga_id = uuid.uuid4()
+    async with ThreeSteps().transaction(
+        Ctx("o1"), ScriptContainer(script), storage, saga_id=saga_id
+    ) as transaction:
+        names = [r.step_type.__name__ async for r in transaction]
+    assert names == ["StepA", "StepB", "StepC"]
+    assert transaction.saga_id == saga_id and transaction.status is SagaStatus.COMPLETED
+    assert await status_of(storage, saga_id) is SagaStatus.COMPLETED
+
+
+async def test_an_error_in_the_callers_block_compensates_the_completed_steps(
+    storage: ISagaStorage,
+) -> None:
+    from tests.engine.sagas import ThreeSteps
+
+    script = Script()
+    saga_id = uuid.uuid4()
+    with pytest.raises(KeyError):
+        async with ThreeSteps().transaction(
+            Ctx("o1"), ScriptContainer(script), storage, saga_id=saga_id, sleep=_no_wait
+        ) as transaction:
+            async for result in transaction:
+                if result.step_type is StepB:
+                    raise KeyError("the caller changed its mind")
+    assert script.calls[-2:] == [("compensate", "StepB"), ("compensate", "StepA")]
+    assert ("act", "StepC") not in script.calls
+    assert await status_of(storage, saga_id) is SagaStatus.COMPENSATED
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
+async def test_recover_saga_function_resumes_with_an_explicit_saga(storage: ISagaStorage) -> None:
+    from engine.saga.recovery import recover_saga
+    from tests.engine.sagas import ThreeSteps
+
+    script = Script()
+    mediator = make(storage, script)
+    saga_id = uuid.uuid4()
+    stream = mediator.stream(Ctx("o1"), saga_id=saga_id)
+    await anext(stream)
+    await stream.aclose()
+    script.calls.clear()
+    await recover_saga(ThreeSteps(), saga_id, Ctx, ScriptContainer(script), storage)
+    assert script.calls == [("act", "StepB"), ("act", "StepC")]
+    assert await status_of(storage, saga_id) is SagaStatus.COMPLETED
+    # a compensating saga: finishes compensation and raises python-cqrs's RuntimeError
+    failing = Script(fail_act={"StepC": RuntimeError("x")}, fail_compensate={"StepA": 3})
+    other = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        await make(storage, failing).run(Ctx("o2"), saga_id=other)
+    with pytest.raises(RuntimeError, match="Forward execution is not allowed"):
+        await recover_saga(ThreeSteps(), other, Ctx.from_dict, ScriptContainer(Script()), storage)
+    assert await status_of(storage, other) is SagaStatus.COMPENSATED
