@@ -33,6 +33,7 @@ from saga_tui.components.live_stream import LiveStream
 from saga_tui.components.saga_table import SagaTable
 from saga_tui.components.start_form import SagaChoice, StartForm, StartRequest
 from saga_tui.components.status_bar import CountsBar, TitleBar
+from saga_tui.demo import DemoTraffic
 from saga_tui.filters import FilterError, format_filter, parse_filter
 from saga_tui.messages import (
     ActionsFinished,
@@ -119,7 +120,7 @@ class SagaApp(App[int]):
         self._wake = asyncio.Event()
         self._forced = True
         self._nudged = False
-        self._demo_task: asyncio.Task[None] | None = None
+        self._demo: DemoTraffic | None = None
         self._close_storage = close_storage
 
     # ---- layout ---------------------------------------------------------------------------
@@ -157,9 +158,8 @@ class SagaApp(App[int]):
         self._poll()
         self.set_interval(1.0, self._tick)
         if self.demo and self.mediator is not None and not self.read_only:
-            from saga_tui.demo import demo_traffic
-
-            self._demo_task = asyncio.create_task(demo_traffic(self.mediator))
+            self._demo = DemoTraffic(self.mediator)
+            self._demo.start()
         self._layout_for(self.size.width, self.size.height)
 
     def watch_theme(self) -> None:
@@ -171,10 +171,8 @@ class SagaApp(App[int]):
         """Stop the demo and release the database."""
         if self.mediator is not None:
             self.mediator.remove_listener(self._on_checkpoint)
-        if self._demo_task is not None:
-            self._demo_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._demo_task
+        if self._demo is not None:
+            await self._demo.stop(grace=0)
         if self._close_storage:
             with contextlib.suppress(Exception):
                 await self.storage.close()
@@ -376,6 +374,13 @@ class SagaApp(App[int]):
     @on(DataTable.RowSelected, "#sagas")
     def _row_selected(self) -> None:
         self.action_open_detail()
+
+    async def action_quit(self) -> None:
+        """Quit; demo sagas in flight get a moment to finish first."""
+        if self._demo is not None and self.mediator is not None and self.mediator.running:
+            self.notify(f"Finishing {self.mediator.running} demo saga(s) in flight…")
+            await self._demo.stop(grace=2.0)
+        self.exit(0)
 
     def action_open_detail(self) -> None:
         """Open the saga under the cursor."""

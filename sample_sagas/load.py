@@ -44,6 +44,8 @@ class Progress:
     first_error: str | None = None
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     ended_at: float | None = None
+    stopping: bool = False
+    """Set to start no further sagas; the ones running finish."""
 
     @property
     def elapsed(self) -> float:
@@ -123,7 +125,7 @@ async def run_load(
     storage = mediator.storage
 
     async def worker() -> None:
-        while progress.started < count:
+        while progress.started < count and not progress.stopping:
             progress.started += 1
             context = example_context(rng.choices(names, weights)[0], rng)
             error: Exception | None = None
