@@ -278,6 +278,22 @@ async def test_demo_keeps_sagas_running(env: Env) -> None:
         await wait_for(pilot, lambda: len(table(app).order) >= 3, timeout=15, what="demo sagas")
 
 
+async def test_quitting_the_demo_lets_sagas_in_flight_finish(env: Env) -> None:
+    from engine.saga.storage.enums import ACTIVE_STATUSES
+
+    env.mediator = create_mediator(
+        env.storage, knobs=Knobs(failure_rate=0.0, latency_ms=(100.0, 200.0))
+    )
+    app = env.app(demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.mediator is not None
+        await wait_for(pilot, lambda: app.mediator.running >= 2, timeout=15, what="sagas in flight")
+        await app.action_quit()
+    counts = await env.storage.count_by_status()
+    assert counts.total >= 2
+    assert sum(counts[s] for s in ACTIVE_STATUSES) == 0
+
+
 async def test_detail_follows_a_running_saga(env: Env) -> None:
     slow = create_mediator(env.storage, knobs=Knobs(failure_rate=0.0, latency_ms=(300.0, 300.0)))
     saga_id = uuid.uuid4()
