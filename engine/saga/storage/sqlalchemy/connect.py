@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import typing
 import urllib.parse
@@ -74,13 +75,26 @@ def install_sqlite_hooks(engine: sa.Engine | AsyncEngine, *, read_only: bool = F
             conn.exec_driver_sql("BEGIN")
 
 
+def read_only_uri(path: str) -> str:
+    """A ``mode=ro`` URI for ``path``; ``immutable=1`` too on a read-only file system.
+
+    A WAL database needs its ``-shm`` file even to be read; where that file cannot be
+    created (read-only media, a snapshot mount) SQLite can still read the file as
+    immutable, since nothing can change it there.
+    """
+    quoted = urllib.parse.quote(path)
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.access(folder, os.W_OK) and not os.path.exists(path + "-shm"):
+        return f"file:{quoted}?mode=ro&immutable=1"
+    return f"file:{quoted}?mode=ro"
+
+
 def read_only_url(url: sa.URL) -> sa.URL:
     """The same SQLite database opened through a ``mode=ro`` URI."""
     path = sqlite_path(url)
     if path is None:
         return url
-    quoted = urllib.parse.quote(path)
-    return url.set(database=f"file:{quoted}?mode=ro", query={**url.query, "uri": "true"})
+    return url.set(database=read_only_uri(path), query={**url.query, "uri": "true"})
 
 
 def create_engine_for(url: str | sa.URL, *, read_only: bool = False) -> AsyncEngine:
@@ -103,7 +117,7 @@ def open_raw_sqlite(
 ) -> sqlite3.Connection:
     """A plain sqlite3 connection with the same settings, in autocommit mode."""
     if read_only:
-        target = f"file:{urllib.parse.quote(path)}?mode=ro"
+        target = read_only_uri(path)
         conn = sqlite3.connect(
             target,
             uri=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import typing
 
 import sqlalchemy as sa
@@ -143,7 +144,12 @@ def describe_open_error(label: str, exc: BaseException) -> SchemaError:
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
     if "not a database" in text or "file is encrypted" in text:
         return SchemaError(f"{label}: not a SQLite database")
-    if "unable to open" in text:
+    if "unable to open" in text or "readonly" in text or "read-only" in text:
+        folder = os.path.dirname(os.path.abspath(label)) or "."
+        if os.path.exists(label) and not os.access(folder, os.W_OK):
+            return SchemaError(
+                f"{label}: on a read-only file system; open it with --read-only",
+            )
         return SchemaError(f"{label}: cannot open the database file ({text})")
     return SchemaError(f"{label}: cannot open the database ({text or type(exc).__name__})")
 
