@@ -29,6 +29,7 @@ from engine.saga.storage.models import (
     SagaState,
     SagaSummary,
     StatusCounts,
+    resolve_text_filter,
 )
 from engine.saga.storage.protocol import (
     ISagaStorage,
@@ -391,6 +392,7 @@ class MemorySagaStorage(ISagaStorage):
         before: PageCursor | None = None,
     ) -> SagaPage:
         """A keyset page, newest first."""
+        saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
         rows = [r for r in self._rows.values() if self._matches(r, saga_filter)]
         rows.sort(key=lambda r: (r.created_at, str(r.id)), reverse=True)
         keys = [(_dt(r.created_at), str(r.id)) for r in rows]

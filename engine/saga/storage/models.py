@@ -185,6 +185,8 @@ class SagaFilter:
     text: str | None = None
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
+    text_in_errors_only: bool = False
+    """Set by storage when no id starts with an id-like ``text``: search errors instead."""
 
     @property
     def is_empty(self) -> bool:
@@ -197,13 +199,27 @@ class SagaFilter:
 
         Text of 4+ characters that could begin a UUID's text form and holds a digit
         matches ids by prefix (an index range in SQL); any other text matches the error
-        type and message. Substrings in the middle of ids are not searched: no index
-        can serve them on a million sagas.
+        type and message, and so does id-like text that starts no id (storage checks
+        that first, with an index seek). Substrings in the middle of ids are not
+        searched: no index can serve them on a million sagas.
         """
         text = (self.text or "").strip().lower()
+        if self.text_in_errors_only:
+            return None
         if len(text) >= 4 and _ID_START.fullmatch(text) and any(c.isdigit() for c in text):
             return text
         return None
+
+
+async def resolve_text_filter(
+    saga_filter: SagaFilter,
+    find_ids: typing.Callable[[str, int], typing.Awaitable[list[uuid.UUID]]],
+) -> SagaFilter:
+    """The filter to run: id-like text that starts no saga id searches errors instead."""
+    prefix = saga_filter.id_prefix
+    if prefix is not None and not await find_ids(prefix, 1):
+        return dataclasses.replace(saga_filter, text_in_errors_only=True)
+    return saga_filter
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

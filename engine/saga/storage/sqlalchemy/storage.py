@@ -26,6 +26,7 @@ from engine.saga.storage.models import (
     SagaPage,
     SagaState,
     StatusCounts,
+    resolve_text_filter,
 )
 from engine.saga.storage.protocol import ISagaStorage, ReadOnlyStorageError
 from engine.saga.storage.sqlalchemy import commands, queries
@@ -237,6 +238,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
         before: PageCursor | None = None,
     ) -> SagaPage:
         """A keyset page, newest first."""
+        saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
         return await self._read(queries.list_sagas, saga_filter, limit, after, before)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
