@@ -230,3 +230,16 @@ async def test_complete_example() -> None:
     status, context, _ = await ns["storage"].load_saga_state(ns["saga_id"])
     assert status.name == "COMPLETED"
     assert context["inventory_reservation_id"] == "res-123"
+
+
+async def test_the_readme_example_runs(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)  # the example writes sagas.db in the current folder
+    namespace: dict[str, typing.Any] = {"__name__": __name__}
+    printed = await run_block(code, namespace)
+    assert printed.splitlines() == ["ReserveInventory"]
+    await namespace["mediator"].storage.close()
+    assert (tmp_path / "sagas.db").exists()
