@@ -20,7 +20,7 @@ from sample_sagas.contexts import OrderContext, OrderLine, SubscriptionContext, 
 from sample_sagas.ledger import Ledger, MemoryLedger, SqliteLedger
 from sample_sagas.order import OrderSaga, map_order_events
 from sample_sagas.refund import SubscriptionSaga
-from sample_sagas.services import FakeServices, Knobs, ServicesContainer, track_saga
+from sample_sagas.services import FakeServices, Knobs, ServicesContainer
 from sample_sagas.travel import TravelSaga
 
 SAGAS: tuple[tuple[type[SagaContext], type[Saga[typing.Any]]], ...] = (
@@ -79,7 +79,6 @@ def create_mediator(storage: ISagaStorage, *, knobs: Knobs | None = None) -> Sag
         compensation_retry_delay=knobs.compensation_retry_delay,
         compensation_retry_backoff=knobs.compensation_retry_backoff,
     )
-    mediator.add_listener(track_saga)
     return mediator
 
 

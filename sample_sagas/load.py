@@ -9,6 +9,7 @@ import random
 import sys
 import time
 import typing
+import uuid
 
 from engine.saga.mediator import SagaMediator
 from engine.saga.storage.enums import SagaStatus
@@ -17,7 +18,7 @@ from sample_sagas.app import create_mediator, example_context
 from sample_sagas.contexts import OrderContext, SubscriptionContext, TravelContext
 from sample_sagas.order import OrderSaga
 from sample_sagas.refund import SubscriptionSaga
-from sample_sagas.services import Knobs, current_saga_id
+from sample_sagas.services import Knobs
 from sample_sagas.travel import TravelSaga
 
 MIX: tuple[tuple[str, float], ...] = (
@@ -88,12 +89,16 @@ class Progress:
         }
 
 
-async def _outcome(storage: ISagaStorage, progress: Progress, error: Exception | None) -> None:
+async def _outcome(
+    storage: ISagaStorage,
+    progress: Progress,
+    saga_id: uuid.UUID,
+    error: Exception | None,
+) -> None:
     if error is None:
         progress.completed += 1
         return
     try:
-        saga_id = current_saga_id()
         lease = await storage.get_lease(saga_id)
     except Exception:
         lease = None
@@ -129,11 +134,12 @@ async def run_load(
             progress.started += 1
             context = example_context(rng.choices(names, weights)[0], rng)
             error: Exception | None = None
+            saga_id = uuid.uuid4()
             try:
-                await mediator.run(context)
+                await mediator.run(context, saga_id=saga_id)
             except Exception as exc:
                 error = exc
-            await _outcome(storage, progress, error)
+            await _outcome(storage, progress, saga_id, error)
             progress.finished += 1
 
     try:

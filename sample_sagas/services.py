@@ -1,8 +1,7 @@
 """Fake remote services with latency and failure knobs; every effect goes to the ledger.
 
 A step handler only receives its context, yet the ledger is keyed by saga id: the
-mediator's checkpoint listener (called in the task that runs the saga, right before
-each ``act`` and ``compensate``) stores the id in a context variable the services read.
+engine's ``current_saga_id()`` says which saga the running step belongs to.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import time
 import typing
 import uuid
 
+from engine.saga.current import current_saga_id as engine_current_saga_id
 from engine.saga.models import SagaContext
 from engine.saga.step import SagaStepHandler
 from sample_sagas.ledger import Ledger
@@ -26,15 +26,15 @@ _current_saga: contextvars.ContextVar[uuid.UUID | None] = contextvars.ContextVar
 
 
 def track_saga(saga_id: uuid.UUID) -> None:
-    """Mediator listener: remember which saga the running task is checkpointing."""
+    """Name the saga for service calls made outside a running step (tests, tools)."""
     _current_saga.set(saga_id)
 
 
 def current_saga_id() -> uuid.UUID:
     """The id of the saga whose step runs in this task."""
-    saga_id = _current_saga.get()
+    saga_id = engine_current_saga_id() or _current_saga.get()
     if saga_id is None:
-        raise RuntimeError("sample services called outside a saga run by create_mediator()")
+        raise RuntimeError("sample services called outside a saga step")
     return saga_id
 
 

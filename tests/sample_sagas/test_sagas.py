@@ -17,7 +17,7 @@ from sample_sagas.check import find_disagreements, judge
 from sample_sagas.contexts import OrderContext, TravelContext
 from sample_sagas.ledger import read_ledger
 from sample_sagas.load import run_load
-from sample_sagas.services import FakeServices, ServicesContainer, current_saga_id, track_saga
+from sample_sagas.services import FakeServices, ServicesContainer, track_saga
 from sample_sagas.travel import BookHotel, HotelFullError, PartnerHotel
 
 QUIET = dict(compensation_failure_rate=0.0, refund_decline_rate=0.0, latency_ms=(0.0, 0.0))
@@ -43,11 +43,12 @@ def _ledger(storage: SqlAlchemySagaStorage, saga_id: uuid.UUID) -> set[tuple[str
 
 
 async def _run(mediator: typing.Any, context: typing.Any) -> tuple[uuid.UUID, Exception | None]:
+    saga_id = uuid.uuid4()
     try:
-        await mediator.run(context)
+        await mediator.run(context, saga_id=saga_id)
     except Exception as exc:
-        return current_saga_id(), exc
-    return current_saga_id(), None
+        return saga_id, exc
+    return saga_id, None
 
 
 @pytest.mark.parametrize("saga_name", [saga.__name__ for _, saga in SAGAS])
