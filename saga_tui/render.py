@@ -76,14 +76,18 @@ def palette_from_theme(variables: dict[str, str]) -> Palette:
 
 
 # C0 and C1 controls plus DEL; tab and newline are kept only where multi-line text is wanted.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Also the invisible Unicode format characters that reorder or hide text (bidi overrides,
+# zero-width characters, line separators), so what is shown is what is stored.
+_INVISIBLE = "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+_CONTROL_ONE_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 _NAMED = {"\x1b": "\\x1b", "\x07": "\\a", "\r": "\\r", "\n": "\\n", "\t": "\\t", "\x08": "\\b"}
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group(0)
-    return _NAMED.get(char, f"\\x{ord(char):02x}")
+    code = ord(char)
+    return _NAMED.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def clean(value: object, *, multiline: bool = False) -> str:

@@ -18,24 +18,13 @@ from engine.saga.storage.models import (
     SagaSummary,
     StepView,
 )
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from saga_tui import render
+from saga_tui.render import short_id
 
 
 def clean(text: object, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters escaped (repr style), safe for a terminal."""
-    out: list[str] = []
-    for ch in str(text):
-        if ch.isprintable() or (keep_newlines and ch == "\n"):
-            out.append(ch)
-        else:
-            out.append(_ESCAPES.get(ch) or repr(ch)[1:-1])
-    return "".join(out)
-
-
-def short_id(saga_id: object) -> str:
-    """The 8-character id shown in tables."""
-    return str(saga_id)[:8]
+    """``text`` with control characters escaped, safe for a terminal (as on the dashboard)."""
+    return render.clean(text, multiline=keep_newlines)
 
 
 def iso(moment: datetime.datetime | None) -> str | None:
@@ -52,17 +41,8 @@ def ago(moment: datetime.datetime, now: datetime.datetime | None = None) -> str:
 
 
 def seconds_text(seconds: float) -> str:
-    """A duration, compact."""
-    seconds = max(seconds, 0.0)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
+    """A duration, compact; the same wording as the dashboard."""
+    return render.duration(seconds)
 
 
 def progress(summary: SagaSummary) -> str:

@@ -67,7 +67,7 @@ def test_a_missing_dashboard_is_one_line_and_exit_2(
 
 
 def test_clean_escapes_control_characters() -> None:
-    assert clean("a\x1b[2Jb\x07\n\u202e") == "a\\x1b[2Jb\\x07\\n\\u202e"
+    assert clean("a\x1b[2Jb\x07\n\u202e") == "a\\x1b[2Jb\\a\\n\\u202e"
     assert clean("line\nnext", keep_newlines=True) == "line\nnext"
 
 

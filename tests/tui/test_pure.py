@@ -49,6 +49,8 @@ def test_clean_makes_control_characters_visible() -> None:
     assert clean("\x1b[2J\r\n") == "\\x1b[2J\\r\\n"
     assert clean("a\nb", multiline=True) == "a\nb"
     assert clean("\x00\x9b") == "\\x00\\x9b"
+    # bidi overrides and zero-width characters would hide or reorder what is stored
+    assert clean("pay\u202egnp.exe\u200b") == "pay\\u202egnp.exe\\u200b"
 
 
 def test_safe_never_parses_markup() -> None:
