@@ -34,6 +34,7 @@ from engine.saga.storage.protocol import (
 )
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
 from engine.saga.storage.sqlalchemy.connect import create_engine_for
+from tests.conftest import POSTGRES_URL, postgres_database
 
 OWNER = "testhost:1:1"
 FAR = time.time() + 3600
@@ -43,13 +44,19 @@ def sqlite_url(path: typing.Any) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-core"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-core", *(["postgres"] if POSTGRES_URL else [])])
 async def storage(
     request: pytest.FixtureRequest, tmp_path: typing.Any
 ) -> typing.AsyncIterator[ISagaStorage]:
     engine = None
+    if request.param == "postgres":
+        async with postgres_database() as url:
+            store: ISagaStorage = SqlAlchemySagaStorage.from_url(url)
+            yield store
+            await store.close()
+        return
     if request.param == "memory":
-        store: ISagaStorage = MemorySagaStorage()
+        store = MemorySagaStorage()
     elif request.param == "sqlite":
         store = SqlAlchemySagaStorage.from_url(sqlite_url(tmp_path / "sagas.db"))
     else:

@@ -55,7 +55,7 @@ def create_row(checkpoint: Checkpoint, now: datetime.datetime) -> dict[str, typi
         "requested_action": None,
         "step_count": create.step_count,
         "steps_done": checkpoint.steps_done or 0,
-        "current_step": checkpoint.current_step,
+        "current_step": checkpoint.current_step or None,
         "error_type": error.type if error else None,
         "error_message": error.message if error else None,
         "error_traceback": error.traceback if error else None,
@@ -78,7 +78,7 @@ def update_changes(checkpoint: Checkpoint, now: datetime.datetime) -> dict[str, 
         out["context"] = cp.context
         out["version"] = INCREMENT
     if cp.current_step is not None:
-        out["current_step"] = cp.current_step
+        out["current_step"] = cp.current_step or None  # "" clears it
     if cp.steps_done is not None:
         out["steps_done"] = cp.steps_done
     if cp.error is not None:
