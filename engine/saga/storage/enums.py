@@ -42,16 +42,6 @@ class SagaStepStatus(str, enum.Enum):
         return self.value
 
 
-class StepAction(str, enum.Enum):
-    """Which lane a log entry belongs to."""
-
-    ACT = "act"
-    COMPENSATE = "compensate"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 class RequestedAction(str, enum.Enum):
     """An action asked of the owner of a saga through the database."""
 
