@@ -56,8 +56,8 @@ class BookHotel(ServiceStep[TravelContext, Booking]):
 
     async def act(self, context: TravelContext) -> SagaStepResult[TravelContext, Booking]:
         """Book the hotel, unless the partner hotel already holds this trip."""
-        # After a crash during the fallback the engine retries the primary first; a
-        # partner booking that already took effect must win, or the trip books twice.
+        # The engine resumes a fallback found in flight as the fallback; this is the
+        # service's own guard as well, as a real booking API would refuse a second stay.
         if await self.services.done(PartnerHotel.__name__):
             raise HotelFullError("the partner hotel already holds this trip")
         await self.do(f"hotel in {context.destination} full for {context.nights} nights")
