@@ -7,14 +7,6 @@ import typing
 T = typing.TypeVar("T")
 
 
-class Resolver(typing.Protocol):
-    """Any container with ``async resolve(type) -> instance``."""
-
-    async def resolve(self, type_: type[T]) -> T:
-        """Build an instance of ``type_``."""
-        ...
-
-
 class ContainerAdapter:
     """Resolves step and event handlers per run.
 

@@ -52,10 +52,6 @@ class EventEmitter:
         if follow_ups and depth < _MAX_FOLLOW_UP_DEPTH:
             await self.emit_all(follow_ups, depth + 1)
 
-    async def emit(self, event: Event) -> None:
-        """Emit one event and the follow-ups its handlers produce."""
-        await self.emit_all((event,))
-
     def _targets(self, event: Event) -> typing.Sequence[typing.Any]:
         if isinstance(event, NotificationEvent):
             return (_BROKER,)

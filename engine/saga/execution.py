@@ -21,7 +21,7 @@ from engine.saga.codec import ContextSerializationError, dump_context, load_cont
 from engine.saga.current import _CURRENT
 from engine.saga.errors import CompensationRequestedError, SagaBusyError, error_info
 from engine.saga.fallback import Fallback
-from engine.saga.lease import LeaseKeeper
+from engine.saga.lease import LeaseKeeper, owner_is_dead
 from engine.saga.step import SagaStepHandler, SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.models import (
@@ -107,7 +107,6 @@ class SagaRun:
         self._registered = False
         self.not_started: str | None = None
         self.emit: Emit | None = None
-        self._steps = type(saga).steps
         self._types = _step_types(type(saga))
 
     # ---- writes ------------------------------------------------------------------------
@@ -127,6 +126,9 @@ class SagaRun:
             for listener in listeners:
                 listener(self.saga_id)
         return result
+
+    def _compensated_on_request(self) -> CompensationRequestedError:
+        return CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
 
     def _cp(self, **fields: typing.Any) -> Checkpoint:
         return Checkpoint(saga_id=self.saga_id, owner=self.owner, **fields)
@@ -154,7 +156,7 @@ class SagaRun:
         """Create the saga, or claim an existing one; returns the claimed state if any."""
         self.keeper.acquire()
         if self._given_id:
-            state = await self._claim()
+            state = await self.claim()
             if state is not None:
                 if recovery:
                     await self._write(self._cp(bump_recovery_attempts=True))
@@ -162,7 +164,11 @@ class SagaRun:
         await self._create()
         return None
 
-    async def _claim(self) -> SagaState | None:
+    async def claim(self) -> SagaState | None:
+        """Take the lease (stealing it from a dead owner); None when the saga does not exist.
+
+        Raises SagaBusyError when a live runner, in this process or another, has it.
+        """
         if self.saga_id in self.keeper.running and not self._registered:
             raise SagaBusyError(self.saga_id, f"{self.owner} (this process)")
         now = time.time()
@@ -173,8 +179,6 @@ class SagaRun:
         except SagaNotFoundError:
             return None
         if state is None:
-            from engine.saga.lease import owner_is_dead
-
             lease = await self.storage.get_lease(self.saga_id)
             holder = lease.owner if lease else None
             if holder and owner_is_dead(holder):
@@ -202,12 +206,13 @@ class SagaRun:
 
     async def _create(self) -> None:
         context = dump_context(self.context)
-        first = self._first_step_name()
+        plan = _plan(type(self.saga))
+        first = plan[0][1][0] if plan else None
         logs = (LogWrite(first, "act", _STARTED),) if first else ()
         status = SagaStatus.RUNNING if first else SagaStatus.COMPLETED
         await self._write(
             self._cp(
-                create=NewSaga(type(self.saga).__name__, context, len(self._steps)),
+                create=NewSaga(type(self.saga).__name__, context, len(plan)),
                 status=status,
                 logs=logs,
                 current_step=first,
@@ -219,13 +224,6 @@ class SagaRun:
         if self.holds_lease:
             self._register()
         self.status = status
-        self._first_started = True
-
-    def _first_step_name(self) -> str | None:
-        if not self._steps:
-            return None
-        item = self._steps[0]
-        return item.step.__name__ if isinstance(item, Fallback) else item.__name__
 
     def adopt_context(self, stored: dict[str, typing.Any]) -> None:
         """Refresh the caller's context object from the stored one (resume keeps data)."""
@@ -274,9 +272,7 @@ class SagaRun:
             if state is not None:
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(steps_to_compensate(state.history))
-                    raise CompensationRequestedError(
-                        f"Saga {self.saga_id} was compensated on request"
-                    )
+                    raise self._compensated_on_request()
                 await self._write(self._cp(status=SagaStatus.RUNNING))
                 self.status = SagaStatus.RUNNING
             saga_id = self.saga_id
@@ -285,10 +281,7 @@ class SagaRun:
             emit = self.emit
             for index, (item, names, is_fallback) in enumerate(plan):
                 if done:
-                    finished = None
-                    for candidate in names:
-                        if candidate in done:
-                            finished = candidate
+                    finished = next((n for n in names if n in done), None)
                     if finished is not None:
                         self.completed.append(finished)
                         continue
@@ -298,9 +291,7 @@ class SagaRun:
                     name = names[1]
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(list(self.completed))
-                    raise CompensationRequestedError(
-                        f"Saga {self.saga_id} was compensated on request"
-                    )
+                    raise self._compensated_on_request()
                 last = index == total - 1
                 if started_first:
                     started_first = False
@@ -370,9 +361,7 @@ class SagaRun:
                 yield result
                 if last and res.requested_action is RequestedAction.COMPENSATE:
                     await self.rollback_on_request()
-                    raise CompensationRequestedError(
-                        f"Saga {self.saga_id} was compensated on request"
-                    )
+                    raise self._compensated_on_request()
             if (total == 0 or (state is not None and len(self.completed) == total)) and (
                 self.status is not SagaStatus.COMPLETED and self.holds_lease
             ):
@@ -458,9 +447,31 @@ class SagaRun:
 
     async def rollback_on_request(self) -> None:
         """Compensate a completed saga after an operator asked for it mid-run."""
-        state = await self._claim()
-        if state is not None:
-            await self.compensate(steps_to_compensate(state.history))
+        await self.claim_and_compensate()
+
+    async def claim_and_compensate(
+        self,
+        load: typing.Callable[[dict[str, typing.Any]], typing.Any] | None = None,
+    ) -> SagaStatus:
+        """Claim the saga and compensate every step whose effect may exist.
+
+        ``load`` rebuilds the context from the stored one (kept as is when None).
+        Raises SagaBusyError when a live runner has the saga, SagaNotFoundError when
+        there is none. The lease and this process's claim are given back in any case.
+        """
+        self.keeper.acquire()
+        try:
+            state = await self.claim()
+            if state is None:
+                raise SagaNotFoundError(f"Saga {self.saga_id} not found")
+            if load is not None:
+                self.context = load(state.context)
+            return await self.compensate(steps_to_compensate(state.history))
+        finally:
+            if self.holds_lease:
+                await self.release()
+            self.unregister()
+            self.keeper.release()
 
     async def compensate(
         self, names: list[str], *, already_compensating: bool = False

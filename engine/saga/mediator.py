@@ -34,7 +34,6 @@ from engine.saga.lease import (
     LeaseKeeper,
     keeper_for,
     owner_is_dead,
-    process_owner_id,
     this_host,
 )
 from engine.saga.map import SagaMap
@@ -44,7 +43,6 @@ from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.memory import MemorySagaStorage
 from engine.saga.storage.protocol import ISagaStorage, SagaNotFoundError, SagaStorageError
-from engine.saga.storage.views import steps_to_compensate
 
 logger = logging.getLogger("engine.saga")
 
@@ -89,7 +87,6 @@ class SagaMediator:
         if sleep is not None:
             self.settings.sleep = sleep
         self.lease_seconds = lease_seconds
-        self._lease_keeper: LeaseKeeper | None = None
 
     # ---- registry ----------------------------------------------------------------------
 
@@ -129,10 +126,7 @@ class SagaMediator:
     # ---- running -----------------------------------------------------------------------
 
     def _keeper(self) -> LeaseKeeper:
-        keeper = self._lease_keeper
-        if keeper is None or keeper.owner != process_owner_id():
-            keeper = self._lease_keeper = keeper_for(self.storage, self.lease_seconds)
-        return keeper
+        return keeper_for(self.storage, self.lease_seconds)
 
     def _transaction(
         self,
@@ -270,46 +264,28 @@ class SagaMediator:
             await self._audit(saga_id, "compensate", reason, result)
             return result
         detail = await self.storage.get_saga(saga_id)
-        assert detail is not None
+        if detail is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
         context_type, saga_type = self.saga_for_name(detail.summary.name)
-        keeper = self._keeper()
-        steal = lease.owner if lease.owner and owner_is_dead(lease.owner) else None
-        if saga_id in keeper.running:
-            state = None  # a run in this very process has it: ask it, like any owner
-        else:
-            state = await self.storage.claim(
-                saga_id, keeper.owner, keeper.expiry(), now=time.time(), steal_from=steal
-            )
-        if state is None:
+
+        def load(stored: dict[str, typing.Any]) -> typing.Any:
+            try:
+                return load_context(context_type, stored)
+            except Exception as exc:
+                raise ContextLoadError(
+                    f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: "
+                    f"{str(exc).splitlines()[0]}",
+                ) from exc
+
+        run = self._transaction(saga_type, None, saga_id)
+        try:
+            status = await run.claim_and_compensate(load)
+        except SagaBusyError:
+            # Its runner is alive (here or elsewhere): it compensates at its next step.
             await self.storage.request_action(saga_id, RequestedAction.COMPENSATE)
             result = ActionResult(saga_id, "compensate", lease.status, requested=True)
             await self._audit(saga_id, "compensate", reason, result)
             return result
-        try:
-            context = load_context(context_type, state.context)
-        except Exception as exc:
-            run = SagaRun(
-                saga_type(), None, self.container, self.storage, keeper, self.settings, saga_id
-            )
-            run.holds_lease = True
-            await run.release()
-            raise ContextLoadError(
-                f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: "
-                f"{str(exc).splitlines()[0]}",
-            ) from exc
-        run = SagaRun(
-            saga_type(), context, self.container, self.storage, keeper, self.settings, saga_id
-        )
-        run.holds_lease = True
-        run._register()
-        keeper.acquire()
-        try:
-            status = await run.compensate(steps_to_compensate(state.history))
-        finally:
-            keeper.release()
-            if run.holds_lease:
-                await run.release()
-            run.unregister()
         result = ActionResult(saga_id, "compensate", status)
         await self._audit(saga_id, "compensate", reason, result)
         return result

@@ -16,7 +16,6 @@ from engine.saga.models import ContextT
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.protocol import ISagaStorage
-from engine.saga.storage.views import steps_to_compensate
 from engine.saga.validation import context_type_of, validate_steps
 
 
@@ -102,13 +101,7 @@ class SagaTransaction(typing.Generic[ContextT]):
         ):
             # The consumer failed after some steps: undo them, as python-cqrs does.
             with contextlib.suppress(Exception):
-                run.keeper.acquire()
-                try:
-                    state = await run._claim()
-                    if state is not None:
-                        await run.compensate(steps_to_compensate(state.history))
-                finally:
-                    run.keeper.release()
+                await run.claim_and_compensate()
         return False
 
     def __aiter__(self) -> typing.AsyncIterator[SagaStepResult[ContextT, typing.Any]]:

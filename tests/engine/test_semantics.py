@@ -447,6 +447,7 @@ async def test_an_operator_can_roll_back_a_completed_saga(storage: ISagaStorage)
     script.calls.clear()
     result = await mediator.compensate_saga(saga_id, reason="customer cancelled")
     assert result.status is SagaStatus.COMPENSATED
+    assert mediator.running == 0
     assert script.calls == [
         ("compensate", "StepC"),
         ("compensate", "StepB"),
@@ -606,6 +607,12 @@ async def test_an_error_in_the_callers_block_compensates_the_completed_steps(
     assert script.calls[-2:] == [("compensate", "StepB"), ("compensate", "StepA")]
     assert ("act", "StepC") not in script.calls
     assert await status_of(storage, saga_id) is SagaStatus.COMPENSATED
+    # nothing is left claimed by this process: an operator can act on it at once
+    from engine.saga.lease import keeper_for
+
+    assert saga_id not in keeper_for(storage).running
+    lease = await storage.get_lease(saga_id)
+    assert lease is not None and lease.owner is None
 
 
 async def _no_wait(seconds: float) -> None:
