@@ -235,38 +235,29 @@ async def test_a_second_stream_of_a_compensating_or_failed_saga_finishes_and_rai
     end: str,
 ) -> None:
     script = Script(fail_act={"StepC": RuntimeError("x")}, fail_compensate={"StepA": 3})
-    if end == "COMPENSATING":
-        script.gates["StepB"] = asyncio.Event()
-        script.fail_act = {"StepB": RuntimeError("x")}
-        script.fail_compensate = {}
     mediator = make(storage, script)
     saga_id = uuid.uuid4()
     if end == "COMPENSATING":
-        # Stop the runner after it logged the failure and set COMPENSATING, before undoing.
-        original = mediator.settings.sleep
+        # A runner on this host died after StepB failed, before it undid StepA.
+        script.fail_compensate.clear()
+        from engine.saga.lease import this_host
+        from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite, NewSaga
 
-        class Stop(BaseException):
-            pass
-
-        async def fail_act_then_stop() -> None:
-            with contextlib.suppress(Stop):
-                await mediator.run(Ctx("o1"), saga_id=saga_id)
-
-        from tests.engine import sagas
-
-        real = sagas.Recording.compensate
-
-        async def crash(self: typing.Any, context: typing.Any) -> None:
-            raise Stop()
-
-        sagas.Recording.compensate = crash  # type: ignore[method-assign]
-        script.gates["StepB"].set()
-        try:
-            await fail_act_then_stop()
-        finally:
-            sagas.Recording.compensate = real  # type: ignore[method-assign]
-        mediator.settings.sleep = original
-        assert await status_of(storage, saga_id) is SagaStatus.COMPENSATING
+        await storage.apply(
+            Checkpoint(
+                saga_id=saga_id,
+                owner=f"{this_host()}:4194999:123",
+                create=NewSaga("ThreeSteps", {"order_id": "o1", "trail": ["StepA"]}, 3),
+                status=SagaStatus.COMPENSATING,
+                logs=(
+                    LogWrite("StepA", "act", SagaStepStatus.STARTED),
+                    LogWrite("StepA", "act", SagaStepStatus.COMPLETED),
+                    LogWrite("StepB", "act", SagaStepStatus.STARTED),
+                    LogWrite("StepB", "act", SagaStepStatus.FAILED, error=ErrorInfo("E", "x")),
+                ),
+                lease_expires=4102444800.0,
+            ),
+        )
     else:
         with pytest.raises(RuntimeError):
             await mediator.run(Ctx("o1"), saga_id=saga_id)
@@ -280,7 +271,7 @@ async def test_a_second_stream_of_a_compensating_or_failed_saga_finishes_and_rai
         "completed. Forward execution is not allowed."
     )
     assert ("act", "StepC") not in script.calls
-    assert script.calls[-1] == ("compensate", "StepA")
+    assert script.calls == [("compensate", "StepA")]  # StepB's act failed: nothing to undo
     assert await status_of(storage, saga_id) is SagaStatus.COMPENSATED
 
 
