@@ -1,0 +1,98 @@
+"""Waiting with a deadline, for every test: a condition, a subprocess's next line.
+
+Tests never sleep and then assert; they wait for the condition they need and fail
+with a message naming it when the deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import selectors
+import subprocess
+import time
+import typing
+
+Condition = typing.Callable[[], typing.Any]
+
+
+async def wait_for(
+    condition: Condition,
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.02,
+    what: str = "condition",
+    sleep: typing.Callable[[float], typing.Awaitable[typing.Any]] | None = None,
+) -> typing.Any:
+    """Await until ``condition()`` (sync or async) is truthy; return its value.
+
+    ``sleep`` replaces ``asyncio.sleep`` between tries (``pilot.pause`` under Textual, so
+    the app processes its messages while the test waits).
+    """
+    pause = sleep or asyncio.sleep
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pause(interval)
+
+
+def wait_for_sync(
+    condition: Condition,
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> typing.Any:
+    """The same as :func:`wait_for` outside an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 30.0, *, what: str = "") -> str:
+    """The next stdout line of ``proc`` (stripped).
+
+    Fails with the process's stderr when it exits first, and after ``timeout`` seconds.
+    """
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.1):
+                line = proc.stdout.readline()
+                if line:
+                    return line.strip()
+            if proc.poll() is not None:
+                err = proc.stderr.read() if proc.stderr is not None else ""
+                raise AssertionError(f"process exited {proc.returncode} {what}: {err}")
+    raise AssertionError(f"process said nothing in {timeout}s {what}".rstrip())
+
+
+def read_until(
+    proc: subprocess.Popen[str],
+    predicate: typing.Callable[[str], bool],
+    timeout: float = 30.0,
+    *,
+    what: str = "a matching line",
+) -> str:
+    """Read stdout lines until one satisfies ``predicate``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        line = read_line(proc, left, what=f"(waiting for {what})")
+        if predicate(line):
+            return line
