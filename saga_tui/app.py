@@ -22,8 +22,8 @@ from textual.worker import Worker, WorkerState
 from engine.saga.errors import SagaNotRegisteredError
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.lanes import steps_to_compensate
 from engine.saga.storage.models import PageCursor, SagaDetail, SagaFilter
-from engine.saga.storage.views import steps_to_compensate
 from saga_tui import examples
 from saga_tui.commands import SagaCommands
 from saga_tui.components.confirm import ConfirmScreen

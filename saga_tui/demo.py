@@ -8,7 +8,7 @@ import logging
 import random
 import typing
 
-from engine.saga.codec import load_context
+from engine.saga.context_codec import load_context
 from saga_tui import examples
 
 if typing.TYPE_CHECKING:

@@ -6,7 +6,7 @@ import importlib
 import typing
 import uuid
 
-from engine.saga.codec import adapter_for, dump_context, load_context
+from engine.saga.context_codec import adapter_for, dump_context, load_context
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator

@@ -16,14 +16,14 @@ import uuid
 
 import pydantic
 
-from engine.saga.codec import load_context
-from engine.saga.errors import SagaError
+from engine.saga.context_codec import load_context
+from engine.saga.errors import SagaError, SagaStorageError
 from engine.saga.mediator import SagaMediator
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.lanes import steps_to_compensate
 from engine.saga.storage.models import SagaFilter
-from engine.saga.storage.protocol import ISagaStorage, SagaStorageError
-from engine.saga.storage.views import steps_to_compensate
+from engine.saga.storage.protocol import ISagaStorage
 from saga_tui import textout
 from saga_tui.target import UsageError, one_line
 

@@ -14,8 +14,9 @@ import typing
 
 import sqlalchemy as sa
 
+from engine.saga.errors import SagaStorageError
 from engine.saga.mediator import SagaMediator
-from engine.saga.storage.protocol import ISagaStorage, SagaStorageError
+from engine.saga.storage.protocol import ISagaStorage
 
 DEFAULT_DB = "sagas.db"
 DEFAULT_APP = "sample_sagas:create_mediator"

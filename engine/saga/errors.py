@@ -1,15 +1,18 @@
-"""Engine errors that carry a one-line reason for operators."""
+"""Every error the engine and its storage raise, under one base: SagaError.
+
+This module imports nothing from the engine, so any module may import it.
+"""
 
 from __future__ import annotations
 
-import traceback as tb
 import uuid
-
-from engine.saga.storage.models import ErrorInfo
 
 
 class SagaError(Exception):
-    """Base class of engine errors."""
+    """Base class of every engine and storage error; the message is one line for users."""
+
+
+# ---- running sagas ---------------------------------------------------------------------
 
 
 class SagaNotRegisteredError(SagaError, LookupError):
@@ -29,14 +32,40 @@ class ContextLoadError(SagaError):
     """A stored context no longer parses into its context class."""
 
 
+class ContextSerializationError(SagaError, TypeError):
+    """A saga context cannot be stored; the message names the field."""
+
+
 class CompensationRequestedError(SagaError):
     """An operator asked for this saga to be compensated while it ran; it was."""
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
-    """Type, message and formatted traceback of an exception, as stored."""
-    return ErrorInfo(
-        type=type(exc).__name__,
-        message=str(exc),
-        traceback="".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
-    )
+class ForwardNotAllowedError(SagaError, RuntimeError):
+    """A saga resumed after it began compensating: compensation finished, no forward run."""
+
+
+# ---- storage ---------------------------------------------------------------------------
+
+
+class SagaStorageError(SagaError):
+    """Base class of storage errors that carry a one-line reason for the user."""
+
+
+class SagaNotFoundError(SagaStorageError, ValueError):
+    """No saga with that id."""
+
+
+class LeaseLostError(SagaStorageError):
+    """The writer no longer holds the saga's lease: another runner took it over."""
+
+
+class SagaConcurrencyError(SagaStorageError):
+    """Optimistic locking failed: the stored version moved on."""
+
+
+class ReadOnlyStorageError(SagaStorageError):
+    """A write was attempted on storage opened read-only."""
+
+
+class SchemaError(SagaStorageError):
+    """The database cannot be used by this code; the message is one line for the user."""

@@ -17,13 +17,22 @@ import uuid
 from engine.container import ContainerAdapter
 from engine.middlewares.base import MiddlewareChain
 from engine.saga.circuit_breaker import should_use_fallback
-from engine.saga.codec import ContextSerializationError, dump_context, load_context
+from engine.saga.context_codec import dump_context, load_context
 from engine.saga.current import _CURRENT
-from engine.saga.errors import CompensationRequestedError, SagaBusyError, error_info
+from engine.saga.errors import (
+    CompensationRequestedError,
+    ContextSerializationError,
+    ForwardNotAllowedError,
+    LeaseLostError,
+    SagaBusyError,
+    SagaNotFoundError,
+)
+from engine.saga.failure import error_info
 from engine.saga.fallback import Fallback
 from engine.saga.lease import LeaseKeeper, owner_is_dead
 from engine.saga.step import SagaStepHandler, SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+from engine.saga.storage.lanes import completed_act_steps, steps_to_compensate
 from engine.saga.storage.models import (
     Checkpoint,
     CheckpointResult,
@@ -32,8 +41,7 @@ from engine.saga.storage.models import (
     NewSaga,
     SagaState,
 )
-from engine.saga.storage.protocol import ISagaStorage, LeaseLostError, SagaNotFoundError
-from engine.saga.storage.views import completed_act_steps, steps_to_compensate
+from engine.saga.storage.protocol import ISagaStorage
 
 if typing.TYPE_CHECKING:
     from engine.saga.saga import Saga
@@ -59,10 +67,6 @@ class RunSettings:
     middlewares: MiddlewareChain = dataclasses.field(default_factory=MiddlewareChain)
     sleep: Sleep = asyncio.sleep
     listeners: list[Listener] = dataclasses.field(default_factory=list)
-
-
-class ForwardNotAllowedError(RuntimeError):
-    """A saga resumed after it began compensating: compensation finished, no forward run."""
 
 
 def forward_not_allowed(saga_id: uuid.UUID, status: SagaStatus) -> RuntimeError:

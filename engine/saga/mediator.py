@@ -15,15 +15,17 @@ from engine.events.map import EventMap
 from engine.message_brokers.devnull import DevnullMessageBroker
 from engine.message_brokers.protocol import MessageBroker
 from engine.middlewares.base import MiddlewareChain
-from engine.saga.codec import load_context
+from engine.saga.context_codec import load_context
 from engine.saga.errors import (
     CompensationRequestedError,
     ContextLoadError,
+    ForwardNotAllowedError,
     SagaBusyError,
+    SagaNotFoundError,
     SagaNotRegisteredError,
+    SagaStorageError,
 )
 from engine.saga.execution import (
-    ForwardNotAllowedError,
     Listener,
     RunSettings,
     SagaRun,
@@ -42,7 +44,7 @@ from engine.saga.saga import Saga
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.memory import MemorySagaStorage
-from engine.saga.storage.protocol import ISagaStorage, SagaNotFoundError, SagaStorageError
+from engine.saga.storage.protocol import ISagaStorage
 
 logger = logging.getLogger("engine.saga")
 

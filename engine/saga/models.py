@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from engine.saga.codec import dump_context, load_context
+from engine.saga.context_codec import dump_context, load_context
 
 _T = typing.TypeVar("_T", bound="SagaContext")
 

@@ -49,8 +49,18 @@ class ActionResult:
 
     @property
     def ok(self) -> bool:
-        """True when the action did what was asked (or was handed to the owner)."""
-        return self.error is None
+        """The one success rule: the action did what was asked, or was handed to the owner.
+
+        A start succeeds when its saga completed; a recovery or compensation that leaves
+        failed compensations behind (FAILED) did not work; any error is a failure.
+        """
+        if self.error is not None:
+            return False
+        if self.requested:
+            return True
+        if self.action == "start":
+            return self.status is SagaStatus.COMPLETED
+        return self.status is not SagaStatus.FAILED
 
     def describe(self) -> str:
         """One line for a status bar or a terminal."""

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from engine.saga.codec import load_context
+from engine.saga.context_codec import load_context
 
 MAX_COUNT = 10_000
 

@@ -14,7 +14,7 @@ import pytest
 
 import engine
 from engine.saga.bootstrap import bootstrap
-from engine.saga.codec import ContextSerializationError
+from engine.saga.errors import ContextSerializationError
 from engine.saga.models import SagaContext
 from engine.saga.saga import Saga
 from engine.saga.step import SagaStepHandler

@@ -15,6 +15,7 @@ from engine.saga.storage.enums import (
     SagaStatus,
     SagaStepStatus,
 )
+from engine.saga.storage.lanes import build_step_views
 from engine.saga.storage.models import (
     Checkpoint,
     CheckpointResult,
@@ -36,7 +37,6 @@ from engine.saga.storage.protocol import (
     LeaseLostError,
     SagaNotFoundError,
 )
-from engine.saga.storage.views import build_step_views
 
 _UTC = datetime.UTC
 _NOTHING_REQUESTED = CheckpointResult()

@@ -17,6 +17,13 @@ import contextlib
 import typing
 import uuid
 
+from engine.saga.errors import (  # noqa: F401  (re-exported for storage users)
+    LeaseLostError,
+    ReadOnlyStorageError,
+    SagaConcurrencyError,
+    SagaNotFoundError,
+    SagaStorageError,
+)
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.models import (
     Checkpoint,
@@ -34,26 +41,6 @@ from engine.saga.storage.models import (
     SagaState,
     StatusCounts,
 )
-
-
-class SagaStorageError(Exception):
-    """Base class of storage errors that carry a one-line reason for the user."""
-
-
-class SagaNotFoundError(SagaStorageError, ValueError):
-    """No saga with that id."""
-
-
-class LeaseLostError(SagaStorageError):
-    """The writer no longer holds the saga's lease: another runner took it over."""
-
-
-class SagaConcurrencyError(SagaStorageError):
-    """Optimistic locking failed: the stored version moved on."""
-
-
-class ReadOnlyStorageError(SagaStorageError):
-    """A write was attempted on storage opened read-only."""
 
 
 class ISagaStorage(abc.ABC):

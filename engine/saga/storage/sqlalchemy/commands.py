@@ -12,6 +12,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from engine.saga.errors import LeaseLostError, SagaNotFoundError, SagaStorageError
 from engine.saga.storage.enums import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -26,8 +27,7 @@ from engine.saga.storage.models import (
     SagaLogEntry,
     SagaState,
 )
-from engine.saga.storage.protocol import LeaseLostError, SagaNotFoundError, SagaStorageError
-from engine.saga.storage.sqlalchemy import codec
+from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.schema import saga_audit, saga_executions, saga_logs
 
 T = saga_executions
@@ -172,7 +172,7 @@ def apply_checkpoint(
         defer_logs.extend(rows)
     elif rows:
         conn.execute(sa.insert(L), rows)
-    return CheckpointResult(requested_action=codec.action_from_db(requested))
+    return CheckpointResult(requested_action=db_values.action_from_db(requested))
 
 
 def load_history(conn: sa.Connection, saga_id: uuid.UUID) -> list[SagaLogEntry]:
@@ -187,8 +187,8 @@ def log_entry(r: typing.Any) -> SagaLogEntry:
         r.saga_id,
         r.step_name,
         r.action,
-        codec.status_from_db(r.status, SagaStepStatus),
-        codec.time_from_db(r.created_at),
+        db_values.status_from_db(r.status, SagaStepStatus),
+        db_values.time_from_db(r.created_at),
         r.details,
         id=r.id,
         error_type=r.error_type,
@@ -213,17 +213,17 @@ def load_state(conn: sa.Connection, saga_id: uuid.UUID) -> SagaState:
     ).first()
     if row is None:
         raise SagaNotFoundError(f"Saga {saga_id} not found")
-    context, _raw, problem = codec.context_from_db(row.context)
+    context, _raw, problem = db_values.context_from_db(row.context)
     if context is None:
         raise SagaStorageError(f"Saga {saga_id}: {problem}")
     return SagaState(
         saga_id=saga_id,
         name=row.name,
-        status=codec.status_from_db(row.status, SagaStatus),
+        status=db_values.status_from_db(row.status, SagaStatus),
         context=context,
         version=row.version,
         history=load_history(conn, saga_id),
-        requested_action=codec.action_from_db(row.requested_action),
+        requested_action=db_values.action_from_db(row.requested_action),
         recovery_attempts=row.recovery_attempts,
     )
 
@@ -286,7 +286,7 @@ def record_operator_action(conn: sa.Connection, action: OperatorAction) -> None:
             os_user=action.os_user,
             host=action.host,
             outcome=action.outcome,
-            created_at=codec.utcnow(),
+            created_at=db_values.utcnow(),
         ),
     )
 
@@ -299,7 +299,7 @@ def increment_recovery_attempts(
     """Count a failed recovery, optionally setting a status."""
     values: dict[str, typing.Any] = {
         "recovery_attempts": T.c.recovery_attempts + 1,
-        "updated_at": codec.utcnow(),
+        "updated_at": db_values.utcnow(),
     }
     if new_status is not None:
         values["status"] = new_status.name

@@ -8,12 +8,8 @@ import typing
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateColumn
 
-from engine.saga.storage.protocol import SagaStorageError
+from engine.saga.errors import SchemaError
 from engine.saga.storage.sqlalchemy import schema
-
-
-class SchemaError(SagaStorageError):
-    """The database cannot be used by this code; the message is one line for the user."""
 
 
 def _fresh(conn: sa.Connection) -> None:

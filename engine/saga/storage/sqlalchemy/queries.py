@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, SagaStepStatus
+from engine.saga.storage.lanes import build_step_views
 from engine.saga.storage.models import (
     LeaseInfo,
     LogRecord,
@@ -25,14 +26,13 @@ from engine.saga.storage.models import (
     SagaSummary,
     StatusCounts,
 )
-from engine.saga.storage.sqlalchemy import codec
+from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.schema import (
     saga_audit,
     saga_executions,
     saga_logs,
     saga_status_counts,
 )
-from engine.saga.storage.views import build_step_views
 
 T = saga_executions
 L = saga_logs
@@ -65,9 +65,9 @@ def summary(r: typing.Any) -> SagaSummary:
     return SagaSummary(
         id=r.id,
         name=r.name,
-        status=codec.status_from_db(r.status, SagaStatus),
-        created_at=codec.time_from_db(r.created_at),
-        updated_at=codec.time_from_db(r.updated_at),
+        status=db_values.status_from_db(r.status, SagaStatus),
+        created_at=db_values.time_from_db(r.created_at),
+        updated_at=db_values.time_from_db(r.updated_at),
         step_count=r.step_count or 0,
         steps_done=r.steps_done or 0,
         current_step=r.current_step,
@@ -76,8 +76,8 @@ def summary(r: typing.Any) -> SagaSummary:
         error_message=r.error_message,
         lease_owner=r.lease_owner,
         lease_expires=r.lease_expires,
-        requested_action=codec.action_from_db(r.requested_action),
-        finished_at=codec.maybe_time(r.finished_at),
+        requested_action=db_values.action_from_db(r.requested_action),
+        finished_at=db_values.maybe_time(r.finished_at),
         version=r.version,
     )
 
@@ -90,8 +90,8 @@ def log_record(r: typing.Any, saga_name: str) -> LogRecord:
         saga_name=saga_name,
         step_name=r.step_name,
         action=r.action,
-        status=codec.status_from_db(r.status, SagaStepStatus),
-        created_at=codec.time_from_db(r.created_at),
+        status=db_values.status_from_db(r.status, SagaStepStatus),
+        created_at=db_values.time_from_db(r.created_at),
         details=r.details,
         error_type=r.error_type,
         error_message=r.error_message,
@@ -153,9 +153,9 @@ def _filter_clauses(
                 ),
             )
     if f.since:
-        clauses.append(T.c.created_at >= codec.as_utc(f.since))
+        clauses.append(T.c.created_at >= db_values.as_utc(f.since))
     if f.until:
-        clauses.append(T.c.created_at <= codec.as_utc(f.until))
+        clauses.append(T.c.created_at <= db_values.as_utc(f.until))
     return clauses
 
 
@@ -196,7 +196,7 @@ async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | Non
 
 def _key(cursor: PageCursor) -> typing.Any:
     return sa.tuple_(
-        sa.literal(codec.as_utc(cursor.created_at), T.c.created_at.type),
+        sa.literal(db_values.as_utc(cursor.created_at), T.c.created_at.type),
         sa.literal(cursor.saga_id, T.c.id.type),
     )
 
@@ -266,7 +266,7 @@ async def count_by_status(conn: AsyncConnection) -> StatusCounts:
     rows = await conn.execute(sa.select(saga_status_counts.c.status, saga_status_counts.c.n))
     for status, n in rows:
         try:
-            counts[codec.status_from_db(status, SagaStatus)] += int(n)
+            counts[db_values.status_from_db(status, SagaStatus)] += int(n)
         except ValueError:
             continue  # a status this code does not know is not shown
     return StatusCounts(counts)
@@ -286,7 +286,7 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
     if row is None:
         return None
     head = summary(row)
-    context, raw, problem = codec.context_from_db(row.context)
+    context, raw, problem = db_values.context_from_db(row.context)
     logs = [
         log_record(r, head.name)
         for r in await conn.execute(sa.select(L).where(L.c.saga_id == saga_id).order_by(L.c.id))
@@ -300,7 +300,7 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
             host=r.host,
             outcome=r.outcome,
             id=r.id,
-            created_at=codec.time_from_db(r.created_at),
+            created_at=db_values.time_from_db(r.created_at),
         )
         for r in await conn.execute(sa.select(A).where(A.c.saga_id == saga_id).order_by(A.c.id))
     ]
@@ -355,7 +355,7 @@ async def get_lease(conn: AsyncConnection, saga_id: uuid.UUID) -> LeaseInfo | No
     if r is None:
         return None
     return LeaseInfo(
-        r.id, codec.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
+        r.id, db_values.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
     )
 
 
@@ -378,7 +378,9 @@ async def lease_candidates(
         .limit(limit),
     )
     return [
-        LeaseInfo(r.id, codec.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires)
+        LeaseInfo(
+            r.id, db_values.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
+        )
         for r in rows
     ]
 
@@ -396,7 +398,7 @@ async def sagas_for_recovery(
         T.c.recovery_attempts < max_recovery_attempts,
     )
     if stale_after_seconds is not None:
-        cutoff = codec.utcnow() - datetime.timedelta(seconds=stale_after_seconds)
+        cutoff = db_values.utcnow() - datetime.timedelta(seconds=stale_after_seconds)
         q = q.where(T.c.updated_at < cutoff)
     if saga_name is not None:
         q = q.where(T.c.name == saga_name)

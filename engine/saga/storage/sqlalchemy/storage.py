@@ -12,6 +12,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from engine.saga.errors import ReadOnlyStorageError
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.models import (
     Checkpoint,
@@ -28,7 +29,7 @@ from engine.saga.storage.models import (
     StatusCounts,
     resolve_text_filter,
 )
-from engine.saga.storage.protocol import ISagaStorage, ReadOnlyStorageError
+from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import commands, queries
 from engine.saga.storage.sqlalchemy.connect import (
     WRITER_OPTION,

@@ -32,9 +32,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.saga.errors import SagaStorageError
 from engine.saga.storage.models import Checkpoint, CheckpointResult
-from engine.saga.storage.protocol import SagaStorageError
-from engine.saga.storage.sqlalchemy import codec, commands
+from engine.saga.storage.sqlalchemy import commands, db_values
 from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,9 @@ _INSERT_LOG = _insert_sql(_LOG_COLUMNS, "saga_logs")
 
 def _encode(value: typing.Any) -> typing.Any:
     if isinstance(value, datetime.datetime):
-        return codec.time_to_db(value)
+        return db_values.time_to_db(value)
     if isinstance(value, dict):
-        return codec.context_to_db(value)
+        return db_values.context_to_db(value)
     if isinstance(value, uuid.UUID):
         return value.hex
     return value
@@ -184,7 +184,7 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) 
     checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
     """
     hex_id = cp.saga_id.hex
-    now_text = codec.time_to_db(now)
+    now_text = db_values.time_to_db(now)
     requested: str | None = None
     if cp.create is not None:
         row = commands.create_row(cp, now)
@@ -246,7 +246,7 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) 
                 for w in cp.logs
             ],
         )
-    return CheckpointResult(requested_action=codec.action_from_db(requested))
+    return CheckpointResult(requested_action=db_values.action_from_db(requested))
 
 
 class SqliteWriter(BatchWriter):
@@ -309,7 +309,7 @@ class SqliteWriter(BatchWriter):
         *,
         isolate: bool,
     ) -> list[typing.Any]:
-        now = codec.utcnow()
+        now = db_values.utcnow()
         results: list[typing.Any] = []
         raw.execute("BEGIN IMMEDIATE")
         try:
@@ -430,7 +430,7 @@ def _core_checkpoints(
     *,
     isolate: bool,
 ) -> list[typing.Any]:
-    now = codec.utcnow()
+    now = db_values.utcnow()
     results: list[typing.Any] = []
     logs: list[dict[str, typing.Any]] = []
     for cp in items:

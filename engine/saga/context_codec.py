@@ -9,9 +9,7 @@ import typing
 import pydantic
 import pydantic_core
 
-
-class ContextSerializationError(TypeError):
-    """A saga context cannot be stored; the message names the field."""
+from engine.saga.errors import ContextSerializationError
 
 
 @functools.lru_cache(maxsize=512)
