@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import typing
 import uuid
 
 from engine.saga.storage.enums import SagaStatus
@@ -34,3 +36,15 @@ async def test_id_like_text_that_starts_no_id_searches_errors(storage: ISagaStor
     assert await ids("1500") == [declined]  # looks like an id, starts none: error text
     assert await ids("declined") == [declined]
     assert await ids("ffff0000") == []
+
+
+def test_every_storage_is_a_saga_reader(tmp_path: typing.Any) -> None:
+    """The dashboard's read-only protocol is satisfied by both storages."""
+    from engine.saga.storage.memory import MemorySagaStorage
+    from engine.saga.storage.reader import SagaReader
+    from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+
+    assert isinstance(MemorySagaStorage(), SagaReader)
+    store = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    assert isinstance(store, SagaReader)
+    asyncio.run(store.close())

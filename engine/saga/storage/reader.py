@@ -1,0 +1,65 @@
+"""SagaReader: the read-only query API that dashboards and reports depend on.
+
+Every ISagaStorage is a SagaReader; code that only shows sagas asks for this protocol,
+so it cannot write by mistake and can be given any object that answers these queries.
+"""
+
+from __future__ import annotations
+
+import typing
+import uuid
+
+from engine.saga.storage.models import (
+    LogRecord,
+    PageCursor,
+    SagaDetail,
+    SagaFilter,
+    SagaPage,
+    StatusCounts,
+)
+
+
+@typing.runtime_checkable
+class SagaReader(typing.Protocol):
+    """The query methods of saga storage."""
+
+    read_only: bool
+
+    async def count_by_status(self) -> StatusCounts:
+        """How many sagas are in each status."""
+        ...
+
+    async def list_sagas(
+        self,
+        saga_filter: SagaFilter = ...,
+        *,
+        limit: int = 200,
+        after: PageCursor | None = None,
+        before: PageCursor | None = None,
+    ) -> SagaPage:
+        """A page of sagas, newest first, by keyset."""
+        ...
+
+    async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
+        """One saga with its steps, log and operator history."""
+        ...
+
+    async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:
+        """Saga ids whose text form starts with ``prefix``."""
+        ...
+
+    async def logs_after(self, after_id: int, limit: int = 500) -> list[LogRecord]:
+        """Log entries above the watermark, oldest first."""
+        ...
+
+    async def last_log_id(self) -> int:
+        """The highest log id (0 when empty)."""
+        ...
+
+    async def change_token(self) -> int:
+        """A value that changes whenever any process committed a write."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
