@@ -12,10 +12,17 @@ import os
 import sys
 import typing
 
-from saga_tui.target import DEFAULT_APP, DEFAULT_DB, UsageError, one_line
+from saga_tui.target import DEFAULT_APP, DEFAULT_DB, AppFactory, UsageError
+from saga_tui.textfmt import one_line
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+    from saga_tui.app import SagaApp
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "saga-tui"
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,7 +109,7 @@ def _confirm_with(args: argparse.Namespace) -> typing.Callable[[str], bool]:
         if not sys.stdin.isatty():
             raise UsageError("compensate needs --yes when not run from a terminal")
         try:
-            answer = input(f"{question} [y/N] ")
+            answer = input(f"{question}\n[y/N] ")
         except EOFError:
             return False
         return answer.strip().lower() in ("y", "yes")
@@ -130,7 +137,7 @@ async def _run(args: argparse.Namespace) -> int:
             return await headless.list_command(
                 storage,
                 _print,
-                statuses=headless.parse_statuses(args.status),
+                statuses=headless.status_option(args.status),
                 name=args.name,
                 limit=args.limit,
                 as_json=args.json,
@@ -155,27 +162,76 @@ async def _run(args: argparse.Namespace) -> int:
         await storage.close()
 
 
+def make_app(
+    db: str | None = None,
+    app: str | AppFactory | None = DEFAULT_APP,
+    *,
+    read_only: bool = False,
+    demo: bool = False,
+    poll_interval: float | None = None,
+    keymap_file: pathlib.Path | None = None,
+) -> SagaApp:
+    """The dashboard on ``db`` with the sagas of ``app`` (``module:factory`` or a factory).
+
+    The one way to build the app, for the console script, the tests, the screenshot and
+    the benchmark. Bad input is a UsageError with one line, and then nothing was created:
+    the factory is imported before the database is opened, and a factory that fails
+    closes the database again.
+    """
+    from saga_tui import keys
+    from saga_tui.app import SagaApp
+    from saga_tui.live import POLL_INTERVAL
+    from saga_tui.target import build_mediator, load_app_factory, open_storage, resolve_db_url
+    from saga_tui.target import label as db_label
+
+    url = resolve_db_url(db)
+    spec = app if isinstance(app, str) else "--app"
+    factory = load_app_factory(app) if isinstance(app, str) else app
+    storage = open_storage(url, read_only, must_exist=read_only)
+    try:
+        mediator = build_mediator(factory, storage, spec) if factory is not None else None
+    except BaseException:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop running: the console script
+            asyncio.run(storage.close())
+        else:  # called from async code (tests): close in its loop
+            task = loop.create_task(storage.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+        raise
+    return SagaApp(
+        storage,
+        mediator,
+        label=db_label(url),
+        read_only=read_only,
+        demo=demo,
+        poll_interval=POLL_INTERVAL if poll_interval is None else poll_interval,
+        user_keys=keys.load_user_keys(keymap_file),
+        close_reader=True,
+    )
+
+
 def open_dashboard(args: argparse.Namespace) -> int:
     """Run the Textual dashboard (imported only now: commands must not pay for Textual)."""
-    from saga_tui.target import resolve_db_url
-
-    url = resolve_db_url(args.db)
     try:
-        from saga_tui.app import run_dashboard
+        app = make_app(args.db, args.app or DEFAULT_APP, read_only=args.read_only, demo=args.demo)
     except ModuleNotFoundError as exc:
         if exc.name not in ("saga_tui.app", "textual"):
             raise
         print(f"{PROG}: the dashboard is not available ({one_line(exc)})", file=sys.stderr)
         return EXIT_USAGE
-    return run_dashboard(url, args.app or DEFAULT_APP, bool(args.read_only), bool(args.demo))
+    app.run()
+    return app.return_code or 0
 
 
 def _quiet_engine_logs(verbose: bool) -> None:
+    # Failed compensations are reported as results (or on the dashboard's screen, which a
+    # log line on stderr would be written over): once, for every command.
     engine_log = logging.getLogger("engine")
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     else:
-        # Failed compensations are reported as results; their log lines would be noise.
         engine_log.addHandler(logging.NullHandler())
         engine_log.propagate = False
 
@@ -189,7 +245,7 @@ def _is_database_unreachable(exc: BaseException) -> bool:
 def main(argv: typing.Sequence[str] | None = None) -> int:
     """The ``saga-tui`` console script."""
     args = build_parser().parse_args(argv)
-    _quiet_engine_logs(bool(args.verbose))
+    _quiet_engine_logs(bool(args.verbose) and args.command is not None)
     try:
         if args.command is None:
             return open_dashboard(args)
@@ -208,7 +264,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         if os.environ.get("SAGA_TUI_DEBUG"):
             raise
-        print(f"{PROG}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: {one_line(exc, with_type=True)}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -1,39 +1,49 @@
-"""Command palette: every entry calls an existing app action."""
+"""Command palette: the app's key bindings (each runs its action) and a filter per status."""
 
 from __future__ import annotations
 
 import typing
 from functools import partial
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.saga.storage.enums import SagaStatus
+from saga_tui import keys
+from saga_tui.components.main_screen import MainScreen
+from saga_tui.messages import StatusChosen
 
-_ACTIONS: tuple[tuple[str, str, str], ...] = (
-    ("Start new sagas", "new", "open the start form"),
-    ("Recover saga(s)", "recover", "the current saga, or every marked one"),
-    ("Compensate saga(s)", "compensate", "undo completed steps (asks first)"),
-    ("Mark / unmark saga", "mark", "for bulk recover and compensate"),
-    ("Filter sagas", "filter", "free text and status:failed name:Order"),
-    ("Clear filter and marks", "clear", "show every saga"),
-    ("Pause / resume live updates", "pause", "freeze the screen"),
-    ("Toggle live step stream", "toggle_stream", "show or hide the stream"),
-    ("Copy saga id", "copy_id", "to the clipboard"),
-    ("Next page", "page(1)", "older sagas"),
-    ("Previous page", "page(-1)", "newer sagas"),
-    ("Keys and help", "help", "the key map"),
-)
+if typing.TYPE_CHECKING:
+    from saga_tui.app import SagaApp
+
+Command = tuple[str, typing.Callable[[], typing.Any], str]
+
+
+def binding_commands(
+    bindings: typing.Iterable[Binding],
+    run: typing.Callable[[str], typing.Any],
+    keymap: typing.Mapping[str, str],
+) -> list[Command]:
+    """(name, callback, help) for each binding: its tooltip, its action, its key."""
+    return [
+        (b.tooltip, partial(run, b.action), f"key {keys.key_label(b, keymap)}")
+        for b in bindings
+        if b.action != "command_palette"
+    ]
 
 
 class SagaCommands(Provider):
     """Saga actions and status filters for the command palette."""
 
-    def _commands(self) -> list[tuple[str, typing.Callable[[], typing.Any], str]]:
-        app = self.app
-        out: list[tuple[str, typing.Callable[[], typing.Any], str]] = [
-            (name, partial(app.run_action, action), help_text)
-            for name, action, help_text in _ACTIONS
-        ]
+    def _commands(self) -> list[Command]:
+        app = typing.cast("SagaApp", self.app)
+        keymap = app.user_keys.keymap
+        out: list[Command] = []
+        if isinstance(self.screen, MainScreen):
+            # List actions run on the list screen the palette was opened over.
+            on_list = partial(app.run_action, default_namespace=self.screen)
+            out += binding_commands(keys.LIST, on_list, keymap)
+        out += binding_commands(keys.APP, app.run_action, keymap)
         for status in SagaStatus:
             out.append(
                 (
@@ -45,9 +55,7 @@ class SagaCommands(Provider):
         return out
 
     def _status(self, status: SagaStatus) -> None:
-        from saga_tui.messages import StatusChosen
-
-        self.app.post_message(StatusChosen(status))
+        typing.cast("SagaApp", self.app).main_screen.post_message(StatusChosen(status))
 
     async def discover(self) -> Hits:
         """Everything, when nothing is typed yet."""

@@ -67,7 +67,7 @@ class DemoTraffic:
                 await run_load(mediator, 10**9, self.concurrency, progress=self._progress)
                 return
         # Another application: start its sagas from their examples.
-        choices = [(c, e) for _, c, e in examples.choices(mediator)]
+        choices = [(c, e) for _, c, e in examples.choices(mediator) if e is not None]
         if not choices:
             return
         rng = random.Random()

@@ -1,4 +1,4 @@
-"""Example contexts for the start form: the app's own examples, else a schema skeleton."""
+"""Example contexts for the start form and ``saga-tui start``: the app's own, else a skeleton."""
 
 from __future__ import annotations
 
@@ -84,22 +84,34 @@ def _skeleton(
     return None
 
 
-def example_for(name: str, context_type: type) -> dict[str, typing.Any]:
-    """A context dict that validates as ``context_type`` (best effort, never raises)."""
+def _valid(context_type: type, data: typing.Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    try:
+        load_context(context_type, data)
+    except Exception:
+        return False
+    return True
+
+
+def example_for(name: str, context_type: type) -> dict[str, typing.Any] | None:
+    """The one example lookup: a context dict that validates as ``context_type``, or None.
+
+    The application's own example first (``example()`` on the context, ``examples()`` or
+    ``example_context()`` in its package), else a skeleton built from the JSON schema.
+    The start form pre-fills it and ``saga-tui start NAME`` runs it, so they agree.
+    """
     found = _from_module(name, context_type)
-    if found is not None:
+    if _valid(context_type, found):
         return found
     try:
         schema = adapter_for(context_type).json_schema()
         data = _skeleton(schema, schema.get("$defs", {}))
-        if isinstance(data, dict):
-            load_context(context_type, data)
-            return data
     except Exception:
-        pass
-    return {}
+        return None
+    return data if _valid(context_type, data) else None
 
 
-def choices(mediator: SagaMediator) -> list[tuple[str, type, dict[str, typing.Any]]]:
-    """(saga name, context type, example) of every saga the mediator can start."""
+def choices(mediator: SagaMediator) -> list[tuple[str, type, dict[str, typing.Any] | None]]:
+    """(saga name, context type, example or None) of every saga the mediator can start."""
     return [(name, ctx, example_for(name, ctx)) for name, ctx, _ in mediator.registered()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import typing
 
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
@@ -16,17 +17,32 @@ _STATUS_KEYS = ("status", "s")
 _NAME_KEYS = ("name", "saga", "n")
 
 
-def _status(word: str) -> SagaStatus:
+def parse_status(word: str) -> SagaStatus:
+    """One status from its name or a unique prefix, any case (``fail`` is FAILED)."""
     key = word.strip().upper()
     for status in SagaStatus:
         if status.name == key:
             return status
-    # Prefixes are accepted (status:fail, status:comp is ambiguous and refused).
     found = [s for s in SagaStatus if s.name.startswith(key)] if key else []
     if len(found) == 1:
         return found[0]
+    if len(found) > 1:
+        which = ", ".join(s.name.lower() for s in found)
+        raise FilterError(f"ambiguous status {word.strip()!r}: {which}?")
     names = ", ".join(s.name.lower() for s in SagaStatus)
-    raise FilterError(f"unknown status {word!r}: use one of {names}")
+    raise FilterError(f"unknown status {word.strip()!r}: use one of {names}")
+
+
+def parse_statuses(values: typing.Iterable[str]) -> tuple[SagaStatus, ...]:
+    """Statuses from comma-separated words (``failed,run``), each once, in order."""
+    out: list[SagaStatus] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                status = parse_status(part)
+                if status not in out:
+                    out.append(status)
+    return tuple(out)
 
 
 def parse_filter(text: str) -> SagaFilter:
@@ -43,11 +59,7 @@ def parse_filter(text: str) -> SagaFilter:
         key, sep, value = word.partition(":")
         key = key.lower()
         if sep and key in _STATUS_KEYS:
-            for part in value.split(","):
-                if part.strip():
-                    status = _status(part)
-                    if status not in statuses:
-                        statuses.append(status)
+            statuses += [s for s in parse_statuses([value]) if s not in statuses]
         elif sep and key in _NAME_KEYS:
             if value:
                 names.append(value)

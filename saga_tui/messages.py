@@ -1,57 +1,58 @@
-"""Messages that workers post to the app; the app's handlers own every state change."""
+"""Messages that workers and screens post to the app; the app's handlers own every change."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
 
-from rich.text import Text
 from textual.message import Message
 
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
-from engine.saga.storage.models import LogRecord, SagaDetail, SagaPage, StatusCounts
+from saga_tui.live import LoadResult
+from saga_tui.operations import ActionPlan
 
 
 @dataclasses.dataclass
-class Snapshot(Message):
-    """The counts and the visible page, read together after a change."""
+class Loaded(Message):
+    """The live feed read the counts, the page, stream lines and the followed saga."""
 
-    counts: StatusCounts
-    page: SagaPage
-    generation: int
-    elapsed: float
+    result: LoadResult
 
 
-@dataclasses.dataclass
-class NewLogs(Message):
-    """Log entries above the stream's watermark, oldest first."""
-
-    records: list[LogRecord]
-
-
-@dataclasses.dataclass
-class DetailLoaded(Message):
-    """One saga in full, for the detail screen (None when it vanished)."""
-
-    saga_id: uuid.UUID
-    detail: SagaDetail | None
-
-
-@dataclasses.dataclass
-class ActionsFinished(Message):
-    """Operator actions ended; one result (or error line) per saga."""
-
-    verb: str
-    results: list[ActionResult]
-    errors: list[str]
+class BrowseChanged(Message):
+    """The list screen changed the filter, the page or the stream: load it."""
 
 
 @dataclasses.dataclass
 class LoadFailed(Message):
-    """A read failed; ``reason`` is one line for the status bar."""
+    """A read failed; ``reason`` is one line."""
 
     reason: str
+
+
+@dataclasses.dataclass
+class FollowChanged(Message):
+    """The detail screen follows its saga live again, or froze it."""
+
+    saga_id: uuid.UUID
+    follow: bool
+
+
+@dataclasses.dataclass
+class PlansReady(Message):
+    """What a recover or compensate will do, read from the database, ready to confirm."""
+
+    verb: str
+    plans: list[ActionPlan]
+
+
+@dataclasses.dataclass
+class ActionsFinished(Message):
+    """Operator actions ended; one result per saga."""
+
+    verb: str
+    results: list[ActionResult]
 
 
 @dataclasses.dataclass
@@ -59,13 +60,3 @@ class StatusChosen(Message):
     """A status count was clicked: filter by it (None for all)."""
 
     status: SagaStatus | None
-
-
-@dataclasses.dataclass
-class PlanReady(Message):
-    """What a recover/compensate will do, read from the database, ready to confirm."""
-
-    verb: str
-    ids: list[uuid.UUID]
-    lines: list[Text]
-    refused: list[str]

@@ -1,18 +1,17 @@
-"""Pure rendering helpers: status marks, progress bars, durations and safe text.
+"""Rich renderings for the dashboard: status marks, colours by meaning, progress bars, rows.
 
-Everything that comes from the database goes through :func:`safe` (or :func:`clean`)
-so it is displayed as text: never parsed as markup, never with raw control characters.
+The wording (durations, ages, the error line, the sanitizer) is textfmt's, shared with
+the command line. Database text goes through :func:`safe` (or ``textfmt.clean``) so it
+is displayed as text: never parsed as markup, never with raw control characters.
 """
 
 from __future__ import annotations
-
-import datetime
-import re
 
 from rich.text import Text
 
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaSummary
+from saga_tui.textfmt import age, clean, clock, error_line, ms, short_id, took, truncate
 
 # One mark per status so nothing depends on colour alone.
 STATUS_MARKS: dict[SagaStatus, str] = {
@@ -75,43 +74,9 @@ def palette_from_theme(variables: dict[str, str]) -> Palette:
     }
 
 
-# C0 and C1 controls plus DEL; tab and newline are kept only where multi-line text is wanted.
-# Also the invisible Unicode format characters that reorder or hide text (bidi overrides,
-# zero-width characters, line separators), so what is shown is what is stored.
-_INVISIBLE = "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
-_CONTROL_ONE_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
-_NAMED = {"\x1b": "\\x1b", "\x07": "\\a", "\r": "\\r", "\n": "\\n", "\t": "\\t", "\x08": "\\b"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group(0)
-    code = ord(char)
-    return _NAMED.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def clean(value: object, *, multiline: bool = False) -> str:
-    """The value as a str with every control character replaced by a visible escape."""
-    text = "" if value is None else str(value)
-    pattern = _CONTROL if multiline else _CONTROL_ONE_LINE
-    return pattern.sub(_escape, text)
-
-
 def safe(value: object, style: str = "", *, multiline: bool = False) -> Text:
     """Database text as a rich Text: literal (no markup) and free of control characters."""
     return Text(clean(value, multiline=multiline), style=style, end="")
-
-
-def truncate(text: str, width: int) -> str:
-    """Cut ``text`` to ``width`` cells with an ellipsis."""
-    if width <= 0:
-        return ""
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
-
-
-def short_id(saga_id: object) -> str:
-    """The first eight characters of a saga id, as shown in tables."""
-    return str(saga_id)[:8]
 
 
 def paint(text: Text, palette: Palette | None = None) -> Text:
@@ -159,66 +124,11 @@ def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None 
 _BACKWARD = frozenset({SagaStatus.COMPENSATING, SagaStatus.COMPENSATED})
 
 
-def duration(seconds: float | None) -> str:
-    """A compact duration: ``41 ms``, ``1.2s``, ``3m05s``, ``2h04m``, ``3d4h``."""
-    if seconds is None:
-        return ""
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600)}h"
-
-
-def ms(value: float | None) -> str:
-    """Milliseconds as a compact duration (empty when unknown)."""
-    return "" if value is None else duration(value / 1000)
-
-
-def _aware(moment: datetime.datetime) -> datetime.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-def age(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> str:
-    """How long ago ``moment`` was, compactly (``0.4s``, ``3m05s``)."""
-    if moment is None:
-        return ""
-    now = now or datetime.datetime.now(datetime.UTC)
-    return duration((_aware(now) - _aware(moment)).total_seconds())
-
-
-def took(summary: SagaSummary, now: datetime.datetime | None = None) -> str:
-    """Wall time of a saga: to its finish, or so far while it is not finished."""
-    if summary.status.is_terminal:
-        return duration(summary.duration.total_seconds())
-    return age(summary.created_at, now)
-
-
-def clock(moment: datetime.datetime | None, *, millis: bool = False) -> str:
-    """Local wall-clock time of ``moment``."""
-    if moment is None:
-        return ""
-    local = _aware(moment).astimezone()
-    return local.strftime("%H:%M:%S.%f")[:-3] if millis else local.strftime("%H:%M:%S")
-
-
-def timestamp(moment: datetime.datetime | None) -> str:
-    """Local date and time of ``moment``."""
-    if moment is None:
-        return ""
-    return _aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
 def error_text(summary: SagaSummary, width: int = 40, palette: Palette | None = None) -> Text:
     """The saga's last error as one sanitized, truncated line."""
     if not summary.error_type and not summary.error_message:
         return Text("", end="")
-    line = f"{summary.error_type or 'Error'}: {summary.error_message or ''}".strip()
+    line = error_line(summary.error_type, summary.error_message)
     return paint(Text(truncate(clean(line), width), style="bad", end=""), palette)
 
 
@@ -273,7 +183,7 @@ def log_line(record: LogRecord, palette: Palette | None = None) -> Text:
     if status is SagaStepStatus.STARTED:
         out.append(f"{mark} started", style=STEP_STYLES[status])
     elif status is SagaStepStatus.FAILED:
-        message = f"{record.error_type or 'Error'}: {record.error_message or ''}"
+        message = error_line(record.error_type, record.error_message) or "Error"
         out.append(f"{mark} {truncate(clean(message), 60)}", style=STEP_STYLES[status])
     else:
         done = ms(record.duration_ms) or status.name.lower()

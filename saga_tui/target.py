@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from engine.saga.errors import SagaStorageError
 from engine.saga.mediator import SagaMediator
 from engine.saga.storage.protocol import ISagaStorage
+from saga_tui.textfmt import one_line
 
 DEFAULT_DB = "sagas.db"
 DEFAULT_APP = "sample_sagas:create_mediator"
@@ -26,12 +27,6 @@ AppFactory = typing.Callable[[ISagaStorage], SagaMediator]
 
 class UsageError(Exception):
     """Bad input from the user; the message is one line."""
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def resolve_db_url(arg: str | None) -> str:
@@ -111,6 +106,12 @@ def _label(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
         return url
+
+
+def label(url: str) -> str:
+    """A short name for the title line: the file name, or the kind of database."""
+    path = sqlite_file(url)
+    return os.path.basename(path) if path else url.split("://", 1)[0]
 
 
 def load_app_factory(spec: str) -> AppFactory:

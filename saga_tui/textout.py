@@ -1,12 +1,12 @@
 """Plain-text and JSON renderings of query results for the headless commands.
 
-Text from the database is escaped before it reaches a terminal: a stored ESC byte is
-printed as ``\\x1b``, never sent raw. JSON output relies on ``json.dumps``'s escaping.
+The wording is textfmt's, as on the dashboard. Text from the database is escaped before
+it reaches a terminal: a stored ESC byte is printed as ``\\x1b``, never sent raw. JSON
+output relies on ``json.dumps``'s escaping.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import typing
 
@@ -18,39 +18,7 @@ from engine.saga.storage.models import (
     SagaSummary,
     StepView,
 )
-from saga_tui import render
-from saga_tui.render import short_id
-
-
-def clean(text: object, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters escaped, safe for a terminal (as on the dashboard)."""
-    return render.clean(text, multiline=keep_newlines)
-
-
-def iso(moment: datetime.datetime | None) -> str | None:
-    """An ISO 8601 timestamp, None kept."""
-    return moment.isoformat() if moment is not None else None
-
-
-def ago(moment: datetime.datetime, now: datetime.datetime | None = None) -> str:
-    """How long ago, compact: 0.4s, 12s, 3m, 5h, 2d."""
-    now = now or datetime.datetime.now(moment.tzinfo or datetime.UTC)
-    if moment.tzinfo is None:
-        now = now.replace(tzinfo=None)
-    return seconds_text((now - moment).total_seconds())
-
-
-def seconds_text(seconds: float) -> str:
-    """A duration, compact; the same wording as the dashboard."""
-    return render.duration(seconds)
-
-
-def progress(summary: SagaSummary) -> str:
-    """Steps done out of all, with the current step."""
-    text = f"{summary.steps_done}/{summary.step_count}"
-    if summary.current_step:
-        text += f" {summary.current_step}"
-    return text
+from saga_tui.textfmt import age, clean, duration, error_line, iso, ms, progress, short_id
 
 
 def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
@@ -147,10 +115,10 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
             clean(s.name),
             s.status.name,
             clean(progress(s)),
-            ago(s.updated_at),
-            seconds_text(s.duration.total_seconds()),
+            age(s.updated_at),
+            duration(s.duration.total_seconds()),
             str(s.recovery_attempts),
-            clean(_error(s))[:60],
+            clean(error_line(s.error_type, s.error_message))[:60],
         ]
         for s in rows
     ]
@@ -163,20 +131,12 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
     return lines
 
 
-def _error(summary: SagaSummary) -> str:
-    if not summary.error_type and not summary.error_message:
-        return ""
-    if summary.error_type and summary.error_message:
-        return f"{summary.error_type}: {summary.error_message}"
-    return summary.error_type or summary.error_message or ""
-
-
 def _lane_text(lane: LaneView) -> str:
     if lane.status is None:
         return "-"
     text = lane.status.name
     if lane.duration_ms is not None:
-        text += f" {lane.duration_ms:.0f}ms"
+        text += f" {ms(lane.duration_ms)}"
     if lane.attempts > 1:
         text += f" x{lane.attempts}"
     if lane.error_type:
@@ -201,15 +161,15 @@ def detail_text(detail: SagaDetail) -> list[str]:
     lines = [
         f"{clean(s.name)}  {s.id}  {s.status.name}",
         f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
-        f"took {seconds_text(s.duration.total_seconds())}  attempts {s.recovery_attempts}  "
+        f"took {duration(s.duration.total_seconds())}  attempts {s.recovery_attempts}  "
         f"steps {progress(s) if s.step_count else s.steps_done}",
     ]
     if s.lease_owner:
         lines.append(f"owner {clean(s.lease_owner)}  lease until {s.lease_expires}")
     if s.requested_action:
         lines.append(f"requested: {s.requested_action.name}")
-    if _error(s):
-        lines.append(f"error: {clean(_error(s))}")
+    if error := error_line(s.error_type, s.error_message):
+        lines.append(f"error: {clean(error)}")
     lines += ["", "Steps:", *_steps_text(detail.steps), "", "Context:"]
     if detail.context is not None:
         lines += ["  " + clean(line) for line in dumps(detail.context).splitlines()]
@@ -221,8 +181,9 @@ def detail_text(detail: SagaDetail) -> list[str]:
         lines += ["  " + clean(line) for line in detail.error_traceback.splitlines()]
     lines += ["", "Log:"]
     for e in detail.logs:
-        error = f"  {e.error_type}: {e.error_message}" if e.error_type else ""
-        took = f" {e.duration_ms:.0f}ms" if e.duration_ms is not None else ""
+        error = error_line(e.error_type, e.error_message)
+        error = f"  {error}" if error else ""
+        took = f" {ms(e.duration_ms)}" if e.duration_ms is not None else ""
         lines.append(
             clean(
                 f"  {e.id:>6}  {iso(e.created_at)}  {e.step_name}  {e.action}  "

@@ -1,27 +1,39 @@
-"""A yes/no modal for destructive actions: y/enter confirm, n/esc cancel."""
+"""A yes/no modal for destructive actions: says what will be done and undone, then waits."""
 
 from __future__ import annotations
 
+import typing
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from saga_tui import keys
+from saga_tui.operations import ActionPlan, Verb, plan_title
 
 
 class ConfirmScreen(ModalScreen[bool]):
     """Says what will happen (and what will be undone) and waits for y or n."""
 
-    BINDINGS = [
-        Binding("y,enter", "answer(True)", "Confirm", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "Cancel", id="confirm.no"),
-    ]
+    BINDINGS = [*keys.CONFIRM]
 
-    def __init__(self, title: str, body: Text) -> None:
+    def __init__(self, title: str, body: Text, keys_hint: str) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
+        self.keys_hint = keys_hint
+
+    @classmethod
+    def for_plans(
+        cls, verb: Verb, plans: list[ActionPlan], keymap: typing.Mapping[str, str]
+    ) -> ConfirmScreen:
+        """The question for a recover or compensate: one plan line per saga."""
+        runnable = sum(1 for plan in plans if plan.runnable)
+        body = Text("\n".join(plan.line() for plan in plans), end="")
+        yes, no = (keys.key_label(binding, keymap) for binding in keys.CONFIRM)
+        return cls(plan_title(verb, runnable), body, f"{yes}: confirm    {no}: cancel")
 
     def compose(self) -> ComposeResult:
         """Title, explanation, key hint."""
@@ -29,7 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(Text(self.title_text, style="bold", end=""), id="confirm-title")
             with VerticalScroll(id="confirm-scroll"):
                 yield Static(self.body, id="confirm-body")
-            yield Static(Text("y / enter: confirm    n / esc: cancel", end=""), id="confirm-keys")
+            yield Static(Text(self.keys_hint, end=""), id="confirm-keys")
 
     def action_answer(self, answer: bool) -> None:
         """Close with the answer."""

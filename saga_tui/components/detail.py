@@ -9,45 +9,30 @@ from rich.console import Group, RenderableType
 from rich.json import JSON
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaDetail
-from saga_tui.render import (
-    Palette,
-    age,
-    clean,
-    duration,
-    lane_text,
-    paint,
-    safe,
-    short_id,
-    status_text,
-    timestamp,
-)
+from saga_tui import keys
+from saga_tui.messages import FollowChanged
+from saga_tui.render import Palette, lane_text, paint, safe, status_text
+from saga_tui.textfmt import age, clean, duration, error_line, timestamp
 
 
 class DetailScreen(Screen[None]):
     """One saga in full; ``f`` follows it live, ``esc`` goes back to the list."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
-        Binding("f", "toggle_follow", "Follow", id="detail.follow"),
-        Binding("r", "app.recover", "Recover", id="detail.recover"),
-        Binding("c", "app.compensate", "Compensate", id="detail.compensate"),
-        Binding("y", "app.copy_id", "Copy id", id="detail.copy"),
-        Binding("question_mark", "app.help", "Help", key_display="?", id="detail.help"),
-    ]
+    # r, c, y and ? are the app's bindings, which apply here too (see SagaApp.check_action).
+    BINDINGS = [*keys.DETAIL]
 
-    def __init__(self, saga_id: uuid.UUID, why_not: str | None = None) -> None:
+    def __init__(self, saga_id: uuid.UUID, why_not: str | None, palette: Palette) -> None:
         super().__init__()
         self.saga_id = saga_id
         self.follow = True
         self.detail: SagaDetail | None = None
         self.why_not = why_not
+        self.palette = palette
 
     def compose(self) -> ComposeResult:
         """Header, steps, then one scrolling body."""
@@ -73,25 +58,26 @@ class DetailScreen(Screen[None]):
         ):
             table.add_column(label, key=key, width=width)
 
+    def action_close(self) -> None:
+        """Back to the list."""
+        self.dismiss(None)
+
     def action_toggle_follow(self) -> None:
         """Follow the saga live (reload on every change) or freeze it."""
         self.follow = not self.follow
+        self.post_message(FollowChanged(self.saga_id, self.follow))
         self.notify("following live" if self.follow else "frozen: press f to follow again")
         if self.detail is not None:
-            self.show(self.detail, self.app_palette)
+            self.show(self.detail, self.palette)
 
-    @property
-    def app_palette(self) -> Palette | None:
-        """The app's theme palette."""
-        return getattr(self.app, "palette", None)
-
-    def show(self, detail: SagaDetail | None, palette: Palette | None) -> None:
+    def show(self, detail: SagaDetail | None, palette: Palette) -> None:
         """Render a freshly loaded saga."""
         header = self.query_one("#detail-header", Static)
         if detail is None:
             header.update(Text(f"Saga {self.saga_id} no longer exists", end=""))
             return
         self.detail = detail
+        self.palette = palette
         s = detail.summary
         line = Text(end="")
         line.append(clean(s.name), style="bold")
@@ -105,7 +91,7 @@ class DetailScreen(Screen[None]):
             line.append("  owner ")
             line.append(clean(s.lease_owner))
         if s.requested_action:
-            line.append(f"  requested: {s.requested_action}")
+            line.append(f"  requested: {s.requested_action.name}")
         line.append("  · following" if self.follow else "  · frozen")
         if self.why_not:
             line.append("\n")
@@ -122,9 +108,7 @@ class DetailScreen(Screen[None]):
         table.clear()
         for index, step in enumerate(detail.steps, 1):
             lane_error = step.compensate if step.compensate.error_type else step.act
-            error = ""
-            if lane_error.error_type or lane_error.error_message:
-                error = f"{lane_error.error_type or 'Error'}: {lane_error.error_message or ''}"
+            error = error_line(lane_error.error_type, lane_error.error_message)
             started = step.act.started_at
             table.add_row(
                 Text(str(index), end=""),
@@ -148,7 +132,7 @@ class DetailScreen(Screen[None]):
         widget.display = True
         text = Text(end="")
         text.append("Error\n", style="bold")
-        text.append(clean(f"{s.error_type or 'Error'}: {s.error_message or ''}"), style="bad")
+        text.append(clean(error_line(s.error_type, s.error_message) or "Error"), style="bad")
         if detail.error_traceback:
             text.append("\n")
             text.append(clean(detail.error_traceback, multiline=True))
@@ -178,12 +162,9 @@ class DetailScreen(Screen[None]):
             line.append(f"  {record.status.name.lower()}")
             if record.attempt > 1:
                 line.append(f" (attempt {record.attempt})")
-            if record.error_type or record.error_message:
+            if error := error_line(record.error_type, record.error_message):
                 line.append("  ")
-                line.append(
-                    clean(f"{record.error_type or 'Error'}: {record.error_message or ''}"),
-                    style="bad",
-                )
+                line.append(clean(error), style="bad")
             rows.append((record.created_at, line))
         for action in detail.audit:
             line = Text(end="")
@@ -200,13 +181,3 @@ class DetailScreen(Screen[None]):
         text.append("History\n", style="bold")
         text.append_text(Text("\n").join(line for _, line in rows))
         self.query_one("#detail-history", Static).update(paint(text, palette))
-
-    @property
-    def short(self) -> str:
-        """Short id for messages."""
-        return short_id(self.saga_id)
-
-    @property
-    def status(self) -> SagaStatus | None:
-        """The saga's last known status."""
-        return self.detail.summary.status if self.detail else None

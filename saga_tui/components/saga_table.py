@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 from engine.saga.storage.models import SagaSummary
-from saga_tui.render import Palette, age, summary_row, took
+from saga_tui import keys
+from saga_tui.render import Palette, summary_row
+from saga_tui.textfmt import age, took
 
 COLUMNS = (
     ("mark", " ", 1),
@@ -29,13 +30,16 @@ class SagaTable(DataTable[object]):
     """A DataTable keyed by saga id; ``show_page`` diffs instead of rebuilding."""
 
     # DataTable binds enter without a footer label; name it so the footer shows it.
-    BINDINGS = [Binding("enter", "select_cursor", "Detail", id="saga.detail")]
+    BINDINGS = [*keys.TABLE]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.summaries: dict[str, SagaSummary] = {}
         self.order: list[str] = []
         self._ages: dict[str, str] = {}
+        # What the rows were drawn with, as given by the last show_page and set_mark.
+        self._marks: set[uuid.UUID] = set()
+        self._palette: Palette = {}
 
     def on_mount(self) -> None:
         """Declare the columns once."""
@@ -69,7 +73,10 @@ class SagaTable(DataTable[object]):
         old_row = self.cursor_row
         wanted = [str(s.id) for s in items]
         wanted_set = set(wanted)
-        if not wanted_set.intersection(self.summaries):
+        repaint = palette != self._palette
+        self._marks = set(marks)
+        self._palette = palette
+        if repaint or not wanted_set.intersection(self.summaries):
             # Another page or filter: nothing to keep, so one rebuild beats 2n row edits.
             self.clear()
             self.summaries = {}
@@ -79,7 +86,8 @@ class SagaTable(DataTable[object]):
                 self.summaries[key] = summary
             self.order = wanted
             if wanted:
-                self.move_cursor(row=min(old_row, len(wanted) - 1), animate=False, scroll=False)
+                row = wanted.index(keep) if keep in wanted_set else min(old_row, len(wanted) - 1)
+                self.move_cursor(row=row, animate=False, scroll=False)
             return
         for key in [k for k in self.order if k not in wanted_set]:
             self.remove_row(key)
@@ -121,11 +129,10 @@ class SagaTable(DataTable[object]):
 
     def _rebuild(self, keys: list[str]) -> None:
         summaries = [self.summaries[k] for k in keys]
-        marks = {s.id for s in summaries if str(self.get_cell(str(s.id), "mark")) == "*"}
         self.clear()
-        palette = getattr(self.app, "palette", None)
         for summary in summaries:
-            self.add_row(*summary_row(summary, summary.id in marks, palette), key=str(summary.id))
+            row = summary_row(summary, summary.id in self._marks, self._palette)
+            self.add_row(*row, key=str(summary.id))
 
     def refresh_ages(self) -> None:
         """Re-render UPDATED (and TOOK of unfinished sagas) from the cached rows (no query)."""
@@ -139,8 +146,12 @@ class SagaTable(DataTable[object]):
             if not summary.status.is_terminal:
                 self.update_cell(key, "took", Text(took(summary), end=""))
 
-    def set_mark(self, saga_id: uuid.UUID, marked: bool, palette: Palette) -> None:
+    def set_mark(self, saga_id: uuid.UUID, marked: bool) -> None:
         """Show or hide the mark on one row."""
+        if marked:
+            self._marks.add(saga_id)
+        else:
+            self._marks.discard(saga_id)
         summary = self.summaries.get(str(saga_id))
         if summary is not None:
-            self.update_cell(str(saga_id), "mark", summary_row(summary, marked, palette)[0])
+            self.update_cell(str(saga_id), "mark", summary_row(summary, marked, self._palette)[0])

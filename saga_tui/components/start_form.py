@@ -9,23 +9,23 @@ import typing
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from engine.saga.context_codec import load_context
+from saga_tui import keys
+from saga_tui.operations import ContextInputError, context_from_json
 
 MAX_COUNT = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
 class SagaChoice:
-    """A registered saga the form can start, with an example context."""
+    """A registered saga the form can start, with an example context (None: none found)."""
 
     name: str
     context_type: type
-    example: dict[str, typing.Any]
+    example: dict[str, typing.Any] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,37 +47,17 @@ def validate(
     if not 1 <= count <= MAX_COUNT:
         return None, f"count must be between 1 and {MAX_COUNT}"
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    if not isinstance(data, dict):
-        return None, "the context must be a JSON object { ... }"
-    try:
-        contexts = [load_context(choice.context_type, data) for _ in range(count)]
-    except Exception as exc:
-        return None, f"not a valid {choice.context_type.__name__}: {_first_error(exc)}"
+        # One context per saga: the steps write into it.
+        contexts = [context_from_json(choice.name, choice.context_type, text) for _ in range(count)]
+    except ContextInputError as exc:
+        return None, str(exc)
     return StartRequest(choice.name, contexts), None
-
-
-def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "context"
-            return f"{where}: {first.get('msg', '')}"
-        except Exception:
-            pass
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class StartForm(ModalScreen[StartRequest | None]):
     """Pick a saga, edit its context, choose how many; ctrl+s or Start submits."""
 
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="start.cancel"),
-        Binding("ctrl+s", "submit", "Start", id="start.submit"),
-    ]
+    BINDINGS = [*keys.START_FORM]
 
     def __init__(self, choices: list[SagaChoice]) -> None:
         super().__init__()
@@ -135,5 +115,5 @@ class StartForm(ModalScreen[StartRequest | None]):
         widget.set_class(bool(message), "-error")
 
 
-def _pretty(example: dict[str, typing.Any]) -> str:
-    return json.dumps(example, indent=2, default=str)
+def _pretty(example: dict[str, typing.Any] | None) -> str:
+    return json.dumps(example or {}, indent=2, default=str)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -12,37 +10,23 @@ from textual.widgets import Static
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import StatusCounts
 from saga_tui.messages import StatusChosen
-from saga_tui.render import STATUS_MARKS, clean
+from saga_tui.render import STATUS_MARKS
+from saga_tui.textfmt import clean
 
 
 class TitleBar(Static):
     """``saga-tui · sagas.db · live ● · 3 running in this process      12:04:31``."""
 
-    def __init__(self, label: str, **kwargs: object) -> None:
-        super().__init__("", **kwargs)  # type: ignore[arg-type]
-        self.label = clean(label)
-        self.live = "live ●"
-        self.running = 0
-        self.note = ""
-
-    def on_mount(self) -> None:
-        """Keep the clock ticking."""
-        self.set_interval(1.0, self.redraw)
-        self.redraw()
-
-    def redraw(self) -> None:
-        """Re-render from the current fields."""
+    def show(self, label: str, live: str, running: int, clock: str) -> None:
+        """Render the database label, the live state, this process's sagas and the time."""
         left = Text(end="")
         left.append("saga-tui", style="bold")
-        left.append(f" · {self.label} · {self.live}")
-        if self.running:
-            left.append(f" · {self.running} running in this process")
-        if self.note:
-            left.append(f" · {self.note}")
-        now = datetime.datetime.now().strftime("%H:%M:%S")
+        left.append(f" · {clean(label)} · {live}")
+        if running:
+            left.append(f" · {running} running in this process")
         width = self.size.width or 80
-        pad = max(1, width - left.cell_len - len(now))
-        left.append(" " * pad + now)
+        pad = max(1, width - left.cell_len - len(clock))
+        left.append(" " * pad + clock)
         left.truncate(width)
         self.update(left)
 
@@ -67,12 +51,12 @@ class CountChip(Static):
 
 
 class CountsBar(Horizontal):
-    """ALL, then one chip per status."""
+    """ALL, then one chip per status in lifecycle order."""
 
     def compose(self) -> ComposeResult:
         """One chip per status."""
         yield CountChip(None, id="count-all")
-        for status in _ORDER:
+        for status in SagaStatus:
             yield CountChip(status, id=f"count-{status.name.lower()}")
 
     def show(self, counts: StatusCounts, active: tuple[SagaStatus, ...]) -> None:
@@ -82,13 +66,3 @@ class CountsBar(Horizontal):
                 chip.show(counts.total, not active)
             else:
                 chip.show(counts[chip.status], chip.status in active)
-
-
-_ORDER = (
-    SagaStatus.PENDING,
-    SagaStatus.RUNNING,
-    SagaStatus.COMPENSATING,
-    SagaStatus.COMPLETED,
-    SagaStatus.COMPENSATED,
-    SagaStatus.FAILED,
-)

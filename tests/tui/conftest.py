@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import html
 import pathlib
+import re
 import sqlite3
-import time
 import typing
 import uuid
 
@@ -13,10 +15,15 @@ import pytest
 from textual.pilot import Pilot
 
 from engine.saga.mediator import SagaMediator
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
 from saga_tui.app import SagaApp
+from saga_tui.cli import make_app
 from saga_tui.components.saga_table import SagaTable
 from sample_sagas import Knobs, create_mediator
+from sample_sagas.app import example_context
+from tests import support
 
 SIZE = (120, 40)
 # Fast, deterministic services: nothing fails unless a test says so.
@@ -32,7 +39,7 @@ FAST = Knobs(
 
 @dataclasses.dataclass
 class Env:
-    """One database file with a storage and a mediator on it."""
+    """One database file with a storage and a mediator on it (the tests' own process)."""
 
     path: pathlib.Path
     storage: SqlAlchemySagaStorage
@@ -43,10 +50,17 @@ class Env:
         """The SQLAlchemy URL of the file."""
         return f"sqlite+aiosqlite:///{self.path}"
 
-    def app(self, **kwargs: typing.Any) -> SagaApp:
-        """The dashboard on this database, polling fast."""
+    def app(self, knobs: Knobs = FAST, **kwargs: typing.Any) -> SagaApp:
+        """The dashboard on this database, as ``saga-tui`` builds it, polling fast.
+
+        It opens its own connection and runs the sample sagas with ``knobs``.
+        """
         kwargs.setdefault("poll_interval", 0.05)
-        return SagaApp(self.storage, self.mediator, label=self.path.name, **kwargs)
+
+        def factory(storage: ISagaStorage) -> SagaMediator:
+            return create_mediator(storage, knobs=knobs)
+
+        return make_app(str(self.path), factory, **kwargs)
 
     def ledger(self, saga_id: uuid.UUID) -> set[tuple[str, str]]:
         """The demo ledger rows of one saga: (step, do|undo)."""
@@ -58,6 +72,42 @@ class Env:
             except sqlite3.OperationalError:
                 return set()
         return {(r[0], r[1]) for r in rows}
+
+    async def run_saga(
+        self, name: str = "OrderSaga", mediator: SagaMediator | None = None
+    ) -> uuid.UUID:
+        """Run one sample saga to its end (a failing one is compensated); its id."""
+        saga_id = uuid.uuid4()
+        with contextlib.suppress(Exception):
+            await (mediator or self.mediator).run(example_context(name), saga_id=saga_id)
+        return saga_id
+
+    async def failed_saga(self) -> uuid.UUID:
+        """A SubscriptionSaga whose refund was declined during a rollback: FAILED."""
+        declining = create_mediator(
+            self.storage,
+            knobs=Knobs(
+                failure_rate=0.0,
+                compensation_failure_rate=0.0,
+                latency_ms=(0.0, 1.0),
+                refund_decline_rate=1.0,
+                refund_decline_seconds=1e6,
+                compensation_retry_count=1,
+                compensation_retry_delay=0.01,
+            ),
+        )
+        saga_id = await self.run_saga("SubscriptionSaga", declining)
+        result = await declining.compensate_saga(saga_id)
+        assert result.status is SagaStatus.FAILED, result
+        return saga_id
+
+
+@pytest.fixture(autouse=True)
+def no_user_keymap(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """The dashboard reads its keymap from a per-test config folder, never the user's."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    return config
 
 
 @pytest.fixture
@@ -74,27 +124,30 @@ async def env(tmp_path: pathlib.Path) -> typing.AsyncIterator[Env]:
 
 async def wait_for(
     pilot: Pilot[typing.Any],
-    predicate: typing.Callable[[], object],
+    condition: typing.Callable[[], object],
     timeout: float = 10.0,
     what: str = "condition",
-) -> None:
-    """Let the app run until ``predicate()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.02)
+) -> typing.Any:
+    """Let the app run until ``condition()`` holds (support.wait_for, Pilot's pauses)."""
+    return await support.wait_for(condition, timeout, what=what, sleep=pilot.pause)
 
 
 def table(app: SagaApp) -> SagaTable:
     """The saga table of the main screen."""
-    return app.screen_stack[0].query_one(SagaTable)
+    return app.main_screen.table
 
 
 def row_status(app: SagaApp, saga_id: uuid.UUID) -> str | None:
     """The status shown on a saga's row (None when it is not on screen)."""
     summary = table(app).summary(saga_id)
     return summary.status.name if summary else None
+
+
+async def select(pilot: Pilot[typing.Any], app: SagaApp, saga_id: uuid.UUID) -> None:
+    """Move the table cursor onto a saga's row."""
+    t = table(app)
+    await wait_for(pilot, lambda: str(saga_id) in t.order, what="row")
+    t.move_cursor(row=t.order.index(str(saga_id)))
 
 
 def notifications(app: SagaApp) -> list[str]:
@@ -104,16 +157,20 @@ def notifications(app: SagaApp) -> list[str]:
 
 def screen_text(app: SagaApp) -> str:
     """The visible screen as plain text (from the app's own screenshot)."""
-    import html
-    import re
-
     svg = app.export_screenshot()
     rows: dict[float, list[tuple[float, str]]] = {}
     for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
         rows.setdefault(float(m.group(2)), []).append(
             (float(m.group(1)), html.unescape(m.group(3)).replace("\xa0", " "))
         )
-    lines = []
-    for y in sorted(rows):
-        lines.append("".join(t for _, t in sorted(rows[y])))
-    return "\n".join(lines)
+    return "\n".join("".join(t for _, t in sorted(rows[y])) for y in sorted(rows))
+
+
+async def screen_showing(pilot: Pilot[typing.Any], app: SagaApp, needle: str) -> str:
+    """Wait until the screen shows ``needle``; the whole screen's text."""
+
+    def text() -> str | None:
+        shown = screen_text(app)
+        return shown if needle in shown else None
+
+    return typing.cast(str, await wait_for(pilot, text, what=f"{needle!r} on screen"))

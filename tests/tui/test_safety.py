@@ -10,9 +10,18 @@ import pytest
 
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite, NewSaga
-from saga_tui.app import run_dashboard
+from saga_tui import cli
 from saga_tui.components.detail import DetailScreen
-from tests.tui.conftest import SIZE, Env, notifications, screen_text, table, wait_for
+from saga_tui.components.start_form import StartForm
+from tests.tui.conftest import (
+    SIZE,
+    Env,
+    notifications,
+    screen_showing,
+    select,
+    table,
+    wait_for,
+)
 
 HOSTILE = "[bold]x[/bold] [@click=app.quit]quit[/] \x1b]0;title\x07 \x1b[2J"
 
@@ -46,33 +55,26 @@ async def test_markup_and_control_characters_show_literally(env: Env) -> None:
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="row")
-        await pilot.pause(0.1)
-        text = screen_text(app)
-        assert "[@click=app.qu" in text  # the SAGA column cuts the rest
-        assert "[bold]Step\\x1b[2J" in text
+        text = await screen_showing(pilot, app, "[@click=app.qu")
+        assert "[bold]Step\\x1b[2J" in text  # the SAGA column cuts the name's rest
         assert "\x1b" not in text and "\x07" not in text
-        # Clicking the text triggers nothing: the app keeps running.
+        # Clicking the text triggers nothing: the app still takes keys afterwards.
         await pilot.click("#sagas", offset=(20, 2))
         await pilot.click("#sagas", offset=(110, 2))
-        await pilot.pause(0.1)
-        assert app.is_running
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
         await wait_for(pilot, lambda: app.screen.detail is not None, what="loaded")  # type: ignore[attr-defined]
-        await pilot.pause(0.1)
-        text = screen_text(app)
-        assert "[@click=app.quit]Err" in text and "\\x1b[2J" in text
+        text = await screen_showing(pilot, app, "[@click=app.quit]Err")
+        assert "\\x1b[2J" in text
         assert "[bold]x[/bold]" in text and "\\x1b]0;title\\a" in text
         assert "\x1b" not in text and "\x07" not in text
         await pilot.click("#detail-error", offset=(5, 2))
-        await pilot.pause(0.1)
-        assert app.is_running
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="back on the list")
 
 
 async def test_context_that_no_longer_parses(env: Env) -> None:
-    from tests.tui.test_dashboard import run_saga
-
-    saga_id = await run_saga(env)
+    saga_id = await env.run_saga()
     with sqlite3.connect(env.path) as conn:
         conn.execute(
             "UPDATE saga_executions SET context = '{broken', status = 'RUNNING' WHERE id = ?",
@@ -85,14 +87,10 @@ async def test_context_that_no_longer_parses(env: Env) -> None:
             )
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: str(saga_id) in table(app).order, what="row")
-        t = table(app)
-        t.move_cursor(row=t.order.index(str(saga_id)))
+        await select(pilot, app, saga_id)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
-        await wait_for(pilot, lambda: app.screen.detail is not None, what="loaded")  # type: ignore[attr-defined]
-        await pilot.pause(0.1)
-        assert "stored context does not parse" in screen_text(app)
+        await screen_showing(pilot, app, "stored context does not parse")
         await pilot.press("r")
         await pilot.press("y")
         await wait_for(
@@ -102,30 +100,36 @@ async def test_context_that_no_longer_parses(env: Env) -> None:
         )
 
 
-@pytest.mark.parametrize("size", [(60, 15), (30, 8), (200, 60)])
+@pytest.mark.parametrize("size", [(60, 15), (200, 60)])
 async def test_small_and_large_terminals(env: Env, size: tuple[int, int]) -> None:
-    from tests.tui.test_dashboard import run_saga
-
-    await run_saga(env)
+    await env.run_saga()
     app = env.app()
     async with app.run_test(size=size) as pilot:
         await wait_for(pilot, lambda: len(table(app).order) == 1, what="row")
-        await pilot.pause(0.1)
-        text = screen_text(app)
-        if size[0] < 40:
-            assert "Terminal too small" in text
-        else:
-            assert "OrderSaga" in text
+        await screen_showing(pilot, app, "OrderSaga")
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail")
+        await screen_showing(pilot, app, "ShipOrder")
         await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="back")
         await pilot.press("n")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, StartForm), what="the start form")
+        await screen_showing(pilot, app, "Start sagas")
         await pilot.press("escape")
-        assert app.is_running
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="closed")
 
 
-def test_run_dashboard_bad_inputs_exit_2_with_one_line(
+async def test_a_tiny_terminal_says_why_and_grows_back(env: Env) -> None:
+    await env.run_saga()
+    app = env.app()
+    async with app.run_test(size=(30, 8)) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 1, what="row")
+        await screen_showing(pilot, app, "Terminal too small")
+        await pilot.resize_terminal(100, 30)
+        await screen_showing(pilot, app, "OrderSaga")
+
+
+def test_the_dashboard_refuses_bad_inputs_with_one_line_and_exit_2(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     not_db = tmp_path / "notes.txt"
@@ -147,7 +151,8 @@ def test_run_dashboard_bad_inputs_exit_2_with_one_line(
         (str(tmp_path / "nodir" / "x.db"), "sample_sagas:create_mediator", False),
     ]
     for db, app, read_only in cases:
-        assert run_dashboard(db, app, read_only, False) == 2, db
+        args = ["--db", db, "--app", app] + (["--read-only"] if read_only else [])
+        assert cli.main(args) == 2, db
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "fresh.db").exists()  # a broken --app creates nothing

@@ -1,0 +1,193 @@
+"""The one key map: every binding with its id and what it does.
+
+The app, the screens and the dialogs take their ``BINDINGS`` from here; the help screen,
+the command palette and the README's key table are built from the same bindings. Users
+remap keys by binding id in ``$XDG_CONFIG_HOME/saga-tui/keymap.toml`` (Textual's
+``App.set_keymap``); a bad file gives a one-line warning and the default keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tomllib
+import typing
+
+from textual.binding import Binding
+
+# The list screen's keys (they make no sense on the detail screen).
+LIST: list[Binding] = [
+    Binding(
+        "enter", "app.open_detail", "Detail", show=False, id="saga.open",
+        tooltip="Open the saga's detail: steps, error and traceback, context, history",
+    ),
+    Binding(
+        "n", "app.new", "New", id="saga.new",
+        tooltip="Start new sagas (form: saga type, context JSON, count)",
+    ),
+    Binding(
+        "space", "mark", "Mark", id="saga.mark",
+        tooltip="Mark / unmark the saga for bulk recover and compensate",
+    ),
+    Binding(
+        "slash", "filter", "Filter", key_display="/", id="saga.filter",
+        tooltip="Filter: free text (id, error) and status:failed,running name:Order",
+    ),
+    Binding(
+        "escape", "clear", "Clear", show=False, id="saga.clear",
+        tooltip="Close the filter; clear the marks, then the filter",
+    ),
+    Binding(
+        "l", "toggle_stream", "Live", id="saga.stream", tooltip="Show / hide the live step stream"
+    ),
+    Binding(
+        "right_square_bracket", "page(1)", "Next page", show=False, key_display="]",
+        id="saga.next", tooltip="Next page (older sagas)",
+    ),
+    Binding(
+        "left_square_bracket", "page(-1)", "Prev page", show=False, key_display="[",
+        id="saga.prev", tooltip="Previous page (newer sagas)",
+    ),
+]  # fmt: skip
+
+# The app's keys: they act on the saga under the cursor, or the one in the detail.
+APP: list[Binding] = [
+    Binding(
+        "r", "recover", "Recover", id="saga.recover",
+        tooltip="Recover the saga, or every marked saga (asks first)",
+    ),
+    Binding(
+        "c", "compensate", "Compensate", id="saga.compensate",
+        tooltip="Compensate the saga, or every marked saga (asks first)",
+    ),
+    Binding("p", "pause", "Pause", id="saga.pause", tooltip="Pause / resume live updates"),
+    Binding("y", "copy_id", "Copy id", id="saga.copy", tooltip="Copy the saga's full id"),
+    Binding(
+        "question_mark", "help", "Help", key_display="?", id="saga.help",
+        tooltip="Show every key",
+    ),
+    Binding(
+        "ctrl+p", "command_palette", "Palette", show=False, priority=True, id="saga.palette",
+        tooltip="Command palette: every action, and a filter for each status",
+    ),
+    Binding("q", "quit", "Quit", id="saga.quit", tooltip="Quit"),
+]  # fmt: skip
+
+# The table's own enter (DataTable selects the row) carries the same id: remapped together.
+TABLE: list[Binding] = [
+    Binding("enter", "select_cursor", "Detail", id="saga.open", tooltip=LIST[0].tooltip)
+]
+
+DETAIL: list[Binding] = [
+    Binding("escape", "close", "Back", id="detail.back", tooltip="Back to the list"),
+    Binding("f", "toggle_follow", "Follow", id="detail.follow", tooltip="Follow live / freeze"),
+]
+
+CONFIRM: list[Binding] = [
+    Binding("y,enter", "answer(True)", "Confirm", id="confirm.yes", tooltip="Do it"),
+    Binding("n,escape", "answer(False)", "Cancel", id="confirm.no", tooltip="Do nothing"),
+]
+
+START_FORM: list[Binding] = [
+    Binding("ctrl+s", "submit", "Start", id="start.submit", tooltip="Validate and start"),
+    Binding("escape", "cancel", "Cancel", id="start.cancel", tooltip="Close, start nothing"),
+]
+
+HELP: list[Binding] = [
+    Binding(
+        "escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close the help"
+    ),
+]
+
+GROUPS: tuple[tuple[str, list[Binding]], ...] = (
+    ("Sagas", LIST + APP),
+    ("Detail", DETAIL),
+    ("Confirmation", CONFIRM),
+    ("Start form", START_FORM),
+    ("Help", HELP),
+)
+
+BINDING_IDS = frozenset(b.id for _, group in GROUPS for b in group if b.id)
+
+_KEY_NAMES = {
+    "escape": "esc",
+    "question_mark": "?",
+    "slash": "/",
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+}
+
+
+def key_label(binding: Binding, keymap: typing.Mapping[str, str] | None = None) -> str:
+    """The keys of ``binding`` as shown to people (``y / enter``), after the user's keymap."""
+    remapped = keymap.get(binding.id) if keymap and binding.id else None
+    if remapped is None and binding.key_display:
+        return binding.key_display
+    keys = (remapped or binding.key).split(",")
+    return " / ".join(_KEY_NAMES.get(k.strip(), k.strip()) for k in keys)
+
+
+HelpRows = list[tuple[str, list[tuple[str, str]]]]
+
+
+def help_rows(keymap: typing.Mapping[str, str] | None = None) -> HelpRows:
+    """(group, [(keys, what it does)]) for the help screen, with the user's keys."""
+    return [(title, [(key_label(b, keymap), b.tooltip) for b in group]) for title, group in GROUPS]
+
+
+# ---- the user's keymap --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserKeys:
+    """Keys remapped by binding id, and a one-line warning about the file if it had faults."""
+
+    keymap: dict[str, str] = dataclasses.field(default_factory=dict)
+    warning: str | None = None
+
+
+def keymap_path(environ: typing.Mapping[str, str] | None = None) -> pathlib.Path:
+    """``$XDG_CONFIG_HOME/saga-tui/keymap.toml`` (``~/.config`` when the variable is unset)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return pathlib.Path(base) / "saga-tui" / "keymap.toml"
+
+
+def _flatten(table: dict[str, typing.Any], prefix: str = "") -> dict[str, typing.Any]:
+    # ``saga.recover = "R"`` is a nested table in TOML; ids are dotted strings.
+    out: dict[str, typing.Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load_user_keys(path: pathlib.Path | None = None) -> UserKeys:
+    """Read the keymap file (missing is fine); faults become one warning, never an error."""
+    path = path or keymap_path()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return UserKeys()
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return UserKeys(warning=f"{path}: {reason}; using the default keys")
+    keymap: dict[str, str] = {}
+    faults: list[str] = []
+    for binding_id, value in _flatten(data).items():
+        if binding_id not in BINDING_IDS:
+            faults.append(f"unknown binding id {binding_id!r}")
+            continue
+        parts = value if isinstance(value, list) else [value]
+        keys = [k.strip() for part in parts if isinstance(part, str) for k in part.split(",")]
+        if not all(isinstance(p, str) for p in parts) or not all(keys) or not keys:
+            faults.append(f'{binding_id}: keys must be a string like "ctrl+r"')
+            continue
+        keymap[binding_id] = ",".join(keys)
+    warning = f"{path}: {'; '.join(faults)} (ignored)" if faults else None
+    return UserKeys(keymap, warning)

@@ -1,0 +1,258 @@
+"""Operator logic without Textual, shared by the dashboard and the command line.
+
+What recover or compensate will do to a saga (the plan both the confirmation dialog and
+``saga-tui compensate`` print), running actions on many sagas with the one bulk runner,
+reading a context typed as JSON, and saying in one line how actions went. Whether an
+action succeeded is ``ActionResult.ok``, the engine's one success rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+import uuid
+
+import pydantic
+
+from engine.saga.bulk import run_bounded
+from engine.saga.context_codec import load_context
+from engine.saga.errors import SagaError, SagaNotRegisteredError
+from engine.saga.operator import ActionResult
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.lanes import steps_to_compensate
+from saga_tui.textfmt import clean, one_line, plural, short_id
+
+if typing.TYPE_CHECKING:
+    from engine.saga.mediator import SagaMediator
+    from engine.saga.storage.models import SagaDetail
+    from engine.saga.storage.reader import SagaReader
+
+Verb = typing.Literal["recover", "compensate"]
+CONCURRENCY = 16
+NO_APP = "no application is loaded (--app), so sagas cannot be run here"
+
+
+class ContextInputError(ValueError):
+    """A context typed as JSON does not parse or validate; the message says where."""
+
+
+def context_from_json(saga_name: str, context_type: type, text: str) -> typing.Any:
+    """A context of ``context_type`` from JSON text, or ContextInputError saying where."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContextInputError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ContextInputError(
+            f"the context must be a JSON object {{...}}, not {type(data).__name__}"
+        )
+    try:
+        return load_context(context_type, data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ContextInputError(
+            f"invalid {saga_name} context at {where}: {first.get('msg', '')}{more}"
+        ) from None
+    except Exception as exc:
+        raise ContextInputError(f"invalid {saga_name} context: {one_line(exc)}") from exc
+
+
+def refusal(verb: str, *, read_only: bool, mediator: SagaMediator | None) -> str | None:
+    """Why this dashboard cannot ``verb`` at all (None when it can)."""
+    if read_only:
+        return f"read-only: {verb} refused (the database was opened with --read-only)"
+    if mediator is None:
+        return f"{verb} refused: no application is loaded (--app)"
+    return None
+
+
+def why_not_runnable(mediator: SagaMediator | None, name: str) -> str | None:
+    """Why this process cannot run a saga of ``name`` (None when it can)."""
+    if mediator is None:
+        return NO_APP
+    try:
+        mediator.saga_for_name(name)
+    except SagaNotRegisteredError as exc:
+        return f"cannot be recovered here: {one_line(exc)}"
+    return None
+
+
+# ---- plans --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionPlan:
+    """What one recover or compensate will do to one saga, read before asking."""
+
+    saga_id: uuid.UUID
+    verb: Verb
+    name: str | None
+    status: SagaStatus | None
+    what: str = ""
+    skip: str | None = None
+    # What the action would answer for a skipped saga, without running anything.
+    skip_result: ActionResult | None = None
+
+    @property
+    def runnable(self) -> bool:
+        """The action will run on this saga."""
+        return self.skip is None
+
+    def line(self) -> str:
+        """``3f2a9c1e  OrderSaga  COMPLETED: will UNDO ShipOrder, ...`` (cleaned)."""
+        head = short_id(self.saga_id)
+        if self.name is not None:
+            head += f"  {clean(self.name)}"
+        if self.status is not None:
+            head += f"  {self.status.name}"
+        body = self.what if self.skip is None else f"skipped, {self.skip}"
+        return f"{head}: {clean(body)}"
+
+
+def plan_action(
+    verb: Verb, saga_id: uuid.UUID, detail: SagaDetail | None, why_not: str | None
+) -> ActionPlan:
+    """The one rule for what recover and compensate do to a saga in its state."""
+    if detail is None:
+        gone = "no longer exists"
+        return ActionPlan(
+            saga_id, verb, None, None, skip=gone, skip_result=_failed(saga_id, verb, gone)
+        )
+    summary = detail.summary
+    name, status = summary.name, summary.status
+
+    def skipped(reason: str, result: ActionResult) -> ActionPlan:
+        return ActionPlan(saga_id, verb, name, status, skip=reason, skip_result=result)
+
+    if why_not is not None:
+        return skipped(why_not, _failed(saga_id, verb, why_not))
+    undo = [clean(s) for s in reversed(steps_to_compensate(detail.logs))]
+    undo_text = ", ".join(undo) if undo else "nothing (no step left an effect)"
+    if verb == "compensate":
+        if status is SagaStatus.COMPENSATED:
+            return skipped("already compensated", ActionResult(saga_id, verb, status))
+        return ActionPlan(saga_id, verb, name, status, f"will UNDO {undo_text}")
+    if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+        return skipped(
+            f"already {status.name}, nothing to recover", ActionResult(saga_id, verb, status)
+        )
+    if status is SagaStatus.FAILED:
+        what = f"will retry the failed compensations: undo {undo_text}"
+    elif status is SagaStatus.COMPENSATING:
+        what = f"will finish compensation: undo {undo_text}"
+    else:
+        step = clean(summary.current_step) if summary.current_step else "the first step"
+        what = f"will resume forward from {step} (a step in flight runs again)"
+    return ActionPlan(saga_id, verb, name, status, what)
+
+
+def _failed(saga_id: uuid.UUID, verb: Verb, reason: str) -> ActionResult:
+    return ActionResult(saga_id, verb, error=reason)
+
+
+async def read_plans(
+    reader: SagaReader, mediator: SagaMediator | None, verb: Verb, ids: typing.Sequence[uuid.UUID]
+) -> list[ActionPlan]:
+    """Read each saga and plan the action on it."""
+    plans = []
+    for saga_id in ids:
+        detail = await reader.get_saga(saga_id)
+        why = why_not_runnable(mediator, detail.summary.name) if detail else None
+        plans.append(plan_action(verb, saga_id, detail, why))
+    return plans
+
+
+def plan_title(verb: Verb, count: int) -> str:
+    """The question above the plan lines."""
+    title = f"{verb.capitalize()} {plural(count, 'saga')}?"
+    return title + ("  This undoes completed steps." if verb == "compensate" else "")
+
+
+# ---- running ------------------------------------------------------------------------
+
+
+def _error_text(exc: Exception) -> str:
+    # Engine errors are worded for users; anything else needs its type to make sense.
+    return one_line(exc, with_type=not isinstance(exc, SagaError))
+
+
+async def carry_out(
+    mediator: SagaMediator,
+    plans: typing.Sequence[ActionPlan],
+    *,
+    reason: str,
+    concurrency: int = CONCURRENCY,
+) -> list[ActionResult]:
+    """Run every runnable plan (skipped ones answer their skip result), in plan order.
+
+    One saga's failure is its result; the others still run.
+    """
+
+    async def one(plan: ActionPlan) -> ActionResult:
+        if plan.skip_result is not None:
+            return plan.skip_result
+        try:
+            if plan.verb == "recover":
+                return await mediator.recover_saga(plan.saga_id, reason=reason)
+            return await mediator.compensate_saga(plan.saga_id, reason=reason)
+        except Exception as exc:
+            return ActionResult(plan.saga_id, plan.verb, error=_error_text(exc))
+
+    return await run_bounded(plans, one, concurrency=concurrency)
+
+
+async def start_many(
+    mediator: SagaMediator,
+    contexts: typing.Iterable[typing.Any],
+    *,
+    reason: str,
+    concurrency: int = CONCURRENCY,
+) -> list[ActionResult]:
+    """Start one saga per context (pulled lazily), at most ``concurrency`` at a time."""
+
+    async def one(context: typing.Any) -> ActionResult:
+        saga_id = uuid.uuid4()
+        try:
+            return await mediator.start(context, reason=reason, saga_id=saga_id)
+        except Exception as exc:
+            return ActionResult(saga_id, "start", error=_error_text(exc))
+
+    return await run_bounded(contexts, one, concurrency=concurrency)
+
+
+# ---- results ------------------------------------------------------------------------
+
+
+def outcome(result: ActionResult) -> str:
+    """How one action ended: a status, ``requested from the running owner``, or the error."""
+    if result.error:
+        return f"error: {clean(result.error)}"
+    if result.requested:
+        return "requested from the running owner"
+    return result.status.name if result.status else "done"
+
+
+def summarize(verb: str, results: typing.Sequence[ActionResult]) -> str:
+    """One line for many results: ``recover 3: 2 COMPENSATED, 1 error · 51c2e0f7: ...``."""
+    if len(results) == 1:
+        result = results[0]
+        return f"{result.action} {short_id(result.saga_id)}: {outcome(result)}"
+    tally: dict[str, int] = {}
+    for result in results:
+        key = outcome(result).split(":")[0].split(" ")[0]
+        tally[key] = tally.get(key, 0) + 1
+    text = f"{verb} {len(results)}: " + ", ".join(f"{n} {k}" for k, n in tally.items())
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        text += f" · {short_id(failed.saga_id)}: {outcome(failed)}"
+    return text
+
+
+def all_ok(results: typing.Iterable[ActionResult]) -> bool:
+    """Every action succeeded by ``ActionResult.ok``."""
+    return all(result.ok for result in results)

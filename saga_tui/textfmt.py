@@ -1,0 +1,147 @@
+"""Plain-text wording shared by the dashboard (render.py) and the command line (textout.py).
+
+No Rich, no Textual: durations, ages, clock times, progress, the error line, short ids,
+and the one sanitizer, :func:`clean`, that every piece of database text goes through
+before it reaches a terminal (control characters become visible escapes).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import SagaSummary
+
+# C0 and C1 controls plus DEL; tab and newline are kept only where multi-line text is wanted.
+# Also the invisible Unicode format characters that reorder or hide text (bidi overrides,
+# zero-width characters, line separators), so what is shown is what is stored.
+_INVISIBLE = "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+_CONTROL_ONE_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+_NAMED = {"\x1b": "\\x1b", "\x07": "\\a", "\r": "\\r", "\n": "\\n", "\t": "\\t", "\x08": "\\b"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    code = ord(char)
+    return _NAMED.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def clean(value: object, *, multiline: bool = False) -> str:
+    """The value as a str with every control character replaced by a visible escape."""
+    text = "" if value is None else str(value)
+    pattern = _CONTROL if multiline else _CONTROL_ONE_LINE
+    return pattern.sub(_escape, text)
+
+
+def one_line(exc: BaseException, *, with_type: bool = False) -> str:
+    """An exception's first message line, cleaned (its type name when it has no message).
+
+    ``with_type`` prefixes the type (``TimeoutError: gateway``), for a reader who did not
+    choose the operation that failed.
+    """
+    lines = str(exc).strip().splitlines()
+    message = clean(lines[0]) if lines else ""
+    name = type(exc).__name__
+    if not message:
+        return name
+    return f"{name}: {message}" if with_type else message
+
+
+def error_line(error_type: str | None, error_message: str | None) -> str:
+    """``Type: message`` of a stored error (empty when there is none); not yet cleaned."""
+    if not error_type and not error_message:
+        return ""
+    if not error_message:
+        return error_type or ""
+    return f"{error_type or 'Error'}: {error_message}"
+
+
+def short_id(saga_id: object) -> str:
+    """The first eight characters of a saga id, as shown in tables."""
+    return str(saga_id)[:8]
+
+
+def truncate(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` cells with an ellipsis."""
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    """A compact duration: ``41 ms``, ``1.2s``, ``3m05s``, ``2h04m``, ``3d4h``."""
+    if seconds is None:
+        return ""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600)}h"
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds as a compact duration (empty when unknown)."""
+    return "" if value is None else duration(value / 1000)
+
+
+def aware(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` with a time zone: a naive time from the database is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def age(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> str:
+    """How long ago ``moment`` was, compactly (``0.4s``, ``3m05s``); naive times are UTC."""
+    if moment is None:
+        return ""
+    now = now or datetime.datetime.now(datetime.UTC)
+    return duration((aware(now) - aware(moment)).total_seconds())
+
+
+def took(summary: SagaSummary, now: datetime.datetime | None = None) -> str:
+    """Wall time of a saga: to its finish, or so far while it is not finished."""
+    if summary.status.is_terminal:
+        return duration(summary.duration.total_seconds())
+    return age(summary.created_at, now)
+
+
+def clock(moment: datetime.datetime | None, *, millis: bool = False) -> str:
+    """Local wall-clock time of ``moment``."""
+    if moment is None:
+        return ""
+    local = aware(moment).astimezone()
+    return local.strftime("%H:%M:%S.%f")[:-3] if millis else local.strftime("%H:%M:%S")
+
+
+def timestamp(moment: datetime.datetime | None) -> str:
+    """Local date and time of ``moment``."""
+    if moment is None:
+        return ""
+    return aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(moment: datetime.datetime | None) -> str | None:
+    """An ISO 8601 timestamp, None kept."""
+    return moment.isoformat() if moment is not None else None
+
+
+def progress(summary: SagaSummary) -> str:
+    """Steps done out of all, with the current step while the saga is not finished."""
+    text = f"{summary.steps_done}/{summary.step_count}"
+    if summary.current_step and summary.status not in _FINISHED:
+        text += f" {summary.current_step}"
+    return text
+
+
+_FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 saga``, ``3 sagas``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
