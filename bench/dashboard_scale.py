@@ -22,9 +22,7 @@ import typing
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage  # noqa: E402
-from saga_tui.app import SagaApp  # noqa: E402
-from saga_tui.components.saga_table import SagaTable  # noqa: E402
+from saga_tui.cli import make_app  # noqa: E402
 from saga_tui.filters import parse_filter  # noqa: E402
 
 
@@ -56,14 +54,14 @@ def verdict(value: float, target: float) -> str:
 async def measure(db: str, idle_seconds: float) -> bool:
     """Run every measurement; True when all meet their targets."""
     started = time.perf_counter()
-    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}", read_only=True)
-    app = SagaApp(storage, None, label=os.path.basename(db), read_only=True, close_storage=True)
+    app = make_app(db, None, read_only=True)  # as ``saga-tui --read-only``, with no --app
     ok = True
     async with app.run_test(size=(120, 40)) as pilot:
-        table = app.main_screen.query_one(SagaTable)
+        screen = app.main_screen
+        table = screen.table
         await until(pilot, lambda: len(table.order) > 0)
         first_rows = time.perf_counter() - started
-        counts = app.last_snapshot.counts.total if app.last_snapshot else 0
+        counts = app.shown.counts.total if app.shown else 0
         print(f"database: {db} ({counts:,} sagas)")
         shown = f"{first_rows * 1000:8.1f} ms"
         print(f"first rows on screen      {shown}   (< 1000 ms) {verdict(first_rows, 1)}")
@@ -73,24 +71,24 @@ async def measure(db: str, idle_seconds: float) -> bool:
 
         async def timed(action: typing.Callable[[], None]) -> float:
             before = list(table.order)
-            generation = app.generation
+            generation = app.browse.generation
             t0 = time.perf_counter()
             action()
             await until(
                 pilot,
                 lambda: (
-                    app.last_snapshot is not None
-                    and app.last_snapshot.generation > generation
+                    app.shown is not None
+                    and app.shown.request.generation > generation
                     and table.order != before
                 ),
             )
             elapsed = time.perf_counter() - t0
-            if app.last_snapshot is not None:
-                query_times.append(app.last_snapshot.elapsed)
+            if app.shown is not None:
+                query_times.append(app.shown.elapsed)
             return elapsed
 
-        pages = [await timed(lambda: app.action_page(1)) for _ in range(20)]
-        pages += [await timed(lambda: app.action_page(-1)) for _ in range(10)]
+        pages = [await timed(lambda: screen.action_page(1)) for _ in range(20)]
+        pages += [await timed(lambda: screen.action_page(-1)) for _ in range(10)]
         # Within a page the cursor moves locally; page down there is a redraw only.
         t0 = time.perf_counter()
         await pilot.press("pagedown")
@@ -99,15 +97,15 @@ async def measure(db: str, idle_seconds: float) -> bool:
         for text in ("status:failed", "status:running", "name:Travel", "timeout", ""):
             runs = []
             for _ in range(5):
-                app.set_filter(parse_filter("status:compensated"))
+                screen.set_filter(parse_filter("status:compensated"))
                 await until(
                     pilot,
                     lambda: (
-                        app.last_snapshot is not None
-                        and app.last_snapshot.generation == app.generation
+                        app.shown is not None
+                        and app.shown.request.generation == app.browse.generation
                     ),
                 )
-                runs.append(await timed(lambda t=text: app.set_filter(parse_filter(t))))  # type: ignore[misc]
+                runs.append(await timed(lambda t=text: screen.set_filter(parse_filter(t))))  # type: ignore[misc]
             filters[text or "(cleared)"] = runs
         for label, values in [("page down (next keyset page)", pages)] + [
             (f"filter {k!r}", v) for k, v in filters.items()
@@ -119,7 +117,7 @@ async def measure(db: str, idle_seconds: float) -> bool:
         print(f"  of which database reads   median {statistics.median(query_times) * 1000:6.1f} ms")
         print(f"pagedown key inside a page {local * 1000:7.1f} ms   (a Pilot key press round trip)")
         # Idle with live updates on: the probe runs every 250 ms, nothing changes.
-        app.set_filter(parse_filter(""))
+        screen.set_filter(parse_filter(""))
         await pilot.pause(1.0)
         cpu0, wall0 = os.times(), time.monotonic()
         await asyncio.sleep(idle_seconds)

@@ -20,7 +20,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage  # noqa: E402
-from saga_tui.app import SagaApp  # noqa: E402
+from saga_tui.cli import make_app  # noqa: E402
 from sample_sagas import Knobs, create_mediator  # noqa: E402
 from sample_sagas.app import example_context  # noqa: E402
 
@@ -52,13 +52,15 @@ async def main() -> None:
         saga_id = uuid.uuid4()
         await declining.run(example_context("SubscriptionSaga"), saga_id=saga_id)
         await declining.compensate_saga(saga_id, reason="screenshot")
-    app = SagaApp(storage, create_mediator(storage), label="sagas.db", demo=True)
+    await storage.close()
+    # As ``saga-tui --db sagas.db --demo`` opens it (the user's keymap left out).
+    no_keymap = path.with_name("keymap.toml")
+    app = make_app(str(path), "sample_sagas:create_mediator", demo=True, keymap_file=no_keymap)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(3.5)
         target = HERE / "dashboard.svg"
         target.write_text(app.export_screenshot(title="saga-tui"))
         print(f"wrote {target}")
-    await storage.close()
 
 
 if __name__ == "__main__":

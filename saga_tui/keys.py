@@ -36,7 +36,7 @@ LIST: list[Binding] = [
     ),
     Binding(
         "escape", "clear", "Clear", show=False, id="saga.clear",
-        tooltip="Close the filter; clear the marks, then the filter",
+        tooltip="Close the filter line; else clear the marks; else clear the filter",
     ),
     Binding(
         "l", "toggle_stream", "Live", id="saga.stream", tooltip="Show / hide the live step stream"
@@ -55,11 +55,11 @@ LIST: list[Binding] = [
 APP: list[Binding] = [
     Binding(
         "r", "recover", "Recover", id="saga.recover",
-        tooltip="Recover the saga, or every marked saga (asks first)",
+        tooltip="Recover the saga, or every marked one: resume, finish or retry compensation",
     ),
     Binding(
         "c", "compensate", "Compensate", id="saga.compensate",
-        tooltip="Compensate the saga, or every marked saga (asks first)",
+        tooltip="Compensate the saga, or every marked one; asks, naming the steps it undoes",
     ),
     Binding("p", "pause", "Pause", id="saga.pause", tooltip="Pause / resume live updates"),
     Binding("y", "copy_id", "Copy id", id="saga.copy", tooltip="Copy the saga's full id"),
@@ -81,17 +81,39 @@ TABLE: list[Binding] = [
 
 DETAIL: list[Binding] = [
     Binding("escape", "close", "Back", id="detail.back", tooltip="Back to the list"),
-    Binding("f", "toggle_follow", "Follow", id="detail.follow", tooltip="Follow live / freeze"),
+    Binding(
+        "f",
+        "toggle_follow",
+        "Follow",
+        id="detail.follow",
+        tooltip="Follow the saga live, or freeze it",
+    ),
 ]
 
 CONFIRM: list[Binding] = [
-    Binding("y,enter", "answer(True)", "Confirm", id="confirm.yes", tooltip="Do it"),
-    Binding("n,escape", "answer(False)", "Cancel", id="confirm.no", tooltip="Do nothing"),
+    Binding(
+        "y,enter",
+        "answer(True)",
+        "Confirm",
+        id="confirm.yes",
+        tooltip="Confirm: recover or compensate",
+    ),
+    Binding(
+        "n,escape", "answer(False)", "Cancel", id="confirm.no", tooltip="Cancel: nothing is done"
+    ),
 ]
 
 START_FORM: list[Binding] = [
-    Binding("ctrl+s", "submit", "Start", id="start.submit", tooltip="Validate and start"),
-    Binding("escape", "cancel", "Cancel", id="start.cancel", tooltip="Close, start nothing"),
+    Binding(
+        "ctrl+s",
+        "submit",
+        "Start",
+        id="start.submit",
+        tooltip="Start (the context is validated first)",
+    ),
+    Binding(
+        "escape", "cancel", "Cancel", id="start.cancel", tooltip="Close the form; nothing starts"
+    ),
 ]
 
 HELP: list[Binding] = [

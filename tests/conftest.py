@@ -1,12 +1,10 @@
-"""Shared fixtures: storage on memory, a real SQLite file or PostgreSQL; a deadline waiter."""
+"""Shared fixtures: storage on memory, a real SQLite file or PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pathlib
-import time
 import typing
 import uuid
 
@@ -66,22 +64,3 @@ async def storage(
         yield store
     finally:
         await store.close()
-
-
-async def wait_until(
-    predicate: typing.Callable[[], typing.Awaitable[bool] | bool],
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    message: str = "condition",
-) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value) or isinstance(value, typing.Awaitable):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(interval)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
+import engine
+from engine.saga.bootstrap import bootstrap
 from engine.saga.mediator import SagaMediator
+from engine.saga.models import SagaContext
+from engine.saga.saga import Saga
+from engine.saga.step import SagaStepHandler, SagaStepResult
 from engine.saga.storage.protocol import ISagaStorage
 from sample_sagas import Knobs, create_mediator
 
@@ -39,3 +47,49 @@ def declining(storage: ISagaStorage) -> SagaMediator:
 def broken(storage: ISagaStorage) -> SagaMediator:
     """A factory that fails, as a user's app might."""
     raise RuntimeError("cannot reach the configuration server")
+
+
+@dataclasses.dataclass
+class GreetingContext(SagaContext):
+    """A context whose package offers no ``examples()``: its example is its own."""
+
+    name: str
+    greeted: bool = False
+
+    @classmethod
+    def example(cls) -> GreetingContext:
+        """What the start form pre-fills, and ``saga-tui start GreetingSaga`` runs."""
+        return cls(name="example-reader")
+
+
+class Greet(SagaStepHandler[GreetingContext, engine.Response]):
+    """The one step."""
+
+    async def act(
+        self, context: GreetingContext
+    ) -> SagaStepResult[GreetingContext, engine.Response]:
+        context.greeted = True
+        return self._generate_step_result(engine.Response())
+
+    async def compensate(self, context: GreetingContext) -> None:
+        context.greeted = False
+
+
+class GreetingSaga(Saga[GreetingContext]):
+    """A one-step saga of another application than the samples."""
+
+    steps = [Greet]
+
+
+class _Container:
+    async def resolve(self, type_: type) -> typing.Any:
+        return type_()
+
+
+def greeter(storage: ISagaStorage) -> SagaMediator:
+    """An application with one saga whose context carries its own example."""
+    return bootstrap(
+        _Container(),
+        sagas_mapper=lambda sagas: sagas.bind(GreetingContext, GreetingSaga),
+        saga_storage=storage,
+    )

@@ -46,14 +46,25 @@ def usage_error(run: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A database with a few completed, compensated and failed sagas."""
-    path = str(tmp_path_factory.mktemp("cli") / "sagas.db")
-    started = saga_tui("--db", path, "--app", RELIABLE, "start", "OrderSaga", "--count", "15")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A database with completed and FAILED sagas, built once and never written again."""
+    path = tmp_path_factory.mktemp("cli") / "seeded.db"
+    started = saga_tui("--db", str(path), "--app", RELIABLE, "start", "OrderSaga", "--count", "15")
     assert started.returncode == 0, started.stderr
-    failed = saga_tui("--db", path, "--app", DECLINING, "start", "SubscriptionSaga", "--count", "2")
+    failed = saga_tui(
+        "--db", str(path), "--app", DECLINING, "start", "SubscriptionSaga", "--count", "2"
+    )
     assert failed.returncode == 1, failed.stderr
     return path
+
+
+@pytest.fixture
+def db(seeded: pathlib.Path, tmp_path: pathlib.Path) -> str:
+    """This test's own copy of the seeded database (tests change it)."""
+    path = tmp_path / "sagas.db"
+    with sqlite3.connect(seeded) as source, sqlite3.connect(path) as target:
+        source.backup(target)
+    return str(path)
 
 
 def ids_by_status(db: str, status: str) -> list[str]:
@@ -260,3 +271,36 @@ def test_stored_control_characters_are_escaped(tmp_path: pathlib.Path) -> None:
     as_json = ok_json("--db", path, "show", saga_id)
     assert as_json["context"]["plan"] == "\x1b[31mpro"
     assert as_json["log"][-1]["error_message"] is None or "\x1b" not in json.dumps(as_json)
+
+
+def test_status_words_are_read_as_the_dashboard_filter_reads_them(db: str) -> None:
+    # ``--status`` used to refuse the prefixes the dashboard's filter accepts.
+    failed = ok_json("--db", db, "list", "--status", "fail")
+    assert failed and {r["status"] for r in failed} == {"FAILED"}
+    both = ok_json("--db", db, "list", "--status", "FAILED,complet")
+    assert {r["status"] for r in both} == {"FAILED", "COMPLETED"}
+    usage_error(saga_tui("--db", db, "list", "--status", "comp"), "ambiguous status")
+
+
+def test_start_without_context_runs_the_example_the_form_prefills(tmp_path: pathlib.Path) -> None:
+    # ``start NAME`` used to find only an ``examples()`` function in the app's package,
+    # and refused a saga whose context the start form pre-filled from ``example()``.
+    from saga_tui.examples import example_for
+    from tests.e2e.apps import GreetingContext
+
+    path = str(tmp_path / "greet.db")
+    results = ok_json("--db", path, "--app", "tests.e2e.apps:greeter", "start", "GreetingSaga")
+    assert [r["status"] for r in results] == ["COMPLETED"]
+    context = ok_json("--db", path, "show", results[0]["id"])["context"]
+    prefilled = example_for("GreetingSaga", GreetingContext)
+    assert prefilled == {"name": "example-reader", "greeted": False}
+    assert context == {**prefilled, "greeted": True}
+
+
+def test_compensate_skips_what_is_already_undone(db: str) -> None:
+    saga_id = ids_by_status(db, "completed")[0]
+    first = ok_json("--db", db, "--app", RELIABLE, "compensate", saga_id, "--yes")
+    assert first[0]["status"] == "COMPENSATED" and first[0]["ok"]
+    again = saga_tui("--db", db, "--app", RELIABLE, "compensate", saga_id, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{saga_id}  compensate  COMPENSATED"

@@ -13,9 +13,11 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
-from tests.conftest import wait_until
+from tests.support import read_line, wait_for, wait_for_sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = ("First", "Second", "Third")
@@ -29,24 +31,6 @@ def spawn(db: pathlib.Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
-    """The worker's next stdout line, failing (with its stderr) on exit or deadline."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    import selectors
-
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    while time.monotonic() < deadline:
-        if selector.select(timeout=0.1):
-            line = proc.stdout.readline()
-            if line:
-                return line.strip()
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
-    raise AssertionError("worker said nothing in time")
 
 
 def recover(db: pathlib.Path) -> str:
@@ -121,7 +105,7 @@ async def test_a_reader_sees_the_step_in_flight_in_another_process(tmp_path: pat
                 found = await reader.get_saga(saga_id)
                 return found is not None and found.summary.status is SagaStatus.COMPLETED
 
-            await wait_until(completed, timeout=30, message="the saga to complete")
+            await wait_for(completed, 30, what="the saga to complete")
         finally:
             await reader.close()
     finally:
@@ -175,6 +159,7 @@ async def test_compensation_asked_of_another_live_process_is_done_by_that_owner(
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None:
     db = tmp_path / "sagas.db"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261127")))
@@ -197,16 +182,19 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None
     assert tally.get("COMPLETED", 0) > 0 and tally.get("COMPENSATED", 0) > 0
 
 
+@pytest.mark.slow
 def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> None:
     db = tmp_path / "sagas.db"
     proc = spawn(db, "load", "100000", "64")
     try:
         assert read_line(proc) == "ready"
         conn = sqlite3.connect(db)
-        deadline = time.monotonic() + 60
-        while conn.execute("SELECT count(*) FROM saga_executions").fetchone()[0] < 300:
-            assert time.monotonic() < deadline, "the load never got going"
-            time.sleep(0.05)
+        wait_for_sync(
+            lambda: conn.execute("SELECT count(*) FROM saga_executions").fetchone()[0] >= 300,
+            60,
+            interval=0.05,
+            what="the load to get going",
+        )
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()

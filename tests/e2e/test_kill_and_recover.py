@@ -11,9 +11,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-import typing
 
 import pytest
+
+from tests.support import wait_for_sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -28,14 +29,6 @@ def _count_sagas(db: pathlib.Path) -> int:
         return 0  # the file exists before its tables do
 
 
-def _wait_for(predicate: typing.Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args],
@@ -47,6 +40,7 @@ def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", [0, 1, 2])
 def test_sigkill_then_recover_stale_leaves_every_saga_terminal_and_clean(
     tmp_path: pathlib.Path, moment: int
@@ -71,7 +65,9 @@ def test_sigkill_then_recover_stale_leaves_every_saga_terminal_and_clean(
         # A random moment: after some hundreds of sagas started, plus a random fraction
         # of a second, so the kill lands anywhere in act, compensate or a commit.
         threshold = rng.randrange(150, 1500)
-        _wait_for(lambda: _count_sagas(db) >= threshold, 60, f"{threshold} sagas")
+        wait_for_sync(
+            lambda: _count_sagas(db) >= threshold, 60, interval=0.01, what=f"{threshold} sagas"
+        )
         time.sleep(rng.uniform(0.0, 0.3))
         os.kill(load.pid, signal.SIGKILL)
     finally:
