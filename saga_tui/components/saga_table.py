@@ -6,7 +6,6 @@ import uuid
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowKey
 
 from engine.saga.storage.models import SagaSummary
 from saga_tui import keys
@@ -62,14 +61,12 @@ class SagaTable(DataTable[object]):
         items: list[SagaSummary],
         marks: set[uuid.UUID],
         palette: Palette,
-        *,
-        keep_cursor: bool = True,
     ) -> None:
         """Make the rows equal ``items``: update, add and remove by key; keep the cursor.
 
         Call inside ``app.batch_update()`` so the screen changes once.
         """
-        keep = self.order[self.cursor_row] if keep_cursor and self.order else None
+        keep = self.order[self.cursor_row] if self.order else None
         old_row = self.cursor_row
         wanted = [str(s.id) for s in items]
         wanted_set = set(wanted)
@@ -104,7 +101,7 @@ class SagaTable(DataTable[object]):
             else:
                 self.add_row(*cells, key=key)
             self.summaries[key] = summary
-        current = [str(k.value) for k in self.ordered_keys()]
+        current = [str(row.key.value) for row in self.ordered_rows]
         if current != wanted:
             rank = {key: index for index, key in enumerate(wanted)}
             self._sort_by_rank(rank)
@@ -113,10 +110,6 @@ class SagaTable(DataTable[object]):
             self.move_cursor(row=wanted.index(keep), animate=False, scroll=False)
         elif wanted:
             self.move_cursor(row=min(old_row, len(wanted) - 1), animate=False, scroll=False)
-
-    def ordered_keys(self) -> list[RowKey]:
-        """Row keys in display order."""
-        return [row.key for row in self.ordered_rows]
 
     def _sort_by_rank(self, rank: dict[str, int]) -> None:
         # DataTable sorts by cell values; the id column holds the short id, which is
