@@ -22,6 +22,9 @@ import typing
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+# Imported before any clock starts (make_app imports them lazily, for the command line).
+import engine.saga.storage.sqlalchemy  # noqa: E402, F401
+import saga_tui.app  # noqa: E402, F401
 from saga_tui.cli import make_app  # noqa: E402
 from saga_tui.filters import parse_filter  # noqa: E402
 

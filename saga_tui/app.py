@@ -35,6 +35,7 @@ from saga_tui.messages import (
     FollowChanged,
     Loaded,
     LoadFailed,
+    NewLogs,
     PlansReady,
 )
 from saga_tui.operations import (
@@ -139,6 +140,10 @@ class SagaApp(App[int]):
         if self._demo is not None:
             await self._demo.stop(grace=0)
         if self._close_reader:
+            # Readers stop before the database closes: a query cut off by close can hang.
+            self.workers.cancel_all()
+            with contextlib.suppress(Exception):
+                await self.workers.wait_for_complete()
             with contextlib.suppress(Exception):
                 await self.reader.close()
 
@@ -159,13 +164,16 @@ class SagaApp(App[int]):
         while True:
             try:
                 result = await self.feed.next()
+                self.post_message(Loaded(result))
+                logs = await self.feed.stream_lines(result.request)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.post_message(LoadFailed(one_line(exc, with_type=True)))
                 await asyncio.sleep(1.0)
                 continue
-            self.post_message(Loaded(result))
+            if logs:
+                self.post_message(NewLogs(logs))
 
     def _tick(self) -> None:
         # The one clock: the title every second; the ages while the list is live on screen.
@@ -187,8 +195,6 @@ class SagaApp(App[int]):
         self.last_load = result
         if not self._alive():
             return
-        if result.logs and not self.feed.paused:
-            self.main_screen.add_logs(result.logs, self.palette)
         if not self.browse.is_current(result):
             return  # the filter or page changed, or live updates paused, while this was read
         if not result.page.items and self.browse.page_after is not None:
@@ -204,6 +210,11 @@ class SagaApp(App[int]):
         followed = result.request.follow
         if isinstance(screen, DetailScreen) and screen.follow and screen.saga_id == followed:
             screen.show(result.detail, self.palette)
+
+    @on(NewLogs)
+    def _show_logs(self, message: NewLogs) -> None:
+        if self._alive() and not self.feed.paused:
+            self.main_screen.add_logs(message.records, self.palette)
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:

@@ -3,8 +3,8 @@
 ``BrowseState`` is the filter, the page, the marks and what is shown live; handlers change
 it and build a ``LoadRequest``. ``LiveFeed`` owns the change probe, the minimum gap
 between reloads and the stream's watermark: it waits for a reason to reload, runs the
-latest request against a ``SagaReader`` and returns a ``LoadResult``. The app's worker only
-posts that result; it never looks at the screen.
+latest request against a ``SagaReader`` and returns a ``LoadResult``, then the stream's
+new lines. The app's worker only posts them; it never looks at the screen.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ STREAM_BATCH = 500
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoadRequest:
-    """One reload: the counts, one page, new stream lines, and the followed saga."""
+    """One reload: the counts, one page, the followed saga, and whether to read the stream."""
 
     generation: int
     saga_filter: SagaFilter
@@ -52,7 +52,6 @@ class LoadResult:
     request: LoadRequest
     counts: StatusCounts
     page: SagaPage
-    logs: list[LogRecord]
     detail: SagaDetail | None
     elapsed: float
 
@@ -209,7 +208,7 @@ class LiveFeed:
             return result
 
     async def load(self, request: LoadRequest) -> LoadResult:
-        """Read what ``request`` asks for; new stream lines move the watermark."""
+        """Read the counts, the page and the followed saga that ``request`` asks for."""
         reader = self.reader
         started = time.perf_counter()
         counts = await reader.count_by_status()
@@ -217,17 +216,21 @@ class LiveFeed:
             request.saga_filter, limit=request.limit, after=request.after
         )
         elapsed = time.perf_counter() - started
-        logs: list[LogRecord] = []
+        detail = await reader.get_saga(request.follow) if request.follow else None
+        return LoadResult(request, counts, page, detail, elapsed)
+
+    async def stream_lines(self, request: LoadRequest) -> list[LogRecord]:
+        """Log entries above the watermark, oldest first (read after the page is shown)."""
         if not request.stream:
             self.watermark = None  # shown again, the stream starts from then, not from here
-        elif self.watermark is None:
-            self.watermark = await reader.last_log_id()
-        else:
-            logs = await reader.logs_after(self.watermark, STREAM_BATCH)
-            if logs:
-                self.watermark = logs[-1].id
-                if len(logs) == STREAM_BATCH:
-                    # Far behind (a burst): skip to the newest rather than replay history.
-                    self.watermark = await reader.last_log_id()
-        detail = await reader.get_saga(request.follow) if request.follow else None
-        return LoadResult(request, counts, page, logs, detail, elapsed)
+            return []
+        if self.watermark is None:
+            self.watermark = await self.reader.last_log_id()
+            return []
+        logs = await self.reader.logs_after(self.watermark, STREAM_BATCH)
+        if logs:
+            self.watermark = logs[-1].id
+            if len(logs) == STREAM_BATCH:
+                # Far behind (a burst): skip to the newest rather than replay history.
+                self.watermark = await self.reader.last_log_id()
+        return logs

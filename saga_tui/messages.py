@@ -9,6 +9,7 @@ from textual.message import Message
 
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.models import LogRecord
 from saga_tui.live import LoadResult
 from saga_tui.operations import ActionPlan
 
@@ -18,6 +19,13 @@ class Loaded(Message):
     """The live feed read the counts, the page, stream lines and the followed saga."""
 
     result: LoadResult
+
+
+@dataclasses.dataclass
+class NewLogs(Message):
+    """Log entries above the stream's watermark, oldest first."""
+
+    records: list[LogRecord]
 
 
 class BrowseChanged(Message):
