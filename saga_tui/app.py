@@ -15,7 +15,6 @@ import uuid
 
 from textual import on, work
 from textual.app import App
-from textual.screen import ModalScreen
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
@@ -65,7 +64,7 @@ class SagaApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "saga-tui"
     COMMANDS = App.COMMANDS | {SagaCommands}
-    BINDINGS = [*keys.APP]
+    BINDINGS = [keys.PALETTE]
 
     def __init__(
         self,
@@ -228,12 +227,6 @@ class SagaApp(App[int]):
             )
             if event.worker.group == "poll":
                 self._poll()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """No saga key under a modal (the palette and quit excepted)."""
-        if isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"):
-            return action.startswith(("app.", "focus", "screenshot", "notify"))
-        return True
 
     # ---- navigation -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.saga.storage.enums import SagaStatus
 from saga_tui import keys
+from saga_tui.components.detail import DetailScreen
 from saga_tui.components.main_screen import MainScreen
 from saga_tui.messages import StatusChosen
 
@@ -37,21 +38,22 @@ class SagaCommands(Provider):
 
     def _commands(self) -> list[Command]:
         app = typing.cast("SagaApp", self.app)
-        keymap = app.user_keys.keymap
-        out: list[Command] = []
-        if isinstance(self.screen, MainScreen):
-            # List actions run on the list screen the palette was opened over.
-            on_list = partial(app.run_action, default_namespace=self.screen)
-            out += binding_commands(keys.LIST, on_list, keymap)
-        out += binding_commands(keys.APP, app.run_action, keymap)
-        for status in SagaStatus:
-            out.append(
-                (
-                    f"Show {status.name} sagas",
-                    partial(self._status, status),
-                    f"filter by status:{status.name.lower()}",
-                ),
-            )
+        screen = self.screen
+        bindings = keys.SAGAS if isinstance(screen, MainScreen) else []
+        if isinstance(screen, DetailScreen):
+            bindings = keys.detail_bindings()
+        # The actions run on the screen the palette was opened over.
+        run = partial(app.run_action, default_namespace=screen)
+        out = binding_commands(bindings, run, app.user_keys.keymap)
+        if isinstance(screen, MainScreen):
+            for status in SagaStatus:
+                out.append(
+                    (
+                        f"Show {status.name} sagas",
+                        partial(self._status, status),
+                        f"filter by status:{status.name.lower()}",
+                    ),
+                )
         return out
 
     def _status(self, status: SagaStatus) -> None:

@@ -16,8 +16,9 @@ import typing
 
 from textual.binding import Binding
 
-# The list screen's keys (they make no sense on the detail screen).
-LIST: list[Binding] = [
+# The list screen's keys, in footer order. ``app.`` actions act on the saga under the
+# cursor (or the marked ones); the detail screen binds those of them that apply there too.
+SAGAS: list[Binding] = [
     Binding(
         "enter", "app.open_detail", "Detail", show=False, id="saga.open",
         tooltip="Open the saga's detail: steps, error and traceback, context, history",
@@ -25,6 +26,14 @@ LIST: list[Binding] = [
     Binding(
         "n", "app.new", "New", id="saga.new",
         tooltip="Start new sagas (form: saga type, context JSON, count)",
+    ),
+    Binding(
+        "r", "app.recover", "Recover", id="saga.recover",
+        tooltip="Recover the saga, or every marked one: resume, finish or retry compensation",
+    ),
+    Binding(
+        "c", "app.compensate", "Compensate", id="saga.compensate",
+        tooltip="Compensate the saga, or every marked one; asks, naming the steps it undoes",
     ),
     Binding(
         "space", "mark", "Mark", id="saga.mark",
@@ -38,9 +47,11 @@ LIST: list[Binding] = [
         "escape", "clear", "Clear", show=False, id="saga.clear",
         tooltip="Close the filter line; else clear the marks; else clear the filter",
     ),
+    Binding("p", "app.pause", "Pause", id="saga.pause", tooltip="Pause / resume live updates"),
     Binding(
         "l", "toggle_stream", "Live", id="saga.stream", tooltip="Show / hide the live step stream"
     ),
+    Binding("y", "app.copy_id", "Copy id", id="saga.copy", tooltip="Copy the saga's full id"),
     Binding(
         "right_square_bracket", "page(1)", "Next page", show=False, key_display="]",
         id="saga.next", tooltip="Next page (older sagas)",
@@ -49,36 +60,28 @@ LIST: list[Binding] = [
         "left_square_bracket", "page(-1)", "Prev page", show=False, key_display="[",
         id="saga.prev", tooltip="Previous page (newer sagas)",
     ),
-]  # fmt: skip
-
-# The app's keys: they act on the saga under the cursor, or the one in the detail.
-APP: list[Binding] = [
     Binding(
-        "r", "recover", "Recover", id="saga.recover",
-        tooltip="Recover the saga, or every marked one: resume, finish or retry compensation",
-    ),
-    Binding(
-        "c", "compensate", "Compensate", id="saga.compensate",
-        tooltip="Compensate the saga, or every marked one; asks, naming the steps it undoes",
-    ),
-    Binding("p", "pause", "Pause", id="saga.pause", tooltip="Pause / resume live updates"),
-    Binding("y", "copy_id", "Copy id", id="saga.copy", tooltip="Copy the saga's full id"),
-    Binding(
-        "question_mark", "help", "Help", key_display="?", id="saga.help",
+        "question_mark", "app.help", "Help", key_display="?", id="saga.help",
         tooltip="Show every key",
     ),
-    Binding(
-        "ctrl+p", "command_palette", "Palette", show=False, priority=True, id="saga.palette",
-        tooltip="Command palette: every action, and a filter for each status",
-    ),
-    Binding("q", "quit", "Quit", id="saga.quit", tooltip="Quit"),
+    Binding("q", "app.quit", "Quit", id="saga.quit", tooltip="Quit"),
 ]  # fmt: skip
+
+# The app's own key, on every screen: Textual's command palette.
+PALETTE = Binding(
+    "ctrl+p", "command_palette", "Palette", show=False, priority=True, id="saga.palette",
+    tooltip="Command palette: every action, and a filter for each status",
+)  # fmt: skip
 
 # The table's own enter (DataTable selects the row) carries the same id: remapped together.
 TABLE: list[Binding] = [
-    Binding("enter", "select_cursor", "Detail", id="saga.open", tooltip=LIST[0].tooltip)
+    Binding("enter", "select_cursor", "Detail", id="saga.open", tooltip=SAGAS[0].tooltip)
 ]
 
+# The detail's own keys; it also takes these of the list's, acting on its saga.
+ON_DETAIL_TOO = frozenset(
+    {"saga.recover", "saga.compensate", "saga.pause", "saga.copy", "saga.help", "saga.quit"}
+)
 DETAIL: list[Binding] = [
     Binding("escape", "close", "Back", id="detail.back", tooltip="Back to the list"),
     Binding(
@@ -123,7 +126,7 @@ HELP: list[Binding] = [
 ]
 
 GROUPS: tuple[tuple[str, list[Binding]], ...] = (
-    ("Sagas", LIST + APP),
+    ("Sagas", [*SAGAS, PALETTE]),
     ("Detail", DETAIL),
     ("Confirmation", CONFIRM),
     ("Start form", START_FORM),
@@ -148,6 +151,11 @@ def key_label(binding: Binding, keymap: typing.Mapping[str, str] | None = None) 
         return binding.key_display
     keys = (remapped or binding.key).split(",")
     return " / ".join(_KEY_NAMES.get(k.strip(), k.strip()) for k in keys)
+
+
+def detail_bindings() -> list[Binding]:
+    """The detail screen's keys: its own, then the list's that act on its saga."""
+    return DETAIL + [b for b in SAGAS if b.id in ON_DETAIL_TOO]
 
 
 HelpRows = list[tuple[str, list[tuple[str, str]]]]

@@ -23,8 +23,7 @@ from saga_tui.textfmt import age, clean, duration, error_line, timestamp
 class DetailScreen(Screen[None]):
     """One saga in full; ``f`` follows it live, ``esc`` goes back to the list."""
 
-    # r, c, y and ? are the app's bindings, which apply here too (see SagaApp.check_action).
-    BINDINGS = [*keys.DETAIL]
+    BINDINGS = [*keys.detail_bindings()]
 
     def __init__(self, saga_id: uuid.UUID, why_not: str | None, palette: Palette) -> None:
         super().__init__()

@@ -33,7 +33,7 @@ COMPACT_HEIGHT = 24
 class MainScreen(Screen[None]):
     """The saga list; the app's keys (recover, compensate, ...) act on its cursor too."""
 
-    BINDINGS = [*keys.LIST]
+    BINDINGS = [*keys.SAGAS]
 
     def __init__(self, browse: BrowseState) -> None:
         super().__init__()
