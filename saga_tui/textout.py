@@ -18,7 +18,17 @@ from engine.saga.storage.models import (
     SagaSummary,
     StepView,
 )
-from saga_tui.textfmt import age, clean, duration, error_line, iso, ms, progress, short_id
+from saga_tui.textfmt import (
+    age,
+    clean,
+    duration,
+    error_line,
+    iso,
+    ms,
+    progress,
+    short_id,
+    took,
+)
 
 
 def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
@@ -116,7 +126,7 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
             s.status.name,
             clean(progress(s)),
             age(s.updated_at),
-            duration(s.duration.total_seconds()),
+            took(s),
             str(s.recovery_attempts),
             clean(error_line(s.error_type, s.error_message))[:60],
         ]

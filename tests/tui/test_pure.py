@@ -142,3 +142,19 @@ def test_plain_progress_hides_the_step_of_a_finished_saga() -> None:
     assert progress(done) == "3/3"
     assert progress(running) == "1/3 Charge"
     assert progress_text(done).plain == "■■■"
+
+
+def test_the_command_line_table_words_rows_as_the_dashboard() -> None:
+    from saga_tui import textout
+
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=3)
+    running = SagaSummary(
+        uuid.uuid4(), "S", SagaStatus.RUNNING, start, start, 3, 1, "Charge",
+        error_type="Boom", error_message=None,
+    )  # fmt: skip
+    _, row = textout.table([running])
+    cells = summary_row(running)
+    took = cells[6].plain
+    assert took == "3h00m"
+    assert row.split()[5] == took  # TOOK: so far, not up to the last update
+    assert row.split()[-1] == cells[-1].plain == "Boom"
