@@ -19,7 +19,7 @@ from engine.saga.storage.reader import SagaReader
 from saga_tui import operations, textout
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_statuses
-from saga_tui.operations import ContextInputError, Verb
+from saga_tui.operations import ActionPlan, ContextInputError, Verb
 from saga_tui.target import UsageError
 from saga_tui.textfmt import clean, one_line, short_id
 
@@ -149,7 +149,9 @@ def _report(results: typing.Sequence[ActionResult], out: Out, as_json: bool) -> 
     return EXIT_OK if operations.all_ok(results) else EXIT_FAILED
 
 
-async def _plans(mediator: SagaMediator, verb: Verb, idents: typing.Sequence[str]) -> list:
+async def _plans(
+    mediator: SagaMediator, verb: Verb, idents: typing.Sequence[str]
+) -> list[ActionPlan]:
     ids = await resolve_ids(mediator.storage, idents)
     return await operations.read_plans(mediator.storage, mediator, verb, ids)
 
@@ -201,9 +203,11 @@ async def compensate_command(
     The question carries the same plan lines as the dashboard's confirmation.
     """
     plans = await _plans(mediator, "compensate", idents)
-    lines = [operations.plan_title("compensate", len(plans))]
-    lines += [f"  {plan.line()}" for plan in plans]
-    if not confirm("\n".join(lines)):
+    title, lines = operations.confirmation("compensate", plans)
+    # Nothing to ask when every saga is skipped: their results say why.
+    if any(plan.runnable for plan in plans) and not confirm(
+        "\n".join([title, *(f"  {line}" for line in lines)])
+    ):
         raise UsageError("compensation cancelled")
     return _report(await operations.carry_out(mediator, plans, reason=REASON), out, as_json)
 

@@ -167,10 +167,13 @@ async def read_plans(
     return plans
 
 
-def plan_title(verb: Verb, count: int) -> str:
-    """The question above the plan lines."""
+def confirmation(verb: Verb, plans: typing.Sequence[ActionPlan]) -> tuple[str, list[str]]:
+    """The question and one line per saga: what the dialog and the command line ask."""
+    count = sum(1 for plan in plans if plan.runnable)
     title = f"{verb.capitalize()} {plural(count, 'saga')}?"
-    return title + ("  This undoes completed steps." if verb == "compensate" else "")
+    if verb == "compensate":
+        title += "  This undoes completed steps."
+    return title, [plan.line() for plan in plans]
 
 
 # ---- running ------------------------------------------------------------------------

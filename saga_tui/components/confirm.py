@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from saga_tui import keys
-from saga_tui.operations import ActionPlan, Verb, plan_title
+from saga_tui.operations import ActionPlan, Verb, confirmation
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -30,10 +30,9 @@ class ConfirmScreen(ModalScreen[bool]):
         cls, verb: Verb, plans: list[ActionPlan], keymap: typing.Mapping[str, str]
     ) -> ConfirmScreen:
         """The question for a recover or compensate: one plan line per saga."""
-        runnable = sum(1 for plan in plans if plan.runnable)
-        body = Text("\n".join(plan.line() for plan in plans), end="")
+        title, lines = confirmation(verb, plans)
         yes, no = (keys.key_label(binding, keymap) for binding in keys.CONFIRM)
-        return cls(plan_title(verb, runnable), body, f"{yes}: confirm    {no}: cancel")
+        return cls(title, Text("\n".join(lines), end=""), f"{yes}: confirm    {no}: cancel")
 
     def compose(self) -> ComposeResult:
         """Title, explanation, key hint."""

@@ -143,9 +143,12 @@ async def test_compensate_completed_undoes_ledger(env: Env) -> None:
 
 async def test_the_dialog_and_the_command_line_say_the_same_plan(env: Env) -> None:
     completed, failed = await env.run_saga(), await env.failed_saga()
+    undone = await env.run_saga()
+    await env.mediator.compensate_saga(undone)
+    ids = sorted((completed, failed, undone), key=str)
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
-        for saga_id in (completed, failed):
+        for saga_id in ids:
             await select(pilot, app, saga_id)
             await pilot.press("space")
         await pilot.press("c")
@@ -161,12 +164,14 @@ async def test_the_dialog_and_the_command_line_say_the_same_plan(env: Env) -> No
 
     with pytest.raises(UsageError, match="cancelled"):
         await headless.compensate_command(
-            env.mediator, print, sorted(str(i) for i in (completed, failed)), confirm=answer_no
+            env.mediator, print, [str(i) for i in ids], confirm=answer_no
         )
     cli = [line.strip() for line in questions[0].splitlines()]
     assert cli == dialog
+    assert cli[0] == "Compensate 2 sagas?  This undoes completed steps."
     plan = "OrderSaga  COMPLETED: will UNDO ShipOrder, ChargePayment, ReserveInventory"
     assert f"{str(completed)[:8]}  {plan}" in cli
+    assert f"{str(undone)[:8]}  OrderSaga  COMPENSATED: skipped, already compensated" in cli
 
 
 async def test_cancel_does_nothing(env: Env) -> None:
