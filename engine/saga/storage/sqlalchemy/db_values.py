@@ -12,10 +12,9 @@ import json
 import typing
 import uuid
 
-from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+from engine.saga.storage.enums import RequestedAction
 
 UTC = datetime.UTC
-_StatusT = typing.TypeVar("_StatusT", SagaStatus, SagaStepStatus)
 
 
 def utcnow() -> datetime.datetime:
@@ -50,14 +49,6 @@ def maybe_time(value: typing.Any) -> datetime.datetime | None:
 def uuid_to_db(value: uuid.UUID) -> str:
     """SQLAlchemy's non-native Uuid form: 32 hex digits."""
     return value.hex
-
-
-def status_from_db(value: str, enum: type[_StatusT]) -> _StatusT:
-    """A stored status name (or value, from older writers) as the enum."""
-    try:
-        return enum[value.upper()]
-    except KeyError:
-        return enum(value.lower())
 
 
 def action_from_db(value: str | None) -> RequestedAction | None:
