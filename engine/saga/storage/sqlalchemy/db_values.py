@@ -57,8 +57,12 @@ def action_from_db(value: str | None) -> RequestedAction | None:
 
 
 def context_to_db(context: dict[str, typing.Any]) -> str:
-    """Context as JSON text; the engine hands over JSON-ready data."""
-    return json.dumps(context, separators=(",", ":"), default=str)
+    """Context as JSON text, as SQLAlchemy's JSON type writes it (``json.dumps``).
+
+    The engine hands over JSON-ready data; anything else is refused (TypeError) as the
+    Core path refuses it, instead of being stored as its ``str``.
+    """
+    return json.dumps(context)
 
 
 def context_from_db(raw: typing.Any) -> tuple[dict[str, typing.Any] | None, str, str | None]:
