@@ -67,6 +67,16 @@ async def test_each_saga_completes_with_a_do_per_step(
     assert _ledger(store, saga_id) == {(name, "do") for name in primaries}
 
 
+async def test_each_order_step_notifies_the_customer_through_its_event(
+    store: SqlAlchemySagaStorage,
+) -> None:
+    mediator = create_mediator(store, knobs=Knobs(failure_rate=0.0, **QUIET))
+    services = mediator.container.container.services  # the fake world behind the steps
+    _, error = await _run(mediator, example_context("OrderSaga"))
+    assert error is None
+    assert services.notifications == 3  # reserved, charged, shipped
+
+
 async def test_a_failing_step_is_undone_and_leaves_nothing(store: SqlAlchemySagaStorage) -> None:
     knobs = Knobs(failure_rate=0.0, step_failure_rates={"ShipOrder": 1.0}, **QUIET)
     mediator = create_mediator(store, knobs=knobs)
