@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import time
 import typing
-import uuid
 
-from engine.container import ContainerAdapter
+from engine.saga.acting import ActingRun, ms_since
 from engine.saga.current import _CURRENT
 from engine.saga.failure import error_info
 from engine.saga.plan import Handler, StepPlan
 from engine.saga.settings import RunSettings
 from engine.saga.storage.enums import SagaStepStatus
-from engine.saga.storage.models import Checkpoint, CheckpointResult, ErrorInfo, LogWrite
+from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite
 
 logger = logging.getLogger("engine.saga")
 
@@ -27,19 +26,13 @@ _COMPLETED = SagaStepStatus.COMPLETED
 _FAILED = SagaStepStatus.FAILED
 
 
-class CompensatingRun(typing.Protocol):
-    """What compensation needs of a run (``SagaRun`` provides it)."""
+class CompensatingRun(ActingRun, typing.Protocol):
+    """What compensation needs of a run (``SagaRun`` provides it).
 
-    saga_id: uuid.UUID
-    owner: str
-    context: typing.Any
-    container: ContainerAdapter
-    settings: RunSettings
+    What a step's act needs, and the saga's plan to find each handler by its logged name.
+    """
+
     plan: StepPlan
-
-    async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
-        """Apply one checkpoint under the run's lease."""
-        ...
 
 
 def backoff_delay(settings: RunSettings, attempt: int) -> float:
@@ -81,7 +74,7 @@ async def _undo_with_retry(run: CompensatingRun, name: str, handler: Handler) ->
             await _call_compensate(run, handler)
         except Exception as exc:
             error = error_info(exc)
-            took = (time.perf_counter() - started) * 1000.0
+            took = ms_since(started)
             failed = LogWrite(
                 name, "compensate", _FAILED, error.message, error, attempt=attempt, duration_ms=took
             )
@@ -89,8 +82,9 @@ async def _undo_with_retry(run: CompensatingRun, name: str, handler: Handler) ->
             if attempt < attempts:
                 await settings.sleep(backoff_delay(settings, attempt))
             continue
-        took = (time.perf_counter() - started) * 1000.0
-        done = LogWrite(name, "compensate", _COMPLETED, attempt=attempt, duration_ms=took)
+        done = LogWrite(
+            name, "compensate", _COMPLETED, attempt=attempt, duration_ms=ms_since(started)
+        )
         await run.write(Checkpoint(run.saga_id, run.owner, logs=(done,)))
         return None
     logger.error("compensation of %s in saga %s failed: %s", name, run.saga_id, error)

@@ -9,7 +9,8 @@ batch back and runs it again with a SAVEPOINT around each checkpoint, so only th
 culprit fails. "database is locked" is retried, never reported.
 
 On SQLite the batch runs in one dedicated thread on a plain sqlite3 connection with
-hand-written standard SQL (DESIGN.md section 4: each driver call is what costs);
+hand-written standard SQL (``raw_checkpoint``; DESIGN.md section 4: each driver call is
+what costs);
 other write operations run as Core functions in that same thread, so this process has
 a single writer connection. Other dialects run the Core functions of ``commands``
 through the async engine.
