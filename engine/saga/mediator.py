@@ -217,8 +217,7 @@ class SagaMediator:
         lease = await self._lease(saga_id)
         if lease.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
             return ActionResult(saga_id, "recover", lease.status)
-        context_type, saga_type, stored, problem = await self._stored(saga_id)
-        context = _load_context(saga_id, context_type, stored, problem)
+        _, saga_type, context = await self._stored(saga_id)
         transaction = self._transaction(saga_type, context, saga_id)
         error: str | None = None
         try:
@@ -246,8 +245,8 @@ class SagaMediator:
             result = ActionResult(saga_id, "compensate", lease.status)
             await self._audit(saga_id, "compensate", reason, result)
             return result
-        context_type, saga_type, stored, problem = await self._stored(saga_id)
-        _load_context(saga_id, context_type, stored, problem)  # refuse before claiming
+        # A stored context that does not load is refused here, before anything is claimed.
+        context_type, saga_type, _ = await self._stored(saga_id)
 
         def load(claimed: dict[str, typing.Any]) -> typing.Any:
             return _load_context(saga_id, context_type, claimed)
@@ -270,15 +269,14 @@ class SagaMediator:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         return lease
 
-    async def _stored(
-        self, saga_id: uuid.UUID
-    ) -> tuple[type, type[Saga[typing.Any]], dict[str, typing.Any] | None, str | None]:
-        """(context type, saga class, stored context, why it does not parse) of a saga."""
+    async def _stored(self, saga_id: uuid.UUID) -> tuple[type, type[Saga[typing.Any]], typing.Any]:
+        """(context type, saga class, loaded context) of a stored saga."""
         detail = await self.storage.get_saga(saga_id)
         if detail is None:
             raise SagaNotFoundError(f"Saga {saga_id} not found")
         context_type, saga_type = self.saga_for_name(detail.summary.name)
-        return context_type, saga_type, detail.context, detail.context_error
+        context = _load_context(saga_id, context_type, detail.context, detail.context_error)
+        return context_type, saga_type, context
 
     async def recover_stale(
         self,
