@@ -18,7 +18,12 @@ import typing
 import uuid
 
 from engine.saga.errors import LeaseLostError, SagaNotFoundError
-from engine.saga.storage.enums import SagaStatus, SagaStepStatus, parse_status
+from engine.saga.storage.enums import (
+    TERMINAL_STATUSES,
+    SagaStatus,
+    SagaStepStatus,
+    parse_status,
+)
 from engine.saga.storage.models import Checkpoint, SagaLogEntry
 
 SAGA_COLUMNS = (
@@ -62,14 +67,8 @@ LogRow = tuple[
 ]
 
 
-_COMPLETED = SagaStatus.COMPLETED
-_COMPENSATED = SagaStatus.COMPENSATED
-_FAILED = SagaStatus.FAILED
-
-
-def _terminal(status: SagaStatus) -> bool:
-    # identity checks: Enum.__hash__ is Python code, a set lookup would call it
-    return status is _COMPLETED or status is _COMPENSATED or status is _FAILED
+# Looked up by name: Enum.__hash__ is Python code, a set of members would call it.
+_TERMINAL_NAMES = frozenset(status.name for status in TERMINAL_STATUSES)
 
 
 CheckpointRows = tuple[
@@ -121,7 +120,7 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
     status = cp.status
     if status is not None:
         update["status"] = status._name_
-        update["finished_at"] = now if _terminal(status) else None
+        update["finished_at"] = now if status._name_ in _TERMINAL_NAMES else None
     if cp.context is not None:
         update["context"] = cp.context
         increment = _VERSION
@@ -171,7 +170,7 @@ def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
         "error_type": error.type if error else None,
         "error_message": error.message if error else None,
         "error_traceback": error.traceback if error else None,
-        "finished_at": now if _terminal(status) else None,
+        "finished_at": now if status._name_ in _TERMINAL_NAMES else None,
     }
 
 
