@@ -34,6 +34,7 @@ from engine.saga.storage.models import (
 )
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.rows import (
+    LogRow,
     already_exists,
     checkpoint_rows,
     lease_lost,
@@ -54,58 +55,40 @@ def _dt(ts: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC)
 
 
-# A log row: (id, the saga's key, then the values in rows.LOG_COLUMNS order with a unix
-# time). One flat tuple of atomic values: the garbage collector stops scanning it once
-# it survived a collection (a nested tuple would count twice until then), so a memory
-# store holding a million log rows does not make every collection slower.
-_Log = tuple[typing.Any, ...]
+# A saga row is a dict keyed by column, holding what the database would (statuses by
+# name, unix times), so a checkpoint's column changes apply with one dict.update.
+_Row = dict[str, typing.Any]
 
 
-class _Row(dict[str, typing.Any]):
-    """A saga_executions row as the database holds it (statuses by name, unix times).
+def _status(row: _Row) -> SagaStatus:
+    return SagaStatus[row["status"]]
 
-    A dict, so a checkpoint's column changes apply with one ``update``; ``logs`` holds
-    the saga's own log rows.
-    """
 
-    __slots__ = ("logs",)
+def _requested(row: _Row) -> RequestedAction | None:
+    value = row["requested_action"]
+    return None if value is None else RequestedAction(value)
 
-    def __init__(self, values: dict[str, typing.Any]) -> None:
-        super().__init__(values)
-        self.logs: list[_Log] = []
 
-    @property
-    def status(self) -> SagaStatus:
-        return SagaStatus[self["status"]]
-
-    @property
-    def requested(self) -> RequestedAction | None:
-        value = self["requested_action"]
-        return None if value is None else RequestedAction(value)
-
-    def entry(self, log: _Log) -> SagaLogEntry:
-        return log_entry(log[0], self["id"], self["name"], log[2:], _dt)
-
-    def summary(self) -> SagaSummary:
-        finished = self["finished_at"]
-        return SagaSummary(
-            id=self["id"],
-            name=self["name"],
-            status=self.status,
-            created_at=_dt(self["created_at"]),
-            updated_at=_dt(self["updated_at"]),
-            step_count=self["step_count"],
-            steps_done=self["steps_done"],
-            current_step=self["current_step"],
-            recovery_attempts=self["recovery_attempts"],
-            error_type=self["error_type"],
-            error_message=self["error_message"],
-            lease_owner=self["lease_owner"],
-            lease_expires=self["lease_expires"],
-            requested_action=self.requested,
-            finished_at=_dt(finished) if finished else None,
-            version=self["version"],
-        )
+def _summary(row: _Row) -> SagaSummary:
+    finished = row["finished_at"]
+    return SagaSummary(
+        id=row["id"],
+        name=row["name"],
+        status=_status(row),
+        created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]),
+        step_count=row["step_count"],
+        steps_done=row["steps_done"],
+        current_step=row["current_step"],
+        recovery_attempts=row["recovery_attempts"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+        requested_action=_requested(row),
+        finished_at=_dt(finished) if finished else None,
+        version=row["version"],
+    )
 
 
 class MemorySagaStorage(ISagaStorage):
@@ -114,7 +97,12 @@ class MemorySagaStorage(ISagaStorage):
     def __init__(self) -> None:
         # Keyed by the id's int: UUID.__hash__ is Python code and this is the hot path.
         self._rows: dict[int, _Row] = {}
-        self._log: list[_Log] = []
+        # The log: values in rows.LOG_COLUMNS order (tuples of atomic values, which the
+        # garbage collector stops scanning once they survived a collection: a million
+        # log rows must not make every collection slower); log id n is index n - 1.
+        self._log: list[LogRow] = []
+        self._log_saga: list[int] = []  # the saga key of each log row
+        self._saga_logs: dict[int, list[int]] = {}  # saga key -> its log ids
         self._audit: list[OperatorAction] = []
         self._changes = 0
 
@@ -130,7 +118,8 @@ class MemorySagaStorage(ISagaStorage):
         if insert is not None:
             if row is not None:
                 raise already_exists(saga_id)
-            row = self._rows[key] = _Row(insert)
+            self._rows[key] = insert
+            self._saga_logs[key] = []
         elif row is None:
             raise not_found(saga_id)
         else:
@@ -144,11 +133,12 @@ class MemorySagaStorage(ISagaStorage):
                 row[column] += 1
         if logs:
             log = self._log
-            row_logs = row.logs
+            log_saga = self._log_saga
+            saga_logs = self._saga_logs[key]
             for values in logs:
-                entry = (len(log) + 1, key, *values)
-                row_logs.append(entry)
-                log.append(entry)
+                log.append(values)
+                log_saga.append(key)
+                saga_logs.append(len(log))
         self._changes += 1
         if requested is None:
             return _NOTHING_REQUESTED
@@ -160,15 +150,23 @@ class MemorySagaStorage(ISagaStorage):
             raise not_found(saga_id)
         return row
 
+    def _entries(self, row: _Row) -> list[SagaLogEntry]:
+        log = self._log
+        saga_id, name = row["id"], row["name"]
+        return [
+            log_entry(log_id, saga_id, name, log[log_id - 1], _dt)
+            for log_id in self._saga_logs[saga_id.int]
+        ]
+
     def _state(self, row: _Row) -> SagaState:
         return SagaState(
             saga_id=row["id"],
             name=row["name"],
-            status=row.status,
+            status=_status(row),
             context=copy.deepcopy(row["context"]),
             version=row["version"],
-            history=[row.entry(e) for e in row.logs],
-            requested_action=row.requested,
+            history=self._entries(row),
+            requested_action=_requested(row),
             recovery_attempts=row["recovery_attempts"],
         )
 
@@ -211,7 +209,7 @@ class MemorySagaStorage(ISagaStorage):
         row = self._rows.get(saga_id.int)
         if row is None:
             return None
-        return LeaseInfo(row["id"], row.status, row["lease_owner"], row["lease_expires"])
+        return LeaseInfo(row["id"], _status(row), row["lease_owner"], row["lease_expires"])
 
     async def lease_candidates(self, now: float, host: str, limit: int) -> list[LeaseInfo]:
         """Unfinished sagas with a free or expired lease, or held on this host."""
@@ -226,7 +224,7 @@ class MemorySagaStorage(ISagaStorage):
                 or (row["lease_expires"] is not None and row["lease_expires"] < now)
                 or owner.startswith(host + ":")
             ):
-                out.append(LeaseInfo(row["id"], row.status, owner, row["lease_expires"]))
+                out.append(LeaseInfo(row["id"], _status(row), owner, row["lease_expires"]))
                 if len(out) >= limit:
                     break
         return out
@@ -249,12 +247,12 @@ class MemorySagaStorage(ISagaStorage):
         """Count every status."""
         counts = dict.fromkeys(SagaStatus, 0)
         for row in self._rows.values():
-            counts[row.status] += 1
+            counts[_status(row)] += 1
         return StatusCounts(counts)
 
     @staticmethod
     def _matches(row: _Row, f: SagaFilter) -> bool:
-        if f.statuses and row.status not in f.statuses:
+        if f.statuses and _status(row) not in f.statuses:
             return False
         if f.name and f.name.lower() not in row["name"].lower():
             return False
@@ -295,7 +293,7 @@ class MemorySagaStorage(ISagaStorage):
             end = next((i for i, k in enumerate(keys) if k <= key), len(keys))
             start = max(0, end - limit)
         chunk = rows[start : start + limit]
-        items = [r.summary() for r in chunk]
+        items = [_summary(r) for r in chunk]
         next_cursor = (
             PageCursor(items[-1].created_at, items[-1].id)
             if items and start + limit < len(rows)
@@ -309,9 +307,9 @@ class MemorySagaStorage(ISagaStorage):
         row = self._rows.get(saga_id.int)
         if row is None:
             return None
-        logs = [row.entry(e) for e in row.logs]
+        logs = self._entries(row)
         return SagaDetail(
-            summary=row.summary(),
+            summary=_summary(row),
             context=copy.deepcopy(row["context"]),
             context_raw=json.dumps(row["context"], default=str),
             context_error=None,
@@ -329,8 +327,12 @@ class MemorySagaStorage(ISagaStorage):
 
     async def logs_after(self, after_id: int, limit: int = 500) -> list[SagaLogEntry]:
         """Log entries above the watermark."""
-        rows = self._rows
-        return [rows[e[1]].entry(e) for e in self._log[after_id : after_id + limit]]
+        rows, log, log_saga = self._rows, self._log, self._log_saga
+        out = []
+        for index in range(max(0, after_id), min(after_id + limit, len(log))):
+            row = rows[log_saga[index]]
+            out.append(log_entry(index + 1, row["id"], row["name"], log[index], _dt))
+        return out
 
     async def last_log_id(self) -> int:
         """Highest log id."""
@@ -350,12 +352,12 @@ class MemorySagaStorage(ISagaStorage):
     ) -> tuple[SagaStatus, dict[str, typing.Any], int]:
         """Status, context and version."""
         row = self._row(saga_id)
-        return row.status, copy.deepcopy(row["context"]), row["version"]
+        return _status(row), copy.deepcopy(row["context"]), row["version"]
 
     async def get_step_history(self, saga_id: uuid.UUID) -> list[SagaLogEntry]:
         """The saga's log."""
         row = self._rows.get(saga_id.int)
-        return [row.entry(e) for e in row.logs] if row is not None else []
+        return self._entries(row) if row is not None else []
 
     async def get_sagas_for_recovery(
         self,

@@ -98,20 +98,36 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
     logs: list[LogRow] = []
     for write in cp.logs:
         error = write.error
-        logs.append(
-            (
-                write.step_name,
-                write.action,
-                write.status._name_,
-                write.details,
-                now,
-                error.type if error is not None else None,
-                error.message if error is not None else None,
-                error.traceback if error is not None else None,
-                write.attempt,
-                write.duration_ms,
-            ),
-        )
+        if error is None:
+            logs.append(
+                (
+                    write.step_name,
+                    write.action,
+                    write.status._name_,
+                    write.details,
+                    now,
+                    None,
+                    None,
+                    None,
+                    write.attempt,
+                    write.duration_ms,
+                ),
+            )
+        else:
+            logs.append(
+                (
+                    write.step_name,
+                    write.action,
+                    write.status._name_,
+                    write.details,
+                    now,
+                    error.type,
+                    error.message,
+                    error.traceback,
+                    write.attempt,
+                    write.duration_ms,
+                ),
+            )
     if cp.create is not None:
         return _insert(cp, now), None, _NO_INCREMENT, logs
     # The common checkpoints (a step's progress) are decided in a few field tests.
