@@ -58,6 +58,21 @@ def ledger_for(storage: ISagaStorage) -> Ledger:
         return ledger
 
 
+def close_ledger(storage: ISagaStorage) -> None:
+    """Close the ledger of the storage's database file, if one is open; the next use reopens.
+
+    For code that opens many databases in one process (tests, tools): the ledger keeps
+    a thread and a connection per file until closed.
+    """
+    path = database_path(storage)
+    if path is None:
+        return
+    with _LEDGERS_LOCK:
+        ledger = _LEDGERS.pop(path, None)
+    if ledger is not None:
+        ledger.close()
+
+
 def create_mediator(storage: ISagaStorage, *, knobs: Knobs | None = None) -> SagaMediator:
     """A mediator running the sample sagas against fake services that write the ledger."""
     knobs = knobs or Knobs()

@@ -6,11 +6,9 @@ import collections
 import dataclasses
 import typing
 
-from engine.saga.fallback import Fallback
-from engine.saga.saga import Saga
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import PageCursor
-from engine.saga.storage.protocol import ISagaStorage
+from engine.saga.storage.reader import SagaReader
 from sample_sagas.app import SAGAS
 from sample_sagas.ledger import LedgerRow
 
@@ -29,18 +27,8 @@ class Disagreement:
         return f"{self.saga_id}  {self.name}  {self.status}: {self.reason}"
 
 
-def step_alternatives(saga_type: type[Saga[typing.Any]]) -> list[tuple[str, ...]]:
-    """Per declared step, the names that can fulfil it (a Fallback: either one)."""
-    out: list[tuple[str, ...]] = []
-    for item in saga_type.steps:
-        if isinstance(item, Fallback):
-            out.append((item.step.__name__, item.fallback.__name__))
-        else:
-            out.append((item.__name__,))
-    return out
-
-
-_PLANS = {saga.__name__: step_alternatives(saga) for _, saga in SAGAS}
+_PLANS = {saga.__name__: saga.step_plan.alternatives() for _, saga in SAGAS}
+"""Per saga name, per declared step, the names that can fulfil it (a Fallback: either)."""
 
 
 def judge(
@@ -74,7 +62,7 @@ def judge(
 
 
 async def find_disagreements(
-    storage: ISagaStorage,
+    storage: SagaReader,
     ledger: typing.Iterable[LedgerRow],
     *,
     page_size: int = 1000,

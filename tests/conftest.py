@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pathlib
 import typing
-import uuid
 
 import pytest
 
 from engine.saga.storage.memory import MemorySagaStorage
 from engine.saga.storage.protocol import ISagaStorage
+from tests.support import POSTGRES_URL, postgres_database
 
-# A PostgreSQL server for the storage tests, when one is given (.ci/run starts one):
-# postgresql://user:password@host:port/maintenance-db
-POSTGRES_URL = os.environ.get("SAGA_TEST_POSTGRES_URL", "")
 STORAGES = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
-
-
-@contextlib.asynccontextmanager
-async def postgres_database() -> typing.AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
-    import asyncpg
-
-    name = f"saga_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(params=STORAGES)

@@ -1,19 +1,48 @@
-"""Waiting with a deadline, for every test: a condition, a subprocess's next line.
+"""Shared test helpers: waiting with a deadline, and a throwaway PostgreSQL database.
 
-Tests never sleep and then assert; they wait for the condition they need and fail
-with a message naming it when the deadline passes.
+Tests never sleep and then assert; they wait for the condition they need (or a
+subprocess's next line) and fail with a message naming it when the deadline passes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import selectors
 import subprocess
 import time
 import typing
+import uuid
 
 Condition = typing.Callable[[], typing.Any]
+
+POSTGRES_URL = os.environ.get("SAGA_TEST_POSTGRES_URL", "")
+"""A PostgreSQL server for the storage tests when one is given (.ci/run starts one):
+postgresql://user:password@host:port/maintenance-db"""
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> typing.AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
+    import asyncpg
+
+    name = f"saga_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 async def wait_for(

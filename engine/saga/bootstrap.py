@@ -10,10 +10,10 @@ from engine.events.map import EventMap
 from engine.message_brokers.devnull import DevnullMessageBroker
 from engine.message_brokers.protocol import MessageBroker
 from engine.middlewares.base import Middleware, MiddlewareChain
-from engine.saga.execution import Sleep
 from engine.saga.lease import DEFAULT_LEASE_SECONDS
 from engine.saga.map import SagaMap
 from engine.saga.mediator import SagaMediator
+from engine.saga.settings import Sleep
 from engine.saga.storage.protocol import ISagaStorage
 
 

@@ -1,4 +1,4 @@
-"""One saga run: forward execution, checkpoints, compensation with retry.
+"""One saga run: claiming or creating the saga, forward execution, its checkpoints.
 
 Durability points: a step's STARTED entry is written before its ``act``; a result is
 handed out only after its COMPLETED entry and the new context are written. Every write
@@ -7,7 +7,6 @@ is one ``storage.apply`` (one transaction) conditioned on this process's lease.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -15,10 +14,9 @@ import typing
 import uuid
 
 from engine.container import ContainerAdapter
-from engine.middlewares.base import MiddlewareChain
-from engine.saga.circuit_breaker import should_use_fallback
+from engine.saga.acting import FallbackFailed, act, act_with_fallback, ms_since
+from engine.saga.compensation import undo_steps
 from engine.saga.context_codec import dump_context, load_context
-from engine.saga.current import _CURRENT
 from engine.saga.errors import (
     CompensationRequestedError,
     ContextSerializationError,
@@ -28,45 +26,28 @@ from engine.saga.errors import (
     SagaNotFoundError,
 )
 from engine.saga.failure import error_info
-from engine.saga.fallback import Fallback
 from engine.saga.lease import LeaseKeeper, owner_is_dead
-from engine.saga.step import SagaStepHandler, SagaStepResult
+from engine.saga.plan import StepPlan
+from engine.saga.settings import RunSettings
+from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.lanes import completed_act_steps, steps_to_compensate
 from engine.saga.storage.models import (
     Checkpoint,
     CheckpointResult,
-    ErrorInfo,
     LogWrite,
     NewSaga,
     SagaState,
 )
 from engine.saga.storage.protocol import ISagaStorage
 
-if typing.TYPE_CHECKING:
-    from engine.saga.saga import Saga
-
 logger = logging.getLogger("engine.saga")
 
-Sleep = typing.Callable[[float], typing.Awaitable[None]]
-Listener = typing.Callable[[uuid.UUID], None]
 Emit = typing.Callable[[typing.Sequence[typing.Any]], typing.Awaitable[None]]
 
 _STARTED = SagaStepStatus.STARTED
 _COMPLETED = SagaStepStatus.COMPLETED
 _FAILED = SagaStepStatus.FAILED
-
-
-@dataclasses.dataclass(slots=True)
-class RunSettings:
-    """Knobs shared by every run of a mediator (or one standalone transaction)."""
-
-    compensation_retry_count: int = 3
-    compensation_retry_delay: float = 1.0
-    compensation_retry_backoff: float = 2.0
-    middlewares: MiddlewareChain = dataclasses.field(default_factory=MiddlewareChain)
-    sleep: Sleep = asyncio.sleep
-    listeners: list[Listener] = dataclasses.field(default_factory=list)
 
 
 def forward_not_allowed(saga_id: uuid.UUID, status: SagaStatus) -> RuntimeError:
@@ -77,16 +58,12 @@ def forward_not_allowed(saga_id: uuid.UUID, status: SagaStatus) -> RuntimeError:
     )
 
 
-def _ms(start: float, _clock: typing.Callable[[], float] = time.perf_counter) -> float:
-    return (_clock() - start) * 1000.0
-
-
 class SagaRun:
     """Executes one saga id under this process's lease."""
 
     def __init__(
         self,
-        saga: Saga[typing.Any],
+        plan: StepPlan,
         context: typing.Any,
         container: ContainerAdapter,
         storage: ISagaStorage,
@@ -94,7 +71,7 @@ class SagaRun:
         settings: RunSettings,
         saga_id: uuid.UUID | None = None,
     ) -> None:
-        self.saga = saga
+        self.plan = plan
         self.context = context
         self.container = container
         self.storage = storage
@@ -111,11 +88,11 @@ class SagaRun:
         self._registered = False
         self.not_started: str | None = None
         self.emit: Emit | None = None
-        self._types = _step_types(type(saga))
 
     # ---- writes ------------------------------------------------------------------------
 
-    async def _write(self, checkpoint: Checkpoint) -> CheckpointResult:
+    async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
+        """Apply one checkpoint under this run's lease, then tell the listeners."""
         try:
             result = await self.storage.apply(checkpoint)
         except LeaseLostError:
@@ -125,10 +102,8 @@ class SagaRun:
             self._requested = result.requested_action
         if checkpoint.release_lease:
             self.holds_lease = False
-        listeners = self.settings.listeners
-        if listeners:
-            for listener in listeners:
-                listener(self.saga_id)
+        if self.settings.listeners:
+            self.settings.notify(self.saga_id)
         return result
 
     def _compensated_on_request(self) -> CompensationRequestedError:
@@ -150,7 +125,7 @@ class SagaRun:
             self.holds_lease = False
             logs = self._not_started("the caller stopped before this step")
             try:
-                await self._write(self._cp(release_lease=True, logs=logs, current_step=""))
+                await self.write(self._cp(release_lease=True, logs=logs, current_step=""))
             except Exception:  # the lease expires on its own; nothing is lost
                 logger.debug("releasing the lease of %s failed", self.saga_id, exc_info=True)
 
@@ -163,7 +138,7 @@ class SagaRun:
             state = await self.claim()
             if state is not None:
                 if recovery:
-                    await self._write(self._cp(bump_recovery_attempts=True))
+                    await self.write(self._cp(bump_recovery_attempts=True))
                 return state
         await self._create()
         return None
@@ -210,13 +185,12 @@ class SagaRun:
 
     async def _create(self) -> None:
         context = dump_context(self.context)
-        plan = _plan(type(self.saga))
-        first = plan[0][1][0] if plan else None
+        first = self.plan.first_step
         logs = (LogWrite(first, "act", _STARTED),) if first else ()
         status = SagaStatus.RUNNING if first else SagaStatus.COMPLETED
-        await self._write(
+        await self.write(
             self._cp(
-                create=NewSaga(type(self.saga).__name__, context, len(plan)),
+                create=NewSaga(self.plan.saga_name, context, len(self.plan)),
                 status=status,
                 logs=logs,
                 current_step=first,
@@ -271,17 +245,17 @@ class SagaRun:
             # fallback; running the primary again could leave the fallback's effect behind.
             seen = {e.step_name for e in state.history if e.action == "act"} if state else None
             started_first = state is None
-            plan = _plan(type(self.saga))
+            plan = self.plan.steps
             total = len(plan)
             if state is not None:
                 if self._requested is RequestedAction.COMPENSATE:
                     await self.compensate(steps_to_compensate(state.history))
                     raise self._compensated_on_request()
-                await self._write(self._cp(status=SagaStatus.RUNNING))
+                await self.write(self._cp(status=SagaStatus.RUNNING))
                 self.status = SagaStatus.RUNNING
             saga_id = self.saga_id
             owner = self.owner
-            write = self._write
+            write = self.write
             emit = self.emit
             for index, (item, names, is_fallback) in enumerate(plan):
                 if done:
@@ -313,18 +287,18 @@ class SagaRun:
                 t0 = time.perf_counter()
                 try:
                     if fallback_only:
-                        result, step = await self._act(item.fallback)
+                        result, step = await act(self, item.fallback)
                     elif is_fallback:
-                        result, step, name, t0 = await self._act_with_fallback(item, t0)
+                        result, step, name, t0 = await act_with_fallback(self, item, t0)
                     else:
-                        result, step = await self._act(item)
+                        result, step = await act(self, item)
                     context = dump_context(self.context)
                 except Exception as exc:
                     await self._fail(name, exc, t0)
-                    if isinstance(exc, _FallbackFailed):
+                    if isinstance(exc, FallbackFailed):
                         raise exc.original from None
                     raise
-                completed = LogWrite(name, "act", _COMPLETED, duration_ms=_ms(t0))
+                completed = LogWrite(name, "act", _COMPLETED, duration_ms=ms_since(t0))
                 if last:
                     res = await write(
                         Checkpoint(
@@ -364,12 +338,13 @@ class SagaRun:
                         await emit(events)
                 yield result
                 if last and res.requested_action is RequestedAction.COMPENSATE:
-                    await self.rollback_on_request()
+                    # The operator asked while the last step ran: roll the saga back.
+                    await self.claim_and_compensate()
                     raise self._compensated_on_request()
             if (total == 0 or (state is not None and len(self.completed) == total)) and (
                 self.status is not SagaStatus.COMPLETED and self.holds_lease
             ):
-                await self._write(self._cp(status=SagaStatus.COMPLETED, release_lease=True))
+                await self.write(self._cp(status=SagaStatus.COMPLETED, release_lease=True))
                 self.status = SagaStatus.COMPLETED
         finally:
             if self.holds_lease:
@@ -377,69 +352,16 @@ class SagaRun:
             self.unregister()
             self.keeper.release()
 
-    async def _act(
-        self,
-        step_type: type[SagaStepHandler[typing.Any, typing.Any]],
-    ) -> tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler]:
-        step = await self.container.resolve(step_type)
-        chain = self.settings.middlewares
-        # Set and reset around the call only: the run is an async generator executing in
-        # its caller's context, which must not keep a stale id afterwards.
-        token = _CURRENT.set(self.saga_id)
-        try:
-            if chain._chain:
-                result = await chain.wrap(step.act)(self.context)
-            else:
-                result = await step.act(self.context)
-        finally:
-            _CURRENT.reset(token)
-        if not isinstance(result, SagaStepResult):
-            result = step._generate_step_result(result)
-        return result, step
-
-    async def _act_with_fallback(
-        self,
-        item: Fallback,
-        t0: float,
-    ) -> tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler, str, float]:
-        breaker = item.circuit_breaker
-        try:
-            if breaker is not None:
-                result, step = await breaker.call(item.step, self._act, item.step)
-            else:
-                result, step = await self._act(item.step)
-            return result, step, item.step.__name__, t0
-        except Exception as exc:
-            if not should_use_fallback(exc, breaker, item.failure_exceptions):
-                raise
-            primary, name = item.step.__name__, item.fallback.__name__
-            err = error_info(exc)
-            await self._write(
-                self._cp(
-                    logs=(
-                        LogWrite(primary, "act", _FAILED, err.message, err, duration_ms=_ms(t0)),
-                        LogWrite(name, "act", _STARTED),
-                    ),
-                    current_step=name,
-                ),
-            )
-            t1 = time.perf_counter()
-            try:
-                result, step = await self._act(item.fallback)
-            except Exception as fallback_exc:
-                raise _FallbackFailed(name, t1, fallback_exc) from fallback_exc
-            return result, step, name, t1
-
     async def _fail(self, name: str, exc: Exception, t0: float) -> None:
-        if isinstance(exc, _FallbackFailed):
+        if isinstance(exc, FallbackFailed):
             name, t0, exc = exc.step_name, exc.started, exc.original
         err = error_info(exc)
         if isinstance(exc, ContextSerializationError):
             # act ran and changed the world; only its context could not be stored.
             self.completed.append(name)
-        await self._write(
+        await self.write(
             self._cp(
-                logs=(LogWrite(name, "act", _FAILED, err.message, err, duration_ms=_ms(t0)),),
+                logs=(LogWrite(name, "act", _FAILED, err.message, err, duration_ms=ms_since(t0)),),
                 status=SagaStatus.COMPENSATING,
                 error=err,
             ),
@@ -448,10 +370,6 @@ class SagaRun:
         await self.compensate(list(self.completed), already_compensating=True)
 
     # ---- compensation ------------------------------------------------------------------
-
-    async def rollback_on_request(self) -> None:
-        """Compensate a completed saga after an operator asked for it mid-run."""
-        await self.claim_and_compensate()
 
     async def claim_and_compensate(
         self,
@@ -484,25 +402,15 @@ class SagaRun:
         self.compensated = True
         if not already_compensating:
             logs = self._not_started("compensation was requested first")
-            await self._write(self._cp(status=SagaStatus.COMPENSATING, logs=logs))
+            await self.write(self._cp(status=SagaStatus.COMPENSATING, logs=logs))
             self.status = SagaStatus.COMPENSATING
-        failure: ErrorInfo | None = None
-        for name in reversed(names):
-            step_type = self._types.get(name)
-            if step_type is None:
-                failure = ErrorInfo(
-                    "UnknownStep", f"step {name} is not a step of {type(self.saga).__name__}"
-                )
-                continue
-            err = await self._compensate_step(name, step_type)
-            if err is not None:
-                failure = err
+        failure = await undo_steps(self, names)
         status = SagaStatus.FAILED if failure else SagaStatus.COMPENSATED
         try:
             context = dump_context(self.context)
         except ContextSerializationError:
             context = None
-        await self._write(
+        await self.write(
             self._cp(
                 status=status,
                 context=context,
@@ -514,111 +422,3 @@ class SagaRun:
         )
         self.status = status
         return status
-
-    async def _call_compensate(
-        self,
-        step_type: type[SagaStepHandler[typing.Any, typing.Any]],
-    ) -> None:
-        token = _CURRENT.set(self.saga_id)
-        try:
-            step = await self.container.resolve(step_type)
-            await step.compensate(self.context)
-        finally:
-            _CURRENT.reset(token)
-
-    async def _compensate_step(
-        self,
-        name: str,
-        step_type: type[SagaStepHandler[typing.Any, typing.Any]],
-    ) -> ErrorInfo | None:
-        settings = self.settings
-        attempts = max(1, settings.compensation_retry_count)
-        err: ErrorInfo | None = None
-        for attempt in range(1, attempts + 1):
-            await self._write(
-                self._cp(
-                    logs=(LogWrite(name, "compensate", _STARTED, attempt=attempt),),
-                    current_step=name,
-                ),
-            )
-            t0 = time.perf_counter()
-            try:
-                await self._call_compensate(step_type)
-            except Exception as exc:
-                err = error_info(exc)
-                await self._write(
-                    self._cp(
-                        logs=(
-                            LogWrite(
-                                name,
-                                "compensate",
-                                _FAILED,
-                                err.message,
-                                err,
-                                attempt=attempt,
-                                duration_ms=_ms(t0),
-                            ),
-                        ),
-                    ),
-                )
-                if attempt < attempts:
-                    delay = settings.compensation_retry_delay * (
-                        settings.compensation_retry_backoff ** (attempt - 1)
-                    )
-                    await settings.sleep(delay)
-                continue
-            await self._write(
-                self._cp(
-                    logs=(
-                        LogWrite(
-                            name, "compensate", _COMPLETED, attempt=attempt, duration_ms=_ms(t0)
-                        ),
-                    ),
-                ),
-            )
-            return None
-        logger.error("compensation of %s in saga %s failed: %s", name, self.saga_id, err)
-        return err
-
-
-_PLANS: dict[type, list[tuple[typing.Any, tuple[str, ...], bool]]] = {}
-_TYPES: dict[type, dict[str, typing.Any]] = {}
-
-
-def _step_types(saga_type: type) -> dict[str, typing.Any]:
-    """Step name -> handler class (fallbacks included), computed once per class."""
-    types = _TYPES.get(saga_type)
-    if types is None:
-        types = {}
-        for item, names, is_fallback in _plan(saga_type):
-            if is_fallback:
-                types[names[0]] = item.step
-                types[names[1]] = item.fallback
-            else:
-                types[names[0]] = item
-        _TYPES[saga_type] = types
-    return types
-
-
-def _plan(saga_type: type) -> list[tuple[typing.Any, tuple[str, ...], bool]]:
-    """(item, step names, is a Fallback) per declared step, computed once per class."""
-    plan = _PLANS.get(saga_type)
-    if plan is None:
-        plan = []
-        for item in saga_type.steps:  # type: ignore[attr-defined]
-            if isinstance(item, Fallback):
-                plan.append((item, (item.step.__name__, item.fallback.__name__), True))
-            else:
-                plan.append((item, (item.__name__,), False))
-        _PLANS[saga_type] = plan
-    return plan
-
-
-class _FallbackFailed(Exception):
-    """Carries the fallback step's own failure so it is logged under its name."""
-
-    def __init__(self, step_name: str, started: float, original: Exception) -> None:
-        super().__init__(str(original))
-        self.step_name = step_name
-        self.started = started
-        self.original = original

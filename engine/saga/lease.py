@@ -52,11 +52,6 @@ def process_owner_id() -> str:
     return _OWNER
 
 
-def owner_host(owner: str) -> str:
-    """The host part of an owner id."""
-    return owner.split(":", 1)[0]
-
-
 def owner_is_dead(owner: str, host: str | None = None) -> bool:
     """True only when ``owner`` is on this host and its process is gone.
 

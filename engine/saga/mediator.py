@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -15,6 +14,7 @@ from engine.events.map import EventMap
 from engine.message_brokers.devnull import DevnullMessageBroker
 from engine.message_brokers.protocol import MessageBroker
 from engine.middlewares.base import MiddlewareChain
+from engine.saga.bulk import run_bounded
 from engine.saga.context_codec import load_context
 from engine.saga.errors import (
     CompensationRequestedError,
@@ -25,12 +25,7 @@ from engine.saga.errors import (
     SagaNotRegisteredError,
     SagaStorageError,
 )
-from engine.saga.execution import (
-    Listener,
-    RunSettings,
-    SagaRun,
-    Sleep,
-)
+from engine.saga.execution import SagaRun
 from engine.saga.lease import (
     DEFAULT_LEASE_SECONDS,
     LeaseKeeper,
@@ -41,9 +36,11 @@ from engine.saga.lease import (
 from engine.saga.map import SagaMap
 from engine.saga.operator import ActionResult, operator_action
 from engine.saga.saga import Saga
+from engine.saga.settings import Listener, RunSettings, Sleep
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.memory import MemorySagaStorage
+from engine.saga.storage.models import LeaseInfo
 from engine.saga.storage.protocol import ISagaStorage
 
 logger = logging.getLogger("engine.saga")
@@ -80,20 +77,22 @@ class SagaMediator:
             max_concurrent_event_handlers=max_concurrent_event_handlers,
             concurrent_event_handle_enable=concurrent_event_handle_enable,
         )
-        self.settings = RunSettings(
+        self.settings = RunSettings.create(
             compensation_retry_count=compensation_retry_count,
             compensation_retry_delay=compensation_retry_delay,
             compensation_retry_backoff=compensation_retry_backoff,
-            middlewares=middleware_chain or MiddlewareChain(),
+            middlewares=middleware_chain,
+            sleep=sleep,
         )
-        if sleep is not None:
-            self.settings.sleep = sleep
         self.lease_seconds = lease_seconds
 
     # ---- registry ----------------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(saga_id)`` after every checkpoint this process writes."""
+        """Call ``listener(saga_id)`` after every checkpoint this process writes.
+
+        An exception from the listener is logged; it never fails the saga.
+        """
         self.settings.listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
@@ -137,7 +136,7 @@ class SagaMediator:
         saga_id: uuid.UUID | None,
     ) -> SagaRun:
         return SagaRun(
-            saga_type(),
+            saga_type.step_plan,
             context,
             self.container,
             self.storage,
@@ -203,10 +202,9 @@ class SagaMediator:
             transaction.status,
             error=error if transaction.status is None else None,
         )
-        with contextlib.suppress(Exception):
-            await self.storage.record_operator_action(
-                operator_action(transaction.saga_id, "start", reason, _outcome(result, error)),
-            )
+        # A saga that started and then failed is judged by its status; the audit keeps
+        # the exception too.
+        await self._audit(transaction.saga_id, "start", reason, result, error)
         return result
 
     async def recover_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
@@ -215,27 +213,11 @@ class SagaMediator:
         await self._audit(saga_id, "recover", reason, result)
         return result
 
-    async def _recover(self, saga_id: uuid.UUID, steal_from: str | None = None) -> ActionResult:
-        lease = await self.storage.get_lease(saga_id)
-        if lease is None:
-            raise SagaNotFoundError(f"Saga {saga_id} not found")
+    async def _recover(self, saga_id: uuid.UUID) -> ActionResult:
+        lease = await self._lease(saga_id)
         if lease.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
             return ActionResult(saga_id, "recover", lease.status)
-        detail = await self.storage.get_saga(saga_id)
-        if detail is None:
-            raise SagaNotFoundError(f"Saga {saga_id} not found")
-        context_type, saga_type = self.saga_for_name(detail.summary.name)
-        if detail.context is None:
-            raise ContextLoadError(
-                f"Saga {saga_id}: stored context does not parse: {detail.context_error}",
-            )
-        try:
-            context = load_context(context_type, detail.context)
-        except Exception as exc:
-            reason = str(exc).splitlines()[0]
-            raise ContextLoadError(
-                f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: {reason}",
-            ) from exc
+        _, saga_type, context = await self._stored(saga_id)
         transaction = self._transaction(saga_type, context, saga_id)
         error: str | None = None
         try:
@@ -258,26 +240,16 @@ class SagaMediator:
 
     async def compensate_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
         """Compensate a saga (a rollback when COMPLETED); asks its owner if another runs it."""
-        lease = await self.storage.get_lease(saga_id)
-        if lease is None:
-            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        lease = await self._lease(saga_id)
         if lease.status is SagaStatus.COMPENSATED:
             result = ActionResult(saga_id, "compensate", lease.status)
             await self._audit(saga_id, "compensate", reason, result)
             return result
-        detail = await self.storage.get_saga(saga_id)
-        if detail is None:
-            raise SagaNotFoundError(f"Saga {saga_id} not found")
-        context_type, saga_type = self.saga_for_name(detail.summary.name)
+        # A stored context that does not load is refused here, before anything is claimed.
+        context_type, saga_type, _ = await self._stored(saga_id)
 
-        def load(stored: dict[str, typing.Any]) -> typing.Any:
-            try:
-                return load_context(context_type, stored)
-            except Exception as exc:
-                raise ContextLoadError(
-                    f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: "
-                    f"{str(exc).splitlines()[0]}",
-                ) from exc
+        def load(claimed: dict[str, typing.Any]) -> typing.Any:
+            return _load_context(saga_id, context_type, claimed)
 
         run = self._transaction(saga_type, None, saga_id)
         try:
@@ -286,11 +258,25 @@ class SagaMediator:
             # Its runner is alive (here or elsewhere): it compensates at its next step.
             await self.storage.request_action(saga_id, RequestedAction.COMPENSATE)
             result = ActionResult(saga_id, "compensate", lease.status, requested=True)
-            await self._audit(saga_id, "compensate", reason, result)
-            return result
-        result = ActionResult(saga_id, "compensate", status)
+        else:
+            result = ActionResult(saga_id, "compensate", status)
         await self._audit(saga_id, "compensate", reason, result)
         return result
+
+    async def _lease(self, saga_id: uuid.UUID) -> LeaseInfo:
+        lease = await self.storage.get_lease(saga_id)
+        if lease is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        return lease
+
+    async def _stored(self, saga_id: uuid.UUID) -> tuple[type, type[Saga[typing.Any]], typing.Any]:
+        """(context type, saga class, loaded context) of a stored saga."""
+        detail = await self.storage.get_saga(saga_id)
+        if detail is None:
+            raise SagaNotFoundError(f"Saga {saga_id} not found")
+        context_type, saga_type = self.saga_for_name(detail.summary.name)
+        context = _load_context(saga_id, context_type, detail.context, detail.context_error)
+        return context_type, saga_type, context
 
     async def recover_stale(
         self,
@@ -303,36 +289,42 @@ class SagaMediator:
         now = time.time()
         host = this_host()
         candidates = await self.storage.lease_candidates(now, host, limit)
-        semaphore = asyncio.Semaphore(max(1, concurrency))
-        results: list[ActionResult] = []
-
-        async def one(saga_id: uuid.UUID) -> None:
-            async with semaphore:
-                try:
-                    result = await self._recover(saga_id)
-                except SagaBusyError:
-                    return
-                except Exception as exc:
-                    result = ActionResult(saga_id, "recover", error=str(exc))
-                results.append(result)
-                await self._audit(saga_id, "recover", reason or "stale", result)
-
-        todo = [
+        stale = [
             c.saga_id
             for c in candidates
             if c.owner is None
             or (c.expires is not None and c.expires < now)
             or owner_is_dead(c.owner, host)
         ]
-        await asyncio.gather(*(one(saga_id) for saga_id in todo))
-        return results
+
+        async def one(saga_id: uuid.UUID) -> ActionResult | None:
+            try:
+                result = await self._recover(saga_id)
+            except SagaBusyError:
+                return None  # another runner got there first
+            except Exception as exc:
+                result = ActionResult(saga_id, "recover", error=str(exc))
+            await self._audit(saga_id, "recover", reason or "stale", result)
+            return result
+
+        done = await run_bounded(stale, one, concurrency=concurrency)
+        return [result for result in done if result is not None]
 
     async def _audit(
-        self, saga_id: uuid.UUID, action: str, reason: str, result: ActionResult
+        self,
+        saga_id: uuid.UUID,
+        action: str,
+        reason: str,
+        result: ActionResult,
+        error: str | None = None,
     ) -> None:
+        """Record an operator action; ``error`` (else the result's) becomes the outcome.
+
+        The audit is a record, not the action: a failure to write it is swallowed.
+        """
         with contextlib.suppress(Exception):
             await self.storage.record_operator_action(
-                operator_action(saga_id, action, reason, _outcome(result, result.error)),
+                operator_action(saga_id, action, reason, _outcome(result, error or result.error)),
             )
 
 
@@ -342,3 +334,21 @@ def _outcome(result: ActionResult, error: str | None) -> str:
     if result.requested:
         return "requested from owner"
     return result.status.name if result.status else ""
+
+
+def _load_context(
+    saga_id: uuid.UUID,
+    context_type: type,
+    stored: dict[str, typing.Any] | None,
+    problem: str | None = None,
+) -> typing.Any:
+    """The stored context as ``context_type``; ContextLoadError worded once for every action."""
+    if stored is None:
+        raise ContextLoadError(f"Saga {saga_id}: stored context does not parse: {problem}")
+    try:
+        return load_context(context_type, stored)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0]
+        raise ContextLoadError(
+            f"Saga {saga_id}: stored context is not a valid {context_type.__name__}: {reason}",
+        ) from exc

@@ -9,10 +9,11 @@ import uuid
 
 from engine.container import ContainerAdapter, wrap_container
 from engine.middlewares.base import MiddlewareChain
-from engine.saga.execution import RunSettings, SagaRun, Sleep
-from engine.saga.fallback import Fallback
+from engine.saga.execution import SagaRun
 from engine.saga.lease import DEFAULT_LEASE_SECONDS, keeper_for
 from engine.saga.models import ContextT
+from engine.saga.plan import StepPlan, plan_steps
+from engine.saga.settings import RunSettings, Sleep
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.protocol import ISagaStorage
@@ -44,17 +45,16 @@ class SagaTransaction(typing.Generic[ContextT]):
         recovery: bool = False,
     ) -> None:
         if settings is None:
-            settings = RunSettings(
+            settings = RunSettings.create(
                 compensation_retry_count=compensation_retry_count,
                 compensation_retry_delay=compensation_retry_delay,
                 compensation_retry_backoff=compensation_retry_backoff,
-                middlewares=middlewares or MiddlewareChain(),
+                middlewares=middlewares,
+                sleep=sleep,
             )
-            if sleep is not None:
-                settings.sleep = sleep
         self._container: ContainerAdapter = wrap_container(container)
         self._run = SagaRun(
-            saga,
+            saga.step_plan,
             context,
             self._container,
             storage,
@@ -79,7 +79,11 @@ class SagaTransaction(typing.Generic[ContextT]):
 
     @property
     def completed_steps(self) -> list[str]:
-        """Names of the steps whose act completed, in order."""
+        """Names of the steps whose act completed, in order.
+
+        Kept for python-cqrs code that reads ``transaction.completed_steps`` (there it
+        lists the handlers; names are what a durable, resumable run can promise).
+        """
         return self._run.completed
 
     async def __aenter__(self) -> SagaTransaction[ContextT]:
@@ -113,14 +117,18 @@ class Saga(typing.Generic[ContextT]):
     """An ordered list of steps (handlers or Fallbacks) sharing one context type.
 
     Steps are checked when the subclass is created: each must be a SagaStepHandler of
-    the saga's context type, else a TypeError names the saga and the step.
+    the saga's context type, else a TypeError names the saga and the step. The step
+    plan every run follows is worked out then too, once per class.
     """
 
     steps: typing.ClassVar[list[typing.Any]] = []
+    step_plan: typing.ClassVar[StepPlan] = plan_steps("Saga", ())
+    """The steps with the names they log under; set for each subclass at its creation."""
 
     def __init_subclass__(cls, **kwargs: typing.Any) -> None:
         super().__init_subclass__(**kwargs)
         validate_steps(cls.__name__, context_type_of(cls, Saga), cls.steps)
+        cls.step_plan = plan_steps(cls.__name__, cls.steps)
 
     @classmethod
     def context_type(cls) -> type | None:
@@ -130,11 +138,15 @@ class Saga(typing.Generic[ContextT]):
     @classmethod
     def step_names(cls) -> list[str]:
         """The declared step names in order (a Fallback counts by its primary)."""
-        return [s.step.__name__ if isinstance(s, Fallback) else s.__name__ for s in cls.steps]
+        return cls.step_plan.primary_names()
 
     @property
     def steps_count(self) -> int:
-        """How many steps the saga declares."""
+        """How many steps the saga declares.
+
+        The engine does not call it: it is python-cqrs's ``Saga.steps_count``, kept so
+        code written against python-cqrs keeps working.
+        """
         return len(self.steps)
 
     def transaction(

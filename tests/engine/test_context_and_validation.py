@@ -181,34 +181,6 @@ def test_devnull_broker_keeps_nothing_unbounded() -> None:
     assert len(broker.last) <= 16
 
 
-def test_engine_never_imports_the_ui_or_the_samples() -> None:
-    import ast
-    import pathlib
-    import subprocess
-    import sys
-
-    forbidden = ("textual", "rich", "saga_tui", "sample_sagas")
-    root = pathlib.Path(engine.__file__).parent
-    for path in root.rglob("*.py"):
-        tree = ast.parse(path.read_text(), str(path))
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
-    # and at run time, importing the whole engine pulls none of them in (nor aiokafka)
-    code = (
-        "import sys, engine, engine.saga.bootstrap, engine.saga.recovery, "
-        "engine.saga.storage.sqlalchemy, engine.message_brokers.kafka, engine.adapters.kafka\n"
-        f"bad = [m for m in sys.modules if m.split('.')[0] in {(*forbidden, 'aiokafka')!r}]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 async def test_kafka_adapter_says_what_to_install_when_aiokafka_is_missing() -> None:
     import importlib.util
 
@@ -219,3 +191,29 @@ async def test_kafka_adapter_says_what_to_install_when_aiokafka_is_missing() -> 
     adapter = KafkaProducerAdapter(bootstrap_servers=["localhost:9092"], client_id="x")
     with pytest.raises(RuntimeError, match=r"saga-tui\[kafka\]"):
         await adapter.produce("t", b"v")
+
+
+def test_the_step_plan_is_worked_out_when_the_saga_class_is_created() -> None:
+    from engine.saga.fallback import Fallback
+
+    class Backup(Touch):
+        pass
+
+    class Planned(Saga[RichContext]):
+        steps = [Fallback(step=Touch, fallback=Backup)]
+
+    class Renamed(Planned):
+        pass
+
+    plan = Planned.step_plan
+    assert (plan.saga_name, plan.alternatives(), plan.first_step) == (
+        "Planned",
+        [("Touch", "Backup")],
+        "Touch",
+    )
+    assert dict(plan.handlers) == {"Touch": Touch, "Backup": Backup}
+    assert Planned.step_names() == ["Touch"] and Planned().steps_count == 1
+    # a subclass is a saga of its own: it is stored and found under its own name
+    assert Renamed.step_plan.saga_name == "Renamed"
+    assert Renamed.step_plan.steps == plan.steps
+    assert Saga.step_plan.steps == () and Saga.step_plan.first_step is None

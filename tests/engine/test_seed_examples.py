@@ -148,25 +148,23 @@ async def test_with_domain_events() -> None:
     assert ns["HANDLED"] == ["123"]
 
 
-class FakeKafkaProducer:
-    """Stands in for KafkaProducerAdapter: records what would go to Kafka."""
-
-    sent: typing.ClassVar[list[tuple[str, bytes, bytes]]] = []
-
-    def __init__(self, bootstrap_servers: list[str], client_id: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.client_id = client_id
-
-    async def produce(self, topic: str, message: bytes, key: bytes | None = None) -> None:
-        FakeKafkaProducer.sent.append((topic, message, key or b""))
-
-
 async def test_with_message_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     import engine.adapters.kafka
 
-    FakeKafkaProducer.sent.clear()
+    sent: list[tuple[str, bytes, bytes]] = []
+
+    class FakeKafkaProducer:
+        """Stands in for KafkaProducerAdapter: records what would go to Kafka."""
+
+        def __init__(self, bootstrap_servers: list[str], client_id: str) -> None:
+            self.bootstrap_servers = bootstrap_servers
+            self.client_id = client_id
+
+        async def produce(self, topic: str, message: bytes, key: bytes | None = None) -> None:
+            sent.append((topic, message, key or b""))
+
     monkeypatch.setattr(engine.adapters.kafka, "KafkaProducerAdapter", FakeKafkaProducer)
     blocks = seed_blocks()
     ns = fresh_namespace()
@@ -175,8 +173,8 @@ async def test_with_message_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     assert await run_block(blocks["With Message Broker"], ns) == ""
     await run_block(blocks["Executing a Saga"], ns)
     assert ns["HANDLED"] == ["123"]
-    assert len(FakeKafkaProducer.sent) == 1
-    topic, value, _ = FakeKafkaProducer.sent[0]
+    assert len(sent) == 1
+    topic, value, _ = sent[0]
     assert topic == "orders"
     body = json.loads(value)
     assert body["message_name"] == "order_placed"

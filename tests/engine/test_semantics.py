@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import typing
 import uuid
 
@@ -29,6 +30,7 @@ from tests.engine.sagas import (
     StepC,
     mapper,
 )
+from tests.support import wait_for
 
 
 def make(storage: ISagaStorage, script: Script, **options: typing.Any) -> engine.SagaMediator:
@@ -632,3 +634,174 @@ async def test_recover_saga_function_resumes_with_an_explicit_saga(storage: ISag
     with pytest.raises(RuntimeError, match="Forward execution is not allowed"):
         await recover_saga(ThreeSteps(), other, Ctx.from_dict, ScriptContainer(Script()), storage)
     assert await status_of(storage, other) is SagaStatus.COMPENSATED
+
+
+class _Records(logging.Handler):
+    """Collects records on the logger itself: the dashboard's tests detach "engine"
+    from the root logger (propagate=False) in this process, so caplog may see nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_failing_checkpoint_listener_is_logged_and_never_fails_the_saga(
+    storage: ISagaStorage,
+) -> None:
+    seen: list[uuid.UUID] = []
+
+    def broken(saga_id: uuid.UUID) -> None:
+        raise RuntimeError("dashboard went away")
+
+    script = Script()
+    mediator = make(storage, script)
+    mediator.add_listener(broken)
+    mediator.add_listener(seen.append)  # a listener after the broken one still hears
+    saga_id = uuid.uuid4()
+    records = _Records()
+    engine_log = logging.getLogger("engine.saga")
+    engine_log.addHandler(records)
+    try:
+        results = await mediator.run(Ctx("o1"), saga_id=saga_id)
+    finally:
+        engine_log.removeHandler(records)
+    assert [r.step_type for r in results] == [StepA, StepB, StepC]
+    assert await status_of(storage, saga_id) is SagaStatus.COMPLETED
+    assert seen and set(seen) == {saga_id}
+    failures = [r for r in records.records if "checkpoint listener" in r.getMessage()]
+    assert len(failures) == len(seen)
+    error = failures[0].exc_info
+    assert error is not None and "dashboard went away" in str(error[1])
+
+
+async def test_start_is_audited_like_every_operator_action(storage: ISagaStorage) -> None:
+    script = Script(fail_act={"StepB": ValueError("card declined")})
+    mediator = make(storage, script)
+    failed = await mediator.start(Ctx("o1"), reason="try it")
+    script.fail_act.clear()
+    done = await mediator.start(Ctx("o2"), reason="again")
+    assert (failed.status, done.status) == (SagaStatus.COMPENSATED, SagaStatus.COMPLETED)
+    outcomes = []
+    for result in (failed, done):
+        detail = await storage.get_saga(result.saga_id)
+        assert detail is not None
+        outcomes += [(a.action, a.reason, a.outcome) for a in detail.audit]
+    assert outcomes == [
+        ("start", "try it", "error: ValueError: card declined"),
+        ("start", "again", "COMPLETED"),
+    ]
+
+
+async def test_recover_stale_recovers_in_candidate_order_a_bounded_number_at_once(
+    storage: ISagaStorage,
+) -> None:
+    from engine.saga.lease import this_host
+    from engine.saga.storage.models import Checkpoint, LogWrite, NewSaga
+
+    inside = 0
+    entered = 0
+    most = 0
+
+    class Gate(StepA):
+        async def act(self, context: typing.Any) -> typing.Any:
+            nonlocal inside, entered, most
+            inside += 1
+            entered += 1
+            most = max(most, inside)
+            # Two recoveries meet here (the last one alone): with concurrency 2 they
+            # overlap, and a third never joins them.
+            await wait_for(lambda: inside >= 2 or entered == 5, what="a second recovery")
+            inside -= 1
+            return self._generate_step_result(None)
+
+    class Gated(Saga[Ctx]):
+        steps = [Gate, StepB, StepC]
+
+    dead = f"{this_host()}:4194999:123"
+    for n in range(5):
+        await storage.apply(
+            Checkpoint(
+                saga_id=uuid.uuid4(),
+                owner=dead,
+                create=NewSaga("Gated", {"order_id": f"o{n}", "trail": []}, 3),
+                status=SagaStatus.RUNNING,
+                logs=(LogWrite("Gate", "act", SagaStepStatus.STARTED),),
+                lease_expires=4102444800.0,
+            ),
+        )
+    candidates = [c.saga_id for c in await storage.lease_candidates(0.0, this_host(), 100)]
+    mediator = make(storage, Script(), sagas_mapper=lambda m: m.bind(Ctx, Gated))
+    results = await mediator.recover_stale(concurrency=2)
+    assert [r.saga_id for r in results] == candidates and len(candidates) == 5
+    assert {r.status for r in results} == {SagaStatus.COMPLETED}
+    assert most == 2
+
+
+async def _stored_saga_nobody_runs(
+    storage: ISagaStorage, context: dict[str, typing.Any]
+) -> uuid.UUID:
+    from engine.saga.storage.models import Checkpoint, LogWrite, NewSaga
+
+    saga_id = uuid.uuid4()
+    await storage.apply(
+        Checkpoint(
+            saga_id=saga_id,
+            create=NewSaga("ThreeSteps", context, 3),
+            status=SagaStatus.RUNNING,
+            logs=(
+                LogWrite("StepA", "act", SagaStepStatus.STARTED),
+                LogWrite("StepA", "act", SagaStepStatus.COMPLETED),
+            ),
+        ),
+    )
+    return saga_id
+
+
+async def _refusals(mediator: engine.SagaMediator, saga_id: uuid.UUID) -> list[str]:
+    from engine.saga.errors import ContextLoadError
+
+    messages = []
+    for action in (mediator.recover_saga, mediator.compensate_saga):
+        with pytest.raises(ContextLoadError) as caught:
+            await action(saga_id)
+        messages.append(str(caught.value))
+    return messages
+
+
+async def test_a_context_that_no_longer_fits_is_refused_alike_and_nothing_is_touched(
+    storage: ISagaStorage,
+) -> None:
+    saga_id = await _stored_saga_nobody_runs(storage, {"trail": ["StepA"]})  # no order_id
+    before = await storage.get_saga(saga_id)
+    script = Script()
+    messages = await _refusals(make(storage, script), saga_id)
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(f"Saga {saga_id}: stored context is not a valid Ctx: ")
+    assert "\n" not in messages[0]
+    after = await storage.get_saga(saga_id)
+    assert before is not None and after is not None
+    assert after.summary == before.summary and len(after.logs) == len(before.logs)
+    assert script.calls == []
+
+
+async def test_a_context_that_does_not_parse_is_refused_alike(tmp_path: typing.Any) -> None:
+    import sqlite3
+
+    from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+
+    path = tmp_path / "sagas.db"
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
+    try:
+        saga_id = await _stored_saga_nobody_runs(storage, {"order_id": "o1", "trail": []})
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "UPDATE saga_executions SET context = ? WHERE id = ?", ('{"order_id":', saga_id.hex)
+            )
+        messages = await _refusals(make(storage, Script()), saga_id)
+        assert messages[0] == messages[1]
+        assert messages[0].startswith(f"Saga {saga_id}: stored context does not parse: ")
+    finally:
+        await storage.close()

@@ -34,7 +34,7 @@ from engine.saga.storage.protocol import (
 )
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
 from engine.saga.storage.sqlalchemy.connect import create_engine_for
-from tests.conftest import POSTGRES_URL, postgres_database
+from tests.support import POSTGRES_URL, postgres_database, read_line, wait_for
 
 OWNER = "testhost:1:1"
 FAR = time.time() + 3600
@@ -66,16 +66,6 @@ async def storage(
     await store.close()
     if engine is not None:
         await engine.dispose()
-
-
-async def wait_until(
-    predicate: typing.Callable[[], typing.Awaitable[bool]], timeout: float = 10.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def commits(storage: ISagaStorage) -> int:
@@ -512,7 +502,7 @@ async def test_change_token_sees_another_process(tmp_path: typing.Any) -> None:
         async def moved() -> bool:
             return await storage.change_token() != token
 
-        await wait_until(moved)
+        await wait_for(moved, what="the other process's write to change the token")
         assert (await storage.count_by_status())[SagaStatus.COMPLETED] == 1
     finally:
         await storage.close()
@@ -523,43 +513,54 @@ async def test_write_lock_held_by_another_process_makes_apply_wait(tmp_path: typ
     storage = SqlAlchemySagaStorage.from_url(sqlite_url(path))
     try:
         saga_id = await new_saga(storage)
+        # Another process takes the write lock and keeps it until told to commit.
         holder = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 textwrap.dedent(
                     """
-                    import sqlite3, sys, time
+                    import sqlite3, sys
                     c = sqlite3.connect(sys.argv[1], isolation_level=None)
                     c.execute("BEGIN IMMEDIATE")
                     print("locked", flush=True)
-                    time.sleep(3)
+                    sys.stdin.readline()
                     c.execute("COMMIT")
+                    print("committed", flush=True)
                     """,
                 ),
                 str(path),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
-            assert holder.stdout is not None
-            line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), timeout=30)
-            assert line.strip() == "locked"
-            started = time.monotonic()
-            await storage.apply(
-                Checkpoint(
-                    saga_id=saga_id,
-                    owner=OWNER,
-                    status=SagaStatus.COMPLETED,
-                    logs=(LogWrite("S", "act", SagaStepStatus.COMPLETED),),
+            assert holder.stdin is not None
+            line = await asyncio.to_thread(read_line, holder, 30.0, what="(the lock holder)")
+            assert line == "locked"
+            write = asyncio.ensure_future(
+                storage.apply(
+                    Checkpoint(
+                        saga_id=saga_id,
+                        owner=OWNER,
+                        status=SagaStatus.COMPLETED,
+                        logs=(LogWrite("S", "act", SagaStepStatus.COMPLETED),),
+                    ),
                 ),
             )
-            waited = time.monotonic() - started
+            # While the other process holds the lock the checkpoint cannot be durable:
+            # apply waits (it neither returns nor fails with "database is locked").
+            finished, _ = await asyncio.wait({write}, timeout=1.0)
+            assert not finished, "apply returned while another process held the write lock"
+            holder.stdin.write("commit\n")
+            holder.stdin.flush()
+            await asyncio.wait_for(write, timeout=60)
             claimed = await storage.claim(saga_id, OWNER, FAR, now=time.time())
         finally:
+            if holder.stdin is not None and not holder.stdin.closed:
+                holder.stdin.close()
             holder.wait(timeout=30)
-        assert waited > 1.0  # it really waited for the other writer
         assert claimed is not None and claimed.status is SagaStatus.COMPLETED
         assert len(claimed.history) == 1
     finally:
@@ -587,7 +588,7 @@ async def test_read_only_refuses_writes_and_reads(tmp_path: typing.Any) -> None:
         async def moved() -> bool:
             return await reader.change_token() != token
 
-        await wait_until(moved)
+        await wait_for(moved, what="the writer's commit to change the reader's token")
         assert (await reader.count_by_status())[SagaStatus.FAILED] == 1
     finally:
         await reader.close()

@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,7 @@ def sample_sagas(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_ten_thousand_sagas_end_terminal_and_agree_with_the_ledger(tmp_path: pathlib.Path) -> None:
     db = str(tmp_path / "load.db")
     run = sample_sagas(

@@ -1,6 +1,7 @@
 """Saga and step statuses, stored as their upper-case names."""
 
 import enum
+import typing
 
 
 class SagaStatus(str, enum.Enum):
@@ -49,3 +50,14 @@ class RequestedAction(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+_StatusT = typing.TypeVar("_StatusT", SagaStatus, SagaStepStatus)
+
+
+def parse_status(value: str, enum_type: type[_StatusT]) -> _StatusT:
+    """A stored status: its upper-case name, or its value as older writers stored it."""
+    try:
+        return enum_type[value.upper()]
+    except KeyError:
+        return enum_type(value.lower())

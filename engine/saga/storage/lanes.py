@@ -5,17 +5,11 @@ from __future__ import annotations
 import typing
 
 from engine.saga.storage.enums import SagaStepStatus
-from engine.saga.storage.models import LaneView, LogRecord, SagaLogEntry, StepView
-
-_Entry = LogRecord | SagaLogEntry
-
-
-def _timestamp(entry: _Entry) -> typing.Any:
-    return entry.created_at if isinstance(entry, LogRecord) else entry.timestamp
+from engine.saga.storage.models import LaneView, SagaLogEntry, StepView
 
 
 def build_step_views(
-    logs: typing.Iterable[_Entry],
+    logs: typing.Iterable[SagaLogEntry],
     declared: typing.Sequence[str] = (),
 ) -> list[StepView]:
     """Fold a log (ordered by id) into one view per step, in execution order.
@@ -33,7 +27,7 @@ def build_step_views(
             lane = LaneView(
                 status=SagaStepStatus.STARTED,
                 attempts=lane.attempts + 1,
-                started_at=_timestamp(entry),
+                started_at=entry.timestamp,
             )
         else:
             lane = LaneView(
@@ -53,7 +47,7 @@ def build_step_views(
 
 
 def last_status_by_step(
-    logs: typing.Iterable[_Entry],
+    logs: typing.Iterable[SagaLogEntry],
 ) -> tuple[dict[str, SagaStepStatus], dict[str, SagaStepStatus]]:
     """The latest act and compensate status of every step in the log."""
     act: dict[str, SagaStepStatus] = {}
@@ -63,7 +57,7 @@ def last_status_by_step(
     return act, comp
 
 
-def steps_to_compensate(logs: typing.Iterable[_Entry]) -> list[str]:
+def steps_to_compensate(logs: typing.Iterable[SagaLogEntry]) -> list[str]:
     """Steps whose effect may exist and is not undone yet, in execution order.
 
     A step counts when its latest act entry is COMPLETED or STARTED (in flight: its
@@ -84,7 +78,7 @@ def steps_to_compensate(logs: typing.Iterable[_Entry]) -> list[str]:
     ]
 
 
-def completed_act_steps(logs: typing.Iterable[_Entry]) -> set[str]:
+def completed_act_steps(logs: typing.Iterable[SagaLogEntry]) -> set[str]:
     """Steps whose latest act entry is COMPLETED."""
     act, _ = last_status_by_step(logs)
     return {name for name, status in act.items() if status is SagaStepStatus.COMPLETED}

@@ -16,58 +16,44 @@ from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatu
 Action = typing.Literal["act", "compensate"]
 
 
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class SagaLogEntry:
-    """One entry of a saga's step log (python-cqrs compatible shape)."""
+    """One entry of a saga's step log: the one read model of a log row.
 
-    __slots__ = (
-        "action",
-        "attempt",
-        "details",
-        "duration_ms",
-        "error_message",
-        "error_traceback",
-        "error_type",
-        "id",
-        "saga_id",
-        "status",
-        "step_name",
-        "timestamp",
-    )
+    python-cqrs's shape (``saga_id, step_name, action, status, timestamp, details``,
+    positional in that order) plus what the dashboard shows: the log id, the saga's
+    name, the error, the attempt and the duration. ``created_at`` is ``timestamp``.
+    """
 
-    def __init__(
-        self,
-        saga_id: uuid.UUID,
-        step_name: str,
-        action: Action,
-        status: SagaStepStatus,
-        timestamp: datetime.datetime,
-        details: str | None = None,
-        *,
-        id: int = 0,
-        error_type: str | None = None,
-        error_message: str | None = None,
-        error_traceback: str | None = None,
-        attempt: int = 1,
-        duration_ms: float | None = None,
-    ) -> None:
-        self.id = id
-        self.saga_id = saga_id
-        self.step_name = step_name
-        self.action = action
-        self.status = status
-        self.timestamp = timestamp
-        self.details = details
-        self.error_type = error_type
-        self.error_message = error_message
-        self.error_traceback = error_traceback
-        self.attempt = attempt
-        self.duration_ms = duration_ms
+    saga_id: uuid.UUID
+    step_name: str
+    action: Action
+    status: SagaStepStatus
+    timestamp: datetime.datetime
+    details: str | None = None
+    _: dataclasses.KW_ONLY
+    id: int = 0
+    saga_name: str = ""
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    attempt: int = 1
+    duration_ms: float | None = None
+
+    @property
+    def created_at(self) -> datetime.datetime:
+        """When the entry was written (the column's name; python-cqrs says ``timestamp``)."""
+        return self.timestamp
 
     def __repr__(self) -> str:
         return (
             f"SagaLogEntry(saga_id={self.saga_id}, step_name='{self.step_name}', "
             f"action='{self.action}', status={self.status}, timestamp={self.timestamp})"
         )
+
+
+LogRecord = SagaLogEntry
+"""The name the query API used for log entries before there was one model."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,25 +254,6 @@ class SagaPage:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LogRecord:
-    """A log entry with its saga's name, for the live stream and the detail view."""
-
-    id: int
-    saga_id: uuid.UUID
-    saga_name: str
-    step_name: str
-    action: Action
-    status: SagaStepStatus
-    created_at: datetime.datetime
-    details: str | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    error_traceback: str | None = None
-    attempt: int = 1
-    duration_ms: float | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class LaneView:
     """One lane (act or compensate) of one step, derived from the log."""
 
@@ -321,7 +288,7 @@ class SagaDetail:
     context_raw: str
     context_error: str | None
     steps: list[StepView]
-    logs: list[LogRecord]
+    logs: list[SagaLogEntry]
     audit: list[OperatorAction]
     error_traceback: str | None = None
 

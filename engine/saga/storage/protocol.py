@@ -203,7 +203,11 @@ class ISagaStorage(abc.ABC):
         *,
         read_for_update: bool = False,
     ) -> tuple[SagaStatus, dict[str, typing.Any], int]:
-        """Status, context and version of one saga; SagaNotFoundError if missing."""
+        """Status, context and version of one saga; SagaNotFoundError if missing.
+
+        ``read_for_update`` is python-cqrs's signature, accepted and unused: a runner's
+        writes are fenced by its lease, not by a row lock.
+        """
 
     @abc.abstractmethod
     async def get_step_history(self, saga_id: uuid.UUID) -> list[SagaLogEntry]:

@@ -12,10 +12,9 @@ import json
 import typing
 import uuid
 
-from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+from engine.saga.storage.enums import RequestedAction
 
 UTC = datetime.UTC
-_StatusT = typing.TypeVar("_StatusT", SagaStatus, SagaStepStatus)
 
 
 def utcnow() -> datetime.datetime:
@@ -52,22 +51,18 @@ def uuid_to_db(value: uuid.UUID) -> str:
     return value.hex
 
 
-def status_from_db(value: str, enum: type[_StatusT]) -> _StatusT:
-    """A stored status name (or value, from older writers) as the enum."""
-    try:
-        return enum[value.upper()]
-    except KeyError:
-        return enum(value.lower())
-
-
 def action_from_db(value: str | None) -> RequestedAction | None:
     """A stored requested action."""
     return None if value is None else RequestedAction(value)
 
 
 def context_to_db(context: dict[str, typing.Any]) -> str:
-    """Context as JSON text; the engine hands over JSON-ready data."""
-    return json.dumps(context, separators=(",", ":"), default=str)
+    """Context as JSON text, as SQLAlchemy's JSON type writes it (``json.dumps``).
+
+    The engine hands over JSON-ready data; anything else is refused (TypeError) as the
+    Core path refuses it, instead of being stored as its ``str``.
+    """
+    return json.dumps(context)
 
 
 def context_from_db(raw: typing.Any) -> tuple[dict[str, typing.Any] | None, str, str | None]:

@@ -13,19 +13,20 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, SagaStepStatus
+from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, parse_status
 from engine.saga.storage.lanes import build_step_views
 from engine.saga.storage.models import (
     LeaseInfo,
-    LogRecord,
     OperatorAction,
     PageCursor,
     SagaDetail,
     SagaFilter,
+    SagaLogEntry,
     SagaPage,
     SagaSummary,
     StatusCounts,
 )
+from engine.saga.storage.rows import LOG_COLUMNS, log_entry
 from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.schema import (
     saga_audit,
@@ -34,27 +35,23 @@ from engine.saga.storage.sqlalchemy.schema import (
     saga_status_counts,
 )
 
-T = saga_executions
-L = saga_logs
-A = saga_audit
-
 _SUMMARY_COLUMNS = (
-    T.c.id,
-    T.c.name,
-    T.c.status,
-    T.c.created_at,
-    T.c.updated_at,
-    T.c.step_count,
-    T.c.steps_done,
-    T.c.current_step,
-    T.c.recovery_attempts,
-    T.c.error_type,
-    T.c.error_message,
-    T.c.lease_owner,
-    T.c.lease_expires,
-    T.c.requested_action,
-    T.c.finished_at,
-    T.c.version,
+    saga_executions.c.id,
+    saga_executions.c.name,
+    saga_executions.c.status,
+    saga_executions.c.created_at,
+    saga_executions.c.updated_at,
+    saga_executions.c.step_count,
+    saga_executions.c.steps_done,
+    saga_executions.c.current_step,
+    saga_executions.c.recovery_attempts,
+    saga_executions.c.error_type,
+    saga_executions.c.error_message,
+    saga_executions.c.lease_owner,
+    saga_executions.c.lease_expires,
+    saga_executions.c.requested_action,
+    saga_executions.c.finished_at,
+    saga_executions.c.version,
 )
 
 _UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
@@ -65,7 +62,7 @@ def summary(r: typing.Any) -> SagaSummary:
     return SagaSummary(
         id=r.id,
         name=r.name,
-        status=db_values.status_from_db(r.status, SagaStatus),
+        status=parse_status(r.status, SagaStatus),
         created_at=db_values.time_from_db(r.created_at),
         updated_at=db_values.time_from_db(r.updated_at),
         step_count=r.step_count or 0,
@@ -82,23 +79,14 @@ def summary(r: typing.Any) -> SagaSummary:
     )
 
 
-def log_record(r: typing.Any, saga_name: str) -> LogRecord:
-    """A saga_logs row as a LogRecord."""
-    return LogRecord(
-        id=r.id,
-        saga_id=r.saga_id,
-        saga_name=saga_name,
-        step_name=r.step_name,
-        action=r.action,
-        status=db_values.status_from_db(r.status, SagaStepStatus),
-        created_at=db_values.time_from_db(r.created_at),
-        details=r.details,
-        error_type=r.error_type,
-        error_message=r.error_message,
-        error_traceback=r.error_traceback,
-        attempt=r.attempt if r.attempt is not None else 1,
-        duration_ms=r.duration_ms,
-    )
+LOG_SELECT = (saga_logs.c.id, saga_logs.c.saga_id, *(saga_logs.c[c] for c in LOG_COLUMNS))
+"""A log row's columns in the order ``read_log_row`` reads them."""
+_LOG_END = len(LOG_SELECT)
+
+
+def read_log_row(row: typing.Sequence[typing.Any], saga_name: str) -> SagaLogEntry:
+    """A row selected with LOG_SELECT (possibly followed by more columns) as a SagaLogEntry."""
+    return log_entry(row[0], row[1], saga_name, row[2:_LOG_END], db_values.time_from_db)
 
 
 def _native_uuid(conn: AsyncConnection) -> bool:
@@ -108,8 +96,8 @@ def _native_uuid(conn: AsyncConnection) -> bool:
 def _id_text(conn: AsyncConnection) -> sa.ColumnElement[str]:
     """The id as stored text: 32 hex digits without native UUID, else its dashed form."""
     if _native_uuid(conn):
-        return sa.cast(T.c.id, sa.String)
-    return sa.type_coerce(T.c.id, sa.String)
+        return sa.cast(saga_executions.c.id, sa.String)
+    return sa.type_coerce(saga_executions.c.id, sa.String)
 
 
 def _icontains(
@@ -134,28 +122,28 @@ def _filter_clauses(
 ) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if f.statuses:
-        clauses.append(T.c.status.in_([s.name for s in f.statuses]))
+        clauses.append(saga_executions.c.status.in_([s.name for s in f.statuses]))
     if names is not None:
-        clauses.append(T.c.name.in_(names))
+        clauses.append(saga_executions.c.name.in_(names))
     elif f.name:
-        clauses.append(_icontains(conn, T.c.name, f.name))
+        clauses.append(_icontains(conn, saga_executions.c.name, f.name))
     if f.text:
         prefix = f.id_prefix
         if prefix is not None:
             clauses.append(_id_prefix_clause(conn, prefix))
         else:
             # error_type IS NOT NULL lets the planner walk the partial covering index.
-            clauses.append(T.c.error_type.is_not(None))
+            clauses.append(saga_executions.c.error_type.is_not(None))
             clauses.append(
                 sa.or_(
-                    _icontains(conn, T.c.error_message, f.text),
-                    _icontains(conn, T.c.error_type, f.text),
+                    _icontains(conn, saga_executions.c.error_message, f.text),
+                    _icontains(conn, saga_executions.c.error_type, f.text),
                 ),
             )
     if f.since:
-        clauses.append(T.c.created_at >= db_values.as_utc(f.since))
+        clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
     if f.until:
-        clauses.append(T.c.created_at <= db_values.as_utc(f.until))
+        clauses.append(saga_executions.c.created_at <= db_values.as_utc(f.until))
     return clauses
 
 
@@ -179,9 +167,13 @@ async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | Non
     time (a recursive CTE, one seek per name); the page then asks for ``name IN (...)``
     and a name that matches nothing returns at once instead of scanning every saga.
     """
-    first = sa.select(sa.func.min(T.c.name).label("name")).cte("names", recursive=True)
+    first = sa.select(sa.func.min(saga_executions.c.name).label("name")).cte(
+        "names", recursive=True
+    )
     following = sa.select(
-        sa.select(sa.func.min(T.c.name)).where(T.c.name > first.c.name).scalar_subquery(),
+        sa.select(sa.func.min(saga_executions.c.name))
+        .where(saga_executions.c.name > first.c.name)
+        .scalar_subquery(),
     ).where(first.c.name.is_not(None))
     walk = first.union_all(following)
     rows = await conn.execute(
@@ -196,8 +188,8 @@ async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | Non
 
 def _key(cursor: PageCursor) -> typing.Any:
     return sa.tuple_(
-        sa.literal(db_values.as_utc(cursor.created_at), T.c.created_at.type),
-        sa.literal(cursor.saga_id, T.c.id.type),
+        sa.literal(db_values.as_utc(cursor.created_at), saga_executions.c.created_at.type),
+        sa.literal(cursor.saga_id, saga_executions.c.id.type),
     )
 
 
@@ -213,19 +205,19 @@ async def list_sagas(
     if names == []:
         return SagaPage([], None, None)
     clauses = _filter_clauses(conn, f, names)
-    key = sa.tuple_(T.c.created_at, T.c.id)
-    newest_first = (T.c.created_at.desc(), T.c.id.desc())
+    key = sa.tuple_(saga_executions.c.created_at, saga_executions.c.id)
+    newest_first = (saga_executions.c.created_at.desc(), saga_executions.c.id.desc())
     base = sa.select(*_SUMMARY_COLUMNS).where(*clauses)
 
     async def exists(*extra: sa.ColumnElement[bool]) -> bool:
-        q = sa.select(sa.literal(1)).select_from(T).where(*clauses, *extra).limit(1)
+        q = sa.select(sa.literal(1)).select_from(saga_executions).where(*clauses, *extra).limit(1)
         return (await conn.execute(q)).first() is not None
 
     if before is not None:
         newer = list(
             await conn.execute(
                 base.where(key > _key(before))
-                .order_by(T.c.created_at.asc(), T.c.id.asc())
+                .order_by(saga_executions.c.created_at.asc(), saga_executions.c.id.asc())
                 .limit(limit + 1),
             ),
         )
@@ -266,7 +258,7 @@ async def count_by_status(conn: AsyncConnection) -> StatusCounts:
     rows = await conn.execute(sa.select(saga_status_counts.c.status, saga_status_counts.c.n))
     for status, n in rows:
         try:
-            counts[db_values.status_from_db(status, SagaStatus)] += int(n)
+            counts[parse_status(status, SagaStatus)] += int(n)
         except ValueError:
             continue  # a status this code does not know is not shown
     return StatusCounts(counts)
@@ -278,9 +270,9 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
         await conn.execute(
             sa.select(
                 *_SUMMARY_COLUMNS,
-                sa.type_coerce(T.c.context, sa.Text).label("context"),
-                T.c.error_traceback,
-            ).where(T.c.id == saga_id),
+                sa.type_coerce(saga_executions.c.context, sa.Text).label("context"),
+                saga_executions.c.error_traceback,
+            ).where(saga_executions.c.id == saga_id),
         )
     ).first()
     if row is None:
@@ -288,8 +280,10 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
     head = summary(row)
     context, raw, problem = db_values.context_from_db(row.context)
     logs = [
-        log_record(r, head.name)
-        for r in await conn.execute(sa.select(L).where(L.c.saga_id == saga_id).order_by(L.c.id))
+        read_log_row(r, head.name)
+        for r in await conn.execute(
+            sa.select(*LOG_SELECT).where(saga_logs.c.saga_id == saga_id).order_by(saga_logs.c.id)
+        )
     ]
     audit = [
         OperatorAction(
@@ -302,7 +296,9 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
             id=r.id,
             created_at=db_values.time_from_db(r.created_at),
         )
-        for r in await conn.execute(sa.select(A).where(A.c.saga_id == saga_id).order_by(A.c.id))
+        for r in await conn.execute(
+            sa.select(saga_audit).where(saga_audit.c.saga_id == saga_id).order_by(saga_audit.c.id)
+        )
     ]
     return SagaDetail(
         summary=head,
@@ -322,41 +318,44 @@ async def find_ids(conn: AsyncConnection, prefix: str, limit: int) -> list[uuid.
     if not _UUID_PREFIX.fullmatch(prefix):
         return []
     where = _id_prefix_clause(conn, prefix)
-    rows = await conn.execute(sa.select(T.c.id).where(where).order_by(T.c.id).limit(limit))
+    rows = await conn.execute(
+        sa.select(saga_executions.c.id).where(where).order_by(saga_executions.c.id).limit(limit)
+    )
     return [r[0] for r in rows]
 
 
-async def logs_after(conn: AsyncConnection, after_id: int, limit: int) -> list[LogRecord]:
+async def logs_after(conn: AsyncConnection, after_id: int, limit: int) -> list[SagaLogEntry]:
     """Log entries above the watermark with their saga names, oldest first."""
     rows = await conn.execute(
-        sa.select(L, T.c.name.label("saga_name"))
-        .join(T, T.c.id == L.c.saga_id)
-        .where(L.c.id > after_id)
-        .order_by(L.c.id)
+        sa.select(*LOG_SELECT, saga_executions.c.name)
+        .join(saga_executions, saga_executions.c.id == saga_logs.c.saga_id)
+        .where(saga_logs.c.id > after_id)
+        .order_by(saga_logs.c.id)
         .limit(limit),
     )
-    return [log_record(r, r.saga_name) for r in rows]
+    return [read_log_row(r, r[-1]) for r in rows]
 
 
 async def last_log_id(conn: AsyncConnection) -> int:
     """The highest log id, 0 when empty."""
-    return int((await conn.execute(sa.select(sa.func.max(L.c.id)))).scalar() or 0)
+    return int((await conn.execute(sa.select(sa.func.max(saga_logs.c.id)))).scalar() or 0)
 
 
 async def get_lease(conn: AsyncConnection, saga_id: uuid.UUID) -> LeaseInfo | None:
     """Who holds one saga."""
     r = (
         await conn.execute(
-            sa.select(T.c.id, T.c.status, T.c.lease_owner, T.c.lease_expires).where(
-                T.c.id == saga_id
-            ),
+            sa.select(
+                saga_executions.c.id,
+                saga_executions.c.status,
+                saga_executions.c.lease_owner,
+                saga_executions.c.lease_expires,
+            ).where(saga_executions.c.id == saga_id),
         )
     ).first()
     if r is None:
         return None
-    return LeaseInfo(
-        r.id, db_values.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
-    )
+    return LeaseInfo(r.id, parse_status(r.status, SagaStatus), r.lease_owner, r.lease_expires)
 
 
 async def lease_candidates(
@@ -365,22 +364,25 @@ async def lease_candidates(
     """Unfinished sagas whose lease is free, expired, or held on ``host``; oldest update first."""
     mine = host + ":"
     rows = await conn.execute(
-        sa.select(T.c.id, T.c.status, T.c.lease_owner, T.c.lease_expires)
+        sa.select(
+            saga_executions.c.id,
+            saga_executions.c.status,
+            saga_executions.c.lease_owner,
+            saga_executions.c.lease_expires,
+        )
         .where(
-            T.c.status.in_([s.name for s in ACTIVE_STATUSES]),
+            saga_executions.c.status.in_([s.name for s in ACTIVE_STATUSES]),
             sa.or_(
-                T.c.lease_owner.is_(None),
-                T.c.lease_expires < now,
-                sa.func.substr(T.c.lease_owner, 1, len(mine)) == mine,
+                saga_executions.c.lease_owner.is_(None),
+                saga_executions.c.lease_expires < now,
+                sa.func.substr(saga_executions.c.lease_owner, 1, len(mine)) == mine,
             ),
         )
-        .order_by(T.c.updated_at)
+        .order_by(saga_executions.c.updated_at)
         .limit(limit),
     )
     return [
-        LeaseInfo(
-            r.id, db_values.status_from_db(r.status, SagaStatus), r.lease_owner, r.lease_expires
-        )
+        LeaseInfo(r.id, parse_status(r.status, SagaStatus), r.lease_owner, r.lease_expires)
         for r in rows
     ]
 
@@ -393,14 +395,14 @@ async def sagas_for_recovery(
     saga_name: str | None,
 ) -> list[uuid.UUID]:
     """python-cqrs's recovery query: RUNNING/COMPENSATING, oldest update first."""
-    q = sa.select(T.c.id).where(
-        T.c.status.in_([SagaStatus.RUNNING.name, SagaStatus.COMPENSATING.name]),
-        T.c.recovery_attempts < max_recovery_attempts,
+    q = sa.select(saga_executions.c.id).where(
+        saga_executions.c.status.in_([SagaStatus.RUNNING.name, SagaStatus.COMPENSATING.name]),
+        saga_executions.c.recovery_attempts < max_recovery_attempts,
     )
     if stale_after_seconds is not None:
         cutoff = db_values.utcnow() - datetime.timedelta(seconds=stale_after_seconds)
-        q = q.where(T.c.updated_at < cutoff)
+        q = q.where(saga_executions.c.updated_at < cutoff)
     if saga_name is not None:
-        q = q.where(T.c.name == saga_name)
-    rows = await conn.execute(q.order_by(T.c.updated_at).limit(limit))
+        q = q.where(saga_executions.c.name == saga_name)
+    rows = await conn.execute(q.order_by(saga_executions.c.updated_at).limit(limit))
     return [r[0] for r in rows]

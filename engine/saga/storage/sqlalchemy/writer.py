@@ -9,7 +9,8 @@ batch back and runs it again with a SAVEPOINT around each checkpoint, so only th
 culprit fails. "database is locked" is retried, never reported.
 
 On SQLite the batch runs in one dedicated thread on a plain sqlite3 connection with
-hand-written standard SQL (DESIGN.md section 4: each driver call is what costs);
+hand-written standard SQL (``raw_checkpoint``; DESIGN.md section 4: each driver call is
+what costs);
 other write operations run as Core functions in that same thread, so this process has
 a single writer connection. Other dialects run the Core functions of ``commands``
 through the async engine.
@@ -21,13 +22,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import logging
 import sqlite3
-import threading
 import time
 import typing
-import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +34,8 @@ from engine.saga.errors import SagaStorageError
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
 from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
+from engine.saga.storage.sqlalchemy.raw_checkpoint import apply_raw
+from engine.saga.storage.sqlalchemy.schema import saga_logs
 
 log = logging.getLogger(__name__)
 
@@ -144,111 +144,6 @@ class BatchWriter:
 # ---- SQLite: one thread, one connection, raw SQL for checkpoints ----------------------
 
 
-def _insert_sql(columns: typing.Iterable[str], table: str) -> str:
-    cols = list(columns)
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-
-
-_SAGA_COLUMNS = tuple(c.name for c in commands.T.columns)
-_INSERT_SAGA = _insert_sql(_SAGA_COLUMNS, "saga_executions")
-_LOG_COLUMNS = (
-    "saga_id",
-    "step_name",
-    "action",
-    "status",
-    "details",
-    "created_at",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "attempt",
-    "duration_ms",
-)
-_INSERT_LOG = _insert_sql(_LOG_COLUMNS, "saga_logs")
-
-
-def _encode(value: typing.Any) -> typing.Any:
-    if isinstance(value, datetime.datetime):
-        return db_values.time_to_db(value)
-    if isinstance(value, dict):
-        return db_values.context_to_db(value)
-    if isinstance(value, uuid.UUID):
-        return value.hex
-    return value
-
-
-def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now: datetime.datetime) -> CheckpointResult:
-    """One checkpoint on a raw sqlite3 connection inside the caller's transaction.
-
-    Every refusal (duplicate, missing saga, lost lease) is raised before this
-    checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
-    """
-    hex_id = cp.saga_id.hex
-    now_text = db_values.time_to_db(now)
-    requested: str | None = None
-    if cp.create is not None:
-        row = commands.create_row(cp, now)
-        try:
-            conn.execute(_INSERT_SAGA, [_encode(row[c]) for c in _SAGA_COLUMNS])
-        except sqlite3.IntegrityError as exc:
-            raise ValueError(f"Saga {cp.saga_id} already exists") from exc
-    else:
-        sets = []
-        params: list[typing.Any] = []
-        for column, value in commands.update_changes(cp, now).items():
-            if value is commands.INCREMENT:
-                sets.append(f"{column} = {column} + 1")
-                continue
-            sets.append(f"{column} = ?")
-            params.append(now_text if value is now else _encode(value))
-        where = "id = ?"
-        keys: list[typing.Any] = [hex_id]
-        if cp.owner is not None:
-            where += " AND lease_owner = ?"
-            keys.append(cp.owner)
-        if cp.clear_requested_action:
-            # RETURNING shows the new row; the request must be read before it is cleared.
-            prior = conn.execute(
-                "SELECT requested_action FROM saga_executions WHERE " + where,
-                keys,
-            ).fetchone()
-            requested = prior[0] if prior else None
-        returned = conn.execute(
-            f"UPDATE saga_executions SET {', '.join(sets)} WHERE {where}"
-            " RETURNING requested_action",
-            params + keys,
-        ).fetchall()
-        if not returned:
-            holder = conn.execute(
-                "SELECT lease_owner FROM saga_executions WHERE id = ?",
-                (hex_id,),
-            ).fetchone()
-            raise commands.lease_error(cp.saga_id, holder)
-        if not cp.clear_requested_action:
-            requested = returned[0][0]
-    if cp.logs:
-        conn.executemany(
-            _INSERT_LOG,
-            [
-                (
-                    hex_id,
-                    w.step_name,
-                    w.action,
-                    w.status.name,
-                    w.details,
-                    now_text,
-                    w.error.type if w.error else None,
-                    w.error.message if w.error else None,
-                    w.error.traceback if w.error else None,
-                    w.attempt,
-                    w.duration_ms,
-                )
-                for w in cp.logs
-            ],
-        )
-    return CheckpointResult(requested_action=db_values.action_from_db(requested))
-
-
 class SqliteWriter(BatchWriter):
     """Group commit on one dedicated thread that owns the process's writer connection."""
 
@@ -260,12 +155,10 @@ class SqliteWriter(BatchWriter):
             thread_name_prefix="saga-sqlite-writer",
         )
         self._conn: sa.Connection | None = None
-        self._thread: int | None = None
 
     def _connection(self) -> sa.Connection:
         if self._conn is None:
             self._conn = self._engine.connect().execution_options(**{WRITER_OPTION: True})
-            self._thread = threading.get_ident()
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
@@ -309,7 +202,7 @@ class SqliteWriter(BatchWriter):
         *,
         isolate: bool,
     ) -> list[typing.Any]:
-        now = db_values.utcnow()
+        now = db_values.time_to_db(db_values.utcnow())
         results: list[typing.Any] = []
         raw.execute("BEGIN IMMEDIATE")
         try:
@@ -451,7 +344,7 @@ def _core_checkpoints(
         except Exception as exc:
             results.append(exc)
     if logs:
-        conn.execute(sa.insert(commands.L), logs)
+        conn.execute(sa.insert(saga_logs), logs)
     return results
 
 

@@ -1,0 +1,116 @@
+"""Calling one step's ``act``: its middlewares, the saga id it can read, a Fallback.
+
+A Fallback's primary runs first (through its circuit breaker, if any); when it fails
+with an exception the Fallback accepts, its failure and the fallback's STARTED entry
+are written in one checkpoint and the fallback runs under its own name.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+import uuid
+
+from engine.container import ContainerAdapter
+from engine.saga.circuit_breaker import should_use_fallback
+from engine.saga.current import _CURRENT
+from engine.saga.failure import error_info
+from engine.saga.fallback import Fallback
+from engine.saga.settings import RunSettings
+from engine.saga.step import SagaStepHandler, SagaStepResult
+from engine.saga.storage.enums import SagaStepStatus
+from engine.saga.storage.models import Checkpoint, CheckpointResult, LogWrite
+
+Acted = tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler[typing.Any, typing.Any]]
+
+
+class ActingRun(typing.Protocol):
+    """What calling a step needs of a run (``SagaRun`` provides it)."""
+
+    saga_id: uuid.UUID
+    owner: str
+    context: typing.Any
+    container: ContainerAdapter
+    settings: RunSettings
+
+    async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
+        """Apply one checkpoint under the run's lease."""
+        ...
+
+
+def ms_since(start: float, _clock: typing.Callable[[], float] = time.perf_counter) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter`` reading)."""
+    return (_clock() - start) * 1000.0
+
+
+class FallbackFailed(Exception):
+    """Carries the fallback step's own failure so it is logged under its name."""
+
+    def __init__(self, step_name: str, started: float, original: Exception) -> None:
+        super().__init__(str(original))
+        self.step_name = step_name
+        self.started = started
+        self.original = original
+
+
+async def act(
+    run: ActingRun,
+    step_type: type[SagaStepHandler[typing.Any, typing.Any]],
+) -> Acted:
+    """Resolve the step, run its ``act`` inside the middlewares; (result, handler)."""
+    step = await run.container.resolve(step_type)
+    chain = run.settings.middlewares
+    # Set and reset around the call only: the run is an async generator executing in
+    # its caller's context, which must not keep a stale id afterwards.
+    token = _CURRENT.set(run.saga_id)
+    try:
+        if chain._chain:  # the list itself: MiddlewareChain.__bool__ is a call per step
+            result = await chain.wrap(step.act)(run.context)
+        else:
+            result = await step.act(run.context)
+    finally:
+        _CURRENT.reset(token)
+    if not isinstance(result, SagaStepResult):
+        result = step._generate_step_result(result)
+    return result, step
+
+
+async def act_with_fallback(
+    run: ActingRun,
+    item: Fallback,
+    started: float,
+) -> tuple[SagaStepResult[typing.Any, typing.Any], SagaStepHandler, str, float]:
+    """Run the primary, or the fallback when the primary fails as the Fallback allows.
+
+    Returns (result, handler, the name that ran, when it started); a failing fallback
+    raises FallbackFailed.
+    """
+    breaker = item.circuit_breaker
+    try:
+        if breaker is not None:
+            result, step = await breaker.call(item.step, act, run, item.step)
+        else:
+            result, step = await act(run, item.step)
+        return result, step, item.step.__name__, started
+    except Exception as exc:
+        if not should_use_fallback(exc, breaker, item.failure_exceptions):
+            raise
+        primary, name = item.step.__name__, item.fallback.__name__
+        err = error_info(exc)
+        failed = LogWrite(
+            primary, "act", SagaStepStatus.FAILED, err.message, err, duration_ms=ms_since(started)
+        )
+        await run.write(
+            Checkpoint(
+                run.saga_id,
+                run.owner,
+                logs=(failed, LogWrite(name, "act", SagaStepStatus.STARTED)),
+                current_step=name,
+            ),
+        )
+        fallback_started = time.perf_counter()
+        try:
+            result, step = await act(run, item.fallback)
+        except Exception as fallback_exc:
+            raise FallbackFailed(name, fallback_started, fallback_exc) from fallback_exc
+        return result, step, name, fallback_started

@@ -1,0 +1,101 @@
+"""Compensation: undo steps in reverse order, each with retry and exponential backoff.
+
+Every attempt is logged (STARTED, then COMPLETED or FAILED with the error) through the
+run's lease-conditioned writes; a step that still fails after the last attempt is
+logged and the remaining steps are compensated anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+
+from engine.saga.acting import ActingRun, ms_since
+from engine.saga.current import _CURRENT
+from engine.saga.failure import error_info
+from engine.saga.plan import Handler, StepPlan
+from engine.saga.settings import RunSettings
+from engine.saga.storage.enums import SagaStepStatus
+from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite
+
+logger = logging.getLogger("engine.saga")
+
+_STARTED = SagaStepStatus.STARTED
+_COMPLETED = SagaStepStatus.COMPLETED
+_FAILED = SagaStepStatus.FAILED
+
+
+class CompensatingRun(ActingRun, typing.Protocol):
+    """What compensation needs of a run (``SagaRun`` provides it).
+
+    What a step's act needs, and the saga's plan to find each handler by its logged name.
+    """
+
+    plan: StepPlan
+
+
+def backoff_delay(settings: RunSettings, attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): delay x backoff^(n-1)."""
+    return settings.compensation_retry_delay * (
+        settings.compensation_retry_backoff ** (attempt - 1)
+    )
+
+
+async def undo_steps(run: CompensatingRun, names: list[str]) -> ErrorInfo | None:
+    """Compensate ``names`` (given in execution order) in reverse; the last failure or None."""
+    failure: ErrorInfo | None = None
+    for name in reversed(names):
+        handler = run.plan.handlers.get(name)
+        if handler is None:
+            failure = ErrorInfo("UnknownStep", f"step {name} is not a step of {run.plan.saga_name}")
+            continue
+        error = await _undo_with_retry(run, name, handler)
+        if error is not None:
+            failure = error
+    return failure
+
+
+async def _undo_with_retry(run: CompensatingRun, name: str, handler: Handler) -> ErrorInfo | None:
+    settings = run.settings
+    attempts = max(1, settings.compensation_retry_count)
+    error: ErrorInfo | None = None
+    for attempt in range(1, attempts + 1):
+        await run.write(
+            Checkpoint(
+                run.saga_id,
+                run.owner,
+                logs=(LogWrite(name, "compensate", _STARTED, attempt=attempt),),
+                current_step=name,
+            ),
+        )
+        started = time.perf_counter()
+        try:
+            await _call_compensate(run, handler)
+        except Exception as exc:
+            error = error_info(exc)
+            took = ms_since(started)
+            failed = LogWrite(
+                name, "compensate", _FAILED, error.message, error, attempt=attempt, duration_ms=took
+            )
+            await run.write(Checkpoint(run.saga_id, run.owner, logs=(failed,)))
+            if attempt < attempts:
+                await settings.sleep(backoff_delay(settings, attempt))
+            continue
+        done = LogWrite(
+            name, "compensate", _COMPLETED, attempt=attempt, duration_ms=ms_since(started)
+        )
+        await run.write(Checkpoint(run.saga_id, run.owner, logs=(done,)))
+        return None
+    logger.error("compensation of %s in saga %s failed: %s", name, run.saga_id, error)
+    return error
+
+
+async def _call_compensate(run: CompensatingRun, handler: Handler) -> None:
+    # The step reads its saga's id (current_saga_id) while it runs, and only then.
+    token = _CURRENT.set(run.saga_id)
+    try:
+        step = await run.container.resolve(handler)
+        await step.compensate(run.context)
+    finally:
+        _CURRENT.reset(token)
