@@ -39,7 +39,7 @@ from engine.saga.lease import (
     this_host,
 )
 from engine.saga.map import SagaMap
-from engine.saga.operator import ActionResult, operator_action
+from engine.saga.operator import ActionResult, Operator, operator_action
 from engine.saga.saga import Saga
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
@@ -89,6 +89,9 @@ class SagaMediator:
         if sleep is not None:
             self.settings.sleep = sleep
         self.lease_seconds = lease_seconds
+        # Who operator actions are audited as; None: the OS user on this host. A process
+        # acting for someone else (a browser session of ``saga-tui serve``) sets it.
+        self.operator: Operator | None = None
 
     # ---- registry ----------------------------------------------------------------------
 
@@ -205,7 +208,13 @@ class SagaMediator:
         )
         with contextlib.suppress(Exception):
             await self.storage.record_operator_action(
-                operator_action(transaction.saga_id, "start", reason, _outcome(result, error)),
+                operator_action(
+                    transaction.saga_id,
+                    "start",
+                    reason,
+                    _outcome(result, error),
+                    self.operator,
+                ),
             )
         return result
 
@@ -332,7 +341,9 @@ class SagaMediator:
     ) -> None:
         with contextlib.suppress(Exception):
             await self.storage.record_operator_action(
-                operator_action(saga_id, action, reason, _outcome(result, result.error)),
+                operator_action(
+                    saga_id, action, reason, _outcome(result, result.error), self.operator
+                ),
             )
 
 
