@@ -98,11 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("serve", parents=shared, help="the dashboard in a browser (textual-serve)")
-    p.add_argument("--host", default="127.0.0.1", help="listen here (not loopback: a token)")
-    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
-    p.add_argument("--allow-actions", action="store_true", help="browsers may n, r and c")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="listen here (default 127.0.0.1; others need a token)"
+    )
+    p.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    p.add_argument(
+        "--allow-actions", action="store_true", help="browsers may start, recover, compensate"
+    )
     # SUPPRESS: `saga-tui --demo serve` keeps the --demo given before the command.
-    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="sample sagas")
+    p.add_argument(
+        "--demo", action="store_true", default=argparse.SUPPRESS, help="keep sample sagas running"
+    )
     return parser
 
 

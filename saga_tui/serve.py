@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import html
 import ipaddress
 import itertools
 import json
@@ -27,11 +28,11 @@ import secrets
 import shlex
 import signal
 import socket
+import string
 import sys
 import typing
 import urllib.parse
 
-import jinja2
 import textual_serve
 from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
@@ -51,7 +52,8 @@ from saga_tui.web_session import SESSION_ENV, SessionConfig
 if typing.TYPE_CHECKING:
     from saga_tui.demo import DemoTraffic
 
-ASSETS = pathlib.Path(textual_serve.__file__).parent
+ASSETS = pathlib.Path(textual_serve.__file__).parent  # xterm.js, its CSS and font
+PAGE = "serve_page.html"
 STOP_GRACE = 10.0  # seconds a session gets to quit before it is terminated, then killed
 HEARTBEAT = 15.0  # a tab that vanished without closing is noticed within two of these
 Out = typing.Callable[[str], None]
@@ -132,10 +134,7 @@ class WebServer:
         self.sessions: dict[int, Session] = {}
         self._numbers = itertools.count(1)
         self._downloads = DownloadManager()
-        templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(ASSETS / "templates"), autoescape=True
-        )
-        self._page = templates.get_template("app_index.html")
+        self._page = string.Template((pathlib.Path(__file__).parent / PAGE).read_text())
 
     def application(self) -> web.Application:
         """The routes: ``/`` (the page), ``/ws[/TOKEN]`` (a session), ``/static`` (xterm.js)."""
@@ -166,12 +165,10 @@ class WebServer:
             font_size = max(6, min(64, int(request.query.get("fontsize", "16"))))
         except ValueError:
             font_size = 16
-        text = self._page.render(
+        text = self._page.substitute(
+            title=html.escape(f"saga-tui · {self.label}"),
+            websocket_url=html.escape(f"{scheme}://{request.host}{path}"),
             font_size=font_size,
-            app_websocket_url=f"{scheme}://{request.host}{path}",
-            config={"static": {"url": "/static/"}},
-            application={"name": f"saga-tui · {self.label}"},
-            ping_url="",
         )
         # no-referrer: the token in this page's address never leaves in a Referer header.
         headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}

@@ -21,6 +21,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import typing
 import uuid
 
@@ -88,9 +90,7 @@ async def _prepare(path: pathlib.Path) -> Prepared:
             completed.append(saga_id)
         failed = uuid.uuid4()
         with contextlib.suppress(Exception):
-            await apps.declining(storage).run(
-                example_context("SubscriptionSaga"), saga_id=failed
-            )
+            await apps.declining(storage).run(example_context("SubscriptionSaga"), saga_id=failed)
     finally:
         await storage.close()
     prepared = Prepared(path, completed, failed)
@@ -132,15 +132,40 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@dataclasses.dataclass
 class Server:
-    """One ``saga-tui serve`` process and what it printed."""
+    """One ``saga-tui serve`` process and what it printed (read by threads, never blocking)."""
 
-    proc: subprocess.Popen[str]
-    url: str
-    port: int
-    token: str | None
-    lines: list[str] = dataclasses.field(default_factory=list)
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.stderr: list[str] = []
+        self._cursor = 0
+        self._eof = False
+        self._changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        first = self.read_until(" at http://")
+        url = re.search(r" at (http://\S+)", first)
+        assert url, first
+        self.url = url[1]
+        self.port = int(re.search(r":(\d+)/", self.url)[1])  # type: ignore[index]
+        token = re.search(r"token=([\w-]+)", self.url)
+        self.token = token[1] if token else None
+
+    def _read(self, stream: typing.IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self._changed:
+                into.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            if into is self.lines:
+                self._eof = True
+            self._changed.notify_all()
 
     def page_url(self, host: str = "127.0.0.1") -> str:
         """The page's address as a browser on this machine opens it."""
@@ -148,13 +173,22 @@ class Server:
         return f"http://{host}:{self.port}/{query}"
 
     def read_until(self, needle: str, timeout: float = DEADLINE) -> str:
-        """The next line that contains ``needle`` (every line read is kept)."""
-
-        def keep(line: str) -> bool:
-            self.lines.append(line)
-            return needle in line
-
-        return support.read_until(self.proc, keep, timeout, what=repr(needle))
+        """The next printed line that contains ``needle``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(self._cursor, len(self.lines)):
+                    if needle in self.lines[index]:
+                        self._cursor = index + 1
+                        return self.lines[index]
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    why = "exited" if self._eof else f"said nothing in {timeout}s"
+                    raise AssertionError(
+                        f"serve {why} before printing {needle!r}: "
+                        f"stdout {self.lines!r}, stderr {self.stderr!r}"
+                    )
+                self._changed.wait(left)
 
     def session_opened(self) -> int:
         """Wait for the next ``session N opened`` line; the session's pid."""
@@ -174,9 +208,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        for reader in self._readers:
+            reader.join(timeout=DEADLINE)
         return self.proc.returncode
 
 
@@ -196,13 +229,12 @@ def serve(tmp_path: pathlib.Path) -> typing.Iterator[typing.Callable[..., Server
             stderr=subprocess.PIPE,
             text=True,
         )
-        first = support.read_line(proc, DEADLINE, what="(serve's address)")
-        match = re.search(r" at (http://\S+)", first)
-        assert match, first
-        url = match[1]
-        port = int(re.search(r":(\d+)/", url)[1])  # type: ignore[index]
-        token = re.search(r"token=([\w-]+)", url)
-        server = Server(proc, url, port, token[1] if token else None, [first])
+        try:
+            server = Server(proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
         servers.append(server)
         return server
 

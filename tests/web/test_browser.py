@@ -33,8 +33,9 @@ def open_failed_saga(terminal: Terminal, prepared: Prepared) -> None:
     terminal.showing(*(short(s) for s in [*prepared.completed, prepared.failed]))
     filter_by(terminal, "status:failed")
     terminal.wait_for(
-        lambda text: short(prepared.failed) in text
-        and not any(short(s) in text for s in prepared.completed),
+        lambda text: (
+            short(prepared.failed) in text and not any(short(s) in text for s in prepared.completed)
+        ),
         "the table filtered to the FAILED saga",
     )
     terminal.keys("Enter")
@@ -46,10 +47,17 @@ def test_a_viewer_sees_the_rows_filters_opens_the_detail_and_r_is_refused(
     serve: Serve, browser: Browser, prepared: Prepared
 ) -> None:
     server = serve("--db", str(prepared.path), "--app", RELIABLE)
+    requested: list[str] = []
+    browser.context.on("request", lambda request: requested.append(request.url))
     terminal = browser.open(server.page_url())
     pid = server.session_opened()
     assert server.sessions() == {pid}
     open_failed_saga(terminal, prepared)
+    # The page asks no other site for anything (scripts, styles, the font are served here).
+    origin = f"http://127.0.0.1:{server.port}/"
+    assert requested and all(url.startswith((origin, "ws://127.0.0.1")) for url in requested), (
+        requested
+    )
 
     terminal.keys("r")
     # The toast wraps its line: look for words that stay together.
@@ -72,7 +80,7 @@ def test_with_allow_actions_r_recovers_and_the_audit_names_the_browser(
     open_failed_saga(terminal, prepared)
 
     terminal.keys("r")
-    terminal.showing("Recover")  # the confirmation names what it will do
+    terminal.showing("confirm", "cancel")  # the confirmation asks first
     terminal.keys("y")
     support.wait_for_sync(
         lambda: prepared.status(prepared.failed) == "COMPENSATED",
@@ -111,6 +119,11 @@ def test_many_tabs_each_get_a_session_of_the_same_database(
     second.wait_for(
         lambda text: short(prepared.completed[0]) not in text, "the second tab to filter"
     )
+    # q ends the session; the page says so and offers a new one.
+    second.keys("q")
+    server.read_until(f"(pid {second_pid})")
+    second.page.wait_for_selector("body.-closed .ended", state="visible")
+    support.wait_for_sync(lambda: not alive(second_pid), 30, what="the session to end")
 
 
 def test_a_non_local_bind_serves_only_with_the_token(
