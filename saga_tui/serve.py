@@ -54,7 +54,7 @@ if typing.TYPE_CHECKING:
 
 ASSETS = pathlib.Path(textual_serve.__file__).parent  # xterm.js, its CSS and font
 PAGE = "serve_page.html"
-STOP_GRACE = 10.0  # seconds a session gets to quit before it is terminated, then killed
+STOP_GRACE = 5.0  # seconds a session gets to quit, then to end on SIGTERM, before SIGKILL
 HEARTBEAT = 15.0  # a tab that vanished without closing is noticed within two of these
 Out = typing.Callable[[str], None]
 
@@ -240,13 +240,17 @@ class WebServer:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(session.service.stop(), STOP_GRACE)
         if process is not None:
-            for stop in (process.terminate, process.kill):
-                if process.returncode is not None:
-                    break
-                with contextlib.suppress(ProcessLookupError):
-                    stop()
-                with contextlib.suppress(asyncio.TimeoutError):
+            # Wait first: a process that closed its output may not be reaped yet, and
+            # signalling it then would race asyncio's child watcher.
+            for then in (process.terminate, process.kill, None):
+                try:
                     await asyncio.wait_for(process.wait(), STOP_GRACE)
+                    break
+                except TimeoutError:
+                    if then is None:
+                        break
+                    with contextlib.suppress(ProcessLookupError):
+                        then()
         with contextlib.suppress(Exception):
             await session.websocket.close()
         self.out(f"session {session.number} closed: web@{session.client} (pid {session.pid})")

@@ -16,6 +16,9 @@ import os
 import sys
 import typing
 
+if typing.TYPE_CHECKING:
+    from saga_tui.app import SagaApp
+
 SESSION_ENV = "SAGA_TUI_SERVE"
 VIEWER_WHY = "this browser is a viewer: the server runs without --allow-actions"
 
@@ -39,17 +42,28 @@ class SessionConfig:
         return cls(str(data["db_url"]), str(data["app_spec"]), bool(data["allow_actions"]))
 
 
-def main(argv: typing.Sequence[str] | None = None) -> int:
-    """Run the dashboard for one browser client (started by ``saga-tui serve`` only)."""
+def build_app(config: SessionConfig, client: str) -> SagaApp:
+    """The dashboard of one browser session: read-only unless actions are allowed."""
     from engine.saga.operator import Operator
     from saga_tui.cli import make_app
+
+    return make_app(
+        config.db_url,
+        config.app_spec,
+        read_only=not config.allow_actions,
+        read_only_why=VIEWER_WHY,
+        operator=Operator("web", client),
+    )
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    """Run the dashboard for one browser client (started by ``saga-tui serve`` only)."""
     from saga_tui.target import UsageError
     from saga_tui.textfmt import one_line
 
     parser = argparse.ArgumentParser(prog="saga-tui serve (session)")
     parser.add_argument("--client", required=True, help="the browser's address")
     args = parser.parse_args(argv)
-    operator = Operator("web", args.client)
     try:
         config = SessionConfig.from_env(os.environ)
     except (KeyError, ValueError, TypeError):
@@ -59,15 +73,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        app = make_app(
-            config.db_url,
-            config.app_spec,
-            read_only=not config.allow_actions,
-            read_only_why=VIEWER_WHY,
-            operator=operator,
-        )
+        app = build_app(config, args.client)
     except UsageError as exc:
-        print(f"saga-tui serve: session of {operator}: {one_line(exc)}", file=sys.stderr)
+        print(f"saga-tui serve: session of web@{args.client}: {one_line(exc)}", file=sys.stderr)
         return 2
     app.run()
     return app.return_code or 0

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import re
@@ -80,6 +81,8 @@ class Prepared:
 
 
 async def _prepare(path: pathlib.Path) -> Prepared:
+    # The FAILED saga's declined refund is logged as an error: wanted here, not news.
+    logging.getLogger("engine").setLevel(logging.CRITICAL)
     storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
     try:
         reliable = apps.reliable(storage)
@@ -93,6 +96,7 @@ async def _prepare(path: pathlib.Path) -> Prepared:
             await apps.declining(storage).run(example_context("SubscriptionSaga"), saga_id=failed)
     finally:
         await storage.close()
+        logging.getLogger("engine").setLevel(logging.NOTSET)
     prepared = Prepared(path, completed, failed)
     assert prepared.status(failed) == "FAILED"
     return prepared
@@ -228,6 +232,7 @@ def serve(tmp_path: pathlib.Path) -> typing.Iterator[typing.Callable[..., Server
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # as a service manager starts it: no terminal
         )
         try:
             server = Server(proc)

@@ -13,7 +13,11 @@ import typing
 
 import pytest
 
+import saga_tui
+from engine.saga.operator import Operator
 from saga_tui.cli import main
+from saga_tui.serve import host_name, is_loopback, public_url
+from saga_tui.web_session import SessionConfig, build_app
 from tests.web.conftest import RELIABLE, ROOT, Prepared, Server, alive
 
 Serve = typing.Callable[..., Server]
@@ -85,6 +89,7 @@ def test_a_non_local_bind_needs_the_token_for_the_page_and_the_websocket(
     server.read_until(f"closed: web@127.0.0.1 (pid {pid})")
     assert not alive(pid) and server.sessions() == set()
     assert server.stop() == 0
+    assert server.stderr == []
     printed = "\n".join(server.lines + server.stderr)
     assert printed.count(token) == 1
 
@@ -131,6 +136,7 @@ def test_stopping_the_server_ends_every_session(serve: Serve, prepared: Prepared
     assert server.sessions() == set(pids)
     assert server.stop() == 0
     assert not any(alive(pid) for pid in pids)
+    assert server.stderr == []  # nothing went wrong on the way (no asyncio warnings)
     for conn in connections:
         conn.close()
 
@@ -140,6 +146,7 @@ def test_serve_without_textual_serve_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "textual_serve", None)  # import fails as if missing
     monkeypatch.delitem(sys.modules, "saga_tui.serve", raising=False)
+    monkeypatch.delattr(saga_tui, "serve", raising=False)
     assert main(["serve", "--db", str(tmp_path / "sagas.db")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -195,3 +202,56 @@ def test_a_session_started_outside_serve_says_so() -> None:
         check=False,
     )
     assert run.returncode == 2 and "saga-tui serve" in run.stderr
+
+
+async def test_a_session_is_read_only_unless_actions_are_allowed(prepared: Prepared) -> None:
+    url = f"sqlite+aiosqlite:///{prepared.path}"
+    viewer = build_app(SessionConfig(url, RELIABLE, allow_actions=False), "192.0.2.7")
+    acting = build_app(SessionConfig(url, RELIABLE, allow_actions=True), "2001:db8::7")
+    try:
+        assert viewer.read_only and viewer.reader.read_only  # a read-only connection
+        assert "--allow-actions" in viewer.read_only_why
+        assert not acting.read_only and not acting.reader.read_only
+        assert acting.mediator is not None
+        assert acting.mediator.operator == Operator("web", "2001:db8::7")
+    finally:
+        await viewer.reader.close()
+        await acting.reader.close()
+
+
+def test_session_config_travels_in_the_environment() -> None:
+    config = SessionConfig("postgresql+asyncpg://u:secret@db/sagas", "app:make", True)
+    assert SessionConfig.from_env({"SAGA_TUI_SERVE": config.to_env()}) == config
+    with pytest.raises(KeyError):
+        SessionConfig.from_env({})
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("app.localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("localhost.attacker.example", False),
+        ("db-host", False),
+    ],
+)
+def test_what_counts_as_local(host: str, local: bool) -> None:
+    assert is_loopback(host) is local
+
+
+def test_host_headers_and_printed_addresses() -> None:
+    assert host_name("127.0.0.1:8000") == "127.0.0.1"
+    assert host_name("[::1]:8000") == "::1"
+    assert host_name("localhost") == "localhost"
+    assert public_url("127.0.0.1", 8000, None) == "http://127.0.0.1:8000/"
+    assert public_url("::1", 8001, None) == "http://[::1]:8001/"
+    assert public_url("0.0.0.0", 8002, "t-1").endswith(":8002/?token=t-1")
+    assert "0.0.0.0" not in public_url("0.0.0.0", 8002, "t-1")
