@@ -82,7 +82,9 @@ class Prepared:
 
 async def _prepare(path: pathlib.Path) -> Prepared:
     # The FAILED saga's declined refund is logged as an error: wanted here, not news.
-    logging.getLogger("engine").setLevel(logging.CRITICAL)
+    engine_log = logging.getLogger("engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.CRITICAL)
     storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
     try:
         reliable = apps.reliable(storage)
@@ -96,7 +98,7 @@ async def _prepare(path: pathlib.Path) -> Prepared:
             await apps.declining(storage).run(example_context("SubscriptionSaga"), saga_id=failed)
     finally:
         await storage.close()
-        logging.getLogger("engine").setLevel(logging.NOTSET)
+        engine_log.setLevel(level)
     prepared = Prepared(path, completed, failed)
     assert prepared.status(failed) == "FAILED"
     return prepared
