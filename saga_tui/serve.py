@@ -50,6 +50,8 @@ from saga_tui.target import label as db_label
 from saga_tui.web_session import SESSION_ENV, SessionConfig
 
 if typing.TYPE_CHECKING:
+    from engine.saga.mediator import SagaMediator
+    from engine.saga.storage.protocol import ISagaStorage
     from saga_tui.demo import DemoTraffic
 
 ASSETS = pathlib.Path(textual_serve.__file__).parent  # xterm.js, its CSS and font
@@ -284,7 +286,7 @@ def public_url(host: str, port: int, token: str | None) -> str:
     return f"http://{name}:{port}/{query}"
 
 
-async def _check_target(options: ServeOptions) -> tuple[typing.Any, typing.Any]:
+async def _check_target(options: ServeOptions) -> tuple[ISagaStorage, SagaMediator]:
     """Open the database once and build the app, so bad input fails now, not per tab."""
     config = options.config
     factory = load_app_factory(config.app_spec)
@@ -301,7 +303,11 @@ async def _check_target(options: ServeOptions) -> tuple[typing.Any, typing.Any]:
 
 async def serve(options: ServeOptions, out: Out) -> int:
     """Serve until SIGINT or SIGTERM; every session process is ended before returning."""
+    storage: ISagaStorage | None
     storage, mediator = await _check_target(options)
+    if not options.demo:
+        await storage.close()  # the sessions open their own; this process needs none
+        storage = None
     demo: DemoTraffic | None = None
     runner: web.AppRunner | None = None
     server: WebServer | None = None
@@ -339,7 +345,8 @@ async def serve(options: ServeOptions, out: Out) -> int:
             await runner.cleanup()
         if demo is not None:
             await demo.stop()
-        await storage.close()
+        if storage is not None:
+            await storage.close()
 
 
 def main(args: typing.Any, out: Out) -> int:
