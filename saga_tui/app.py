@@ -38,6 +38,7 @@ from saga_tui.messages import (
     PlansReady,
 )
 from saga_tui.operations import (
+    READ_ONLY_WHY,
     ActionPlan,
     Verb,
     all_ok,
@@ -73,6 +74,7 @@ class SagaApp(App[int]):
         *,
         label: str = "sagas.db",
         read_only: bool = False,
+        read_only_why: str | None = None,
         demo: bool = False,
         poll_interval: float = POLL_INTERVAL,
         page_size: int = PAGE_SIZE,
@@ -84,6 +86,7 @@ class SagaApp(App[int]):
         self.mediator = mediator
         self.label = label
         self.read_only = read_only or reader.read_only
+        self.read_only_why = read_only_why or READ_ONLY_WHY
         self.demo = demo
         self.browse = BrowseState(page_size=page_size)
         self.feed = LiveFeed(reader, poll_interval=poll_interval)
@@ -294,7 +297,9 @@ class SagaApp(App[int]):
     # ---- actions --------------------------------------------------------------------------
 
     def _refused(self, verb: str) -> bool:
-        reason = refusal(verb, read_only=self.read_only, mediator=self.mediator)
+        reason = refusal(
+            verb, read_only=self.read_only, mediator=self.mediator, why=self.read_only_why
+        )
         if reason is not None:
             self.notify(reason, severity="warning", markup=False)
         return reason is not None

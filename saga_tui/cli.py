@@ -18,6 +18,7 @@ from saga_tui.textfmt import one_line
 if typing.TYPE_CHECKING:
     import pathlib
 
+    from engine.saga.operator import Operator
     from saga_tui.app import SagaApp
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -95,7 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
     p.add_argument("--count", type=_positive, default=1)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("serve", parents=shared, help="the dashboard in a browser (textual-serve)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="listen here (default 127.0.0.1; others need a token)"
+    )
+    p.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    p.add_argument(
+        "--allow-actions", action="store_true", help="browsers may start, recover, compensate"
+    )
+    # SUPPRESS: `saga-tui --demo serve` keeps the --demo given before the command.
+    p.add_argument(
+        "--demo", action="store_true", default=argparse.SUPPRESS, help="keep sample sagas running"
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {text}")
+    return value
 
 
 def _print(line: str) -> None:
@@ -170,13 +194,16 @@ def make_app(
     demo: bool = False,
     poll_interval: float | None = None,
     keymap_file: pathlib.Path | None = None,
+    read_only_why: str | None = None,
+    operator: Operator | None = None,
 ) -> SagaApp:
     """The dashboard on ``db`` with the sagas of ``app`` (``module:factory`` or a factory).
 
     The one way to build the app, for the console script, the tests, the screenshot and
-    the benchmark. Bad input is a UsageError with one line, and then nothing was created:
-    the factory is imported before the database is opened, and a factory that fails
-    closes the database again.
+    the benchmark (and each browser session of ``saga-tui serve``, which says why it is
+    read-only and whom actions are audited as). Bad input is a UsageError with one line,
+    and then nothing was created: the factory is imported before the database is opened,
+    and a factory that fails closes the database again.
     """
     from saga_tui import keys
     from saga_tui.app import SagaApp
@@ -200,11 +227,14 @@ def make_app(
             _CLOSING.add(task)
             task.add_done_callback(_CLOSING.discard)
         raise
+    if mediator is not None and operator is not None:
+        mediator.operator = operator
     return SagaApp(
         storage,
         mediator,
         label=db_label(url),
         read_only=read_only,
+        read_only_why=read_only_why,
         demo=demo,
         poll_interval=POLL_INTERVAL if poll_interval is None else poll_interval,
         user_keys=keys.load_user_keys(keymap_file),
@@ -223,6 +253,19 @@ def open_dashboard(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     app.run()
     return app.return_code or 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """``saga-tui serve`` (imported only now: it needs the ``web`` extra)."""
+    try:
+        from saga_tui import serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("textual_serve", "aiohttp", "jinja2"):
+            raise
+        hint = 'serve needs textual-serve, which is not installed: pip install "saga-tui[web]"'
+        print(f"{PROG}: {hint}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve.main(args, _print)
 
 
 def _quiet_engine_logs(verbose: bool) -> None:
@@ -249,6 +292,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     try:
         if args.command is None:
             return open_dashboard(args)
+        if args.command == "serve":
+            return serve_command(args)
         return asyncio.run(_run(args))
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -62,10 +62,15 @@ def context_from_json(saga_name: str, context_type: type, text: str) -> typing.A
         raise ContextInputError(f"invalid {saga_name} context: {one_line(exc)}") from exc
 
 
-def refusal(verb: str, *, read_only: bool, mediator: SagaMediator | None) -> str | None:
+READ_ONLY_WHY = "the database was opened with --read-only"
+
+
+def refusal(
+    verb: str, *, read_only: bool, mediator: SagaMediator | None, why: str = READ_ONLY_WHY
+) -> str | None:
     """Why this dashboard cannot ``verb`` at all (None when it can)."""
     if read_only:
-        return f"read-only: {verb} refused (the database was opened with --read-only)"
+        return f"read-only: {verb} refused ({why})"
     if mediator is None:
         return f"{verb} refused: no application is loaded (--app)"
     return None

@@ -77,8 +77,13 @@ def wait_for_sync(
     *,
     interval: float = 0.02,
     what: str = "condition",
+    sleep: typing.Callable[[float], typing.Any] = time.sleep,
 ) -> typing.Any:
-    """The same as :func:`wait_for` outside an event loop."""
+    """The same as :func:`wait_for` outside an event loop.
+
+    ``sleep`` replaces ``time.sleep`` between tries (a Playwright page's wait, so the
+    browser's events are delivered while the test waits).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -86,7 +91,7 @@ def wait_for_sync(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        sleep(interval)
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = 30.0, *, what: str = "") -> str:

@@ -34,7 +34,7 @@ from engine.saga.lease import (
     this_host,
 )
 from engine.saga.map import SagaMap
-from engine.saga.operator import ActionResult, operator_action
+from engine.saga.operator import ActionResult, Operator, operator_action
 from engine.saga.saga import Saga
 from engine.saga.settings import Listener, RunSettings, Sleep
 from engine.saga.step import SagaStepResult
@@ -85,6 +85,9 @@ class SagaMediator:
             sleep=sleep,
         )
         self.lease_seconds = lease_seconds
+        # Who operator actions are audited as; None: the OS user on this host. A process
+        # acting for someone else (a browser session of ``saga-tui serve``) sets it.
+        self.operator: Operator | None = None
 
     # ---- registry ----------------------------------------------------------------------
 
@@ -324,7 +327,13 @@ class SagaMediator:
         """
         with contextlib.suppress(Exception):
             await self.storage.record_operator_action(
-                operator_action(saga_id, action, reason, _outcome(result, error or result.error)),
+                operator_action(
+                    saga_id,
+                    action,
+                    reason,
+                    _outcome(result, error or result.error),
+                    self.operator,
+                ),
             )
 
 

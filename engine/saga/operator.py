@@ -20,19 +20,37 @@ def os_user() -> str:
         return "unknown"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Operator:
+    """Who acts, for the audit: a user and the host they act from (``user@host``)."""
+
+    user: str
+    host: str
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+def this_operator() -> Operator:
+    """The default operator: the OS user of this process, on this host."""
+    return Operator(os_user(), this_host())
+
+
 def operator_action(
     saga_id: uuid.UUID,
     action: str,
     reason: str = "",
     outcome: str = "",
+    operator: Operator | None = None,
 ) -> OperatorAction:
-    """An audit record stamped with this user and host."""
+    """An audit record stamped with ``operator`` (by default this OS user and host)."""
+    who = operator or this_operator()
     return OperatorAction(
         saga_id=saga_id,
         action=action,
         reason=reason,
-        os_user=os_user(),
-        host=this_host(),
+        os_user=who.user,
+        host=who.host,
         outcome=outcome,
     )
 

@@ -451,6 +451,34 @@ async def test_an_operator_can_roll_back_a_completed_saga(storage: ISagaStorage)
     assert [(a.action, a.reason) for a in detail.audit] == [("compensate", "customer cancelled")]
 
 
+async def test_operator_actions_are_audited_as_the_mediators_operator(
+    storage: ISagaStorage,
+) -> None:
+    from engine.saga.lease import this_host
+    from engine.saga.operator import Operator, os_user
+
+    script = Script(fail_act={"StepC": RuntimeError("x")}, fail_compensate={"StepB": 3})
+    mediator = make(storage, script)
+    saga_id = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        await mediator.run(Ctx("o1"), saga_id=saga_id)
+    await mediator.recover_saga(saga_id, reason="by default")
+    mediator.operator = Operator("web", "192.0.2.7")
+    await mediator.compensate_saga(saga_id, reason="from a browser")
+    started = await mediator.start(Ctx("o2"), reason="from a browser")
+    detail = await storage.get_saga(saga_id)
+    assert detail is not None
+    assert [(a.reason, a.os_user, a.host) for a in detail.audit] == [
+        ("by default", os_user(), this_host()),
+        ("from a browser", "web", "192.0.2.7"),
+    ]
+    other = await storage.get_saga(started.saga_id)
+    assert other is not None
+    assert [(a.action, str(Operator(a.os_user, a.host))) for a in other.audit] == [
+        ("start", "web@192.0.2.7")
+    ]
+
+
 async def test_compensation_requested_while_running_is_done_by_the_owner(
     storage: ISagaStorage,
 ) -> None:
