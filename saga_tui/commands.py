@@ -14,9 +14,6 @@ from saga_tui.components.detail import DetailScreen
 from saga_tui.components.main_screen import MainScreen
 from saga_tui.messages import StatusChosen
 
-if typing.TYPE_CHECKING:
-    from saga_tui.app import SagaApp
-
 Command = tuple[str, typing.Callable[[], typing.Any], str]
 
 
@@ -37,7 +34,8 @@ class SagaCommands(Provider):
     """Saga actions and status filters for the command palette."""
 
     def _commands(self) -> list[Command]:
-        app = typing.cast("SagaApp", self.app)
+        # The palette only runs on SagaApp, which has user_keys (no import: app imports us).
+        app: typing.Any = self.app
         screen = self.screen
         bindings = keys.SAGAS if isinstance(screen, MainScreen) else []
         if isinstance(screen, DetailScreen):
@@ -57,7 +55,7 @@ class SagaCommands(Provider):
         return out
 
     def _status(self, status: SagaStatus) -> None:
-        typing.cast("SagaApp", self.app).main_screen.post_message(StatusChosen(status))
+        self.app.screen_stack[0].post_message(StatusChosen(status))
 
     async def discover(self) -> Hits:
         """Everything, when nothing is typed yet."""

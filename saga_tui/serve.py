@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.download_manager import DownloadManager
 
+from saga_tui.serve_config import SESSION_ENV, SessionConfig
 from saga_tui.target import (
     DEFAULT_APP,
     UsageError,
@@ -47,7 +48,6 @@ from saga_tui.target import (
     resolve_db_url,
 )
 from saga_tui.target import label as db_label
-from saga_tui.web_session import SESSION_ENV, SessionConfig
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator

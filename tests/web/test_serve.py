@@ -17,7 +17,8 @@ import saga_tui
 from engine.saga.operator import Operator
 from saga_tui.cli import main
 from saga_tui.serve import host_name, is_loopback, public_url
-from saga_tui.web_session import SessionConfig, build_app
+from saga_tui.serve_config import SessionConfig
+from saga_tui.web_session import build_app
 from tests.web.conftest import RELIABLE, ROOT, Prepared, Server, alive
 
 Serve = typing.Callable[..., Server]
