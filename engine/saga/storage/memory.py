@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 import time
@@ -15,8 +16,9 @@ from engine.saga.storage.enums import (
     SagaStatus,
     SagaStepStatus,
 )
-from engine.saga.storage.lanes import build_step_views
+from engine.saga.storage.lanes import build_step_views, most_tries
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     Checkpoint,
     CheckpointResult,
     LeaseInfo,
@@ -26,6 +28,7 @@ from engine.saga.storage.models import (
     SagaDetail,
     SagaFilter,
     SagaLogEntry,
+    SagaOrder,
     SagaPage,
     SagaState,
     SagaSummary,
@@ -346,8 +349,6 @@ class MemorySagaStorage(ISagaStorage):
 
     async def record_operator_action(self, action: OperatorAction) -> None:
         """Append to the audit list."""
-        import dataclasses
-
         self._audit.append(
             dataclasses.replace(action, id=len(self._audit) + 1, created_at=_now()),
         )
@@ -390,31 +391,48 @@ class MemorySagaStorage(ISagaStorage):
         limit: int = 200,
         after: PageCursor | None = None,
         before: PageCursor | None = None,
+        order: SagaOrder = NEWEST_FIRST,
+        at: PageCursor | None = None,
     ) -> SagaPage:
-        """A keyset page, newest first."""
+        """A keyset page in ``order`` (newest first by default)."""
         saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
-        rows = [r for r in self._rows.values() if self._matches(r, saga_filter)]
-        rows.sort(key=lambda r: (r.created_at, str(r.id)), reverse=True)
-        keys = [(_dt(r.created_at), str(r.id)) for r in rows]
+        items = [r.summary() for r in self._rows.values() if self._matches(r, saga_filter)]
+
+        def key(value: str | None, created: datetime.datetime, saga_id: uuid.UUID) -> tuple:
+            return (value or "", created, str(saga_id))
+
+        keyed = [(key(order.value(s), s.created_at, s.id), s) for s in items]
+        keyed.sort(key=lambda pair: pair[0], reverse=order.descending)
+        keys = [k for k, _ in keyed]
+
+        def beyond(k: tuple, c: PageCursor, inclusive: bool) -> bool:
+            mark = key(c.value, c.created_at, c.saga_id)
+            if inclusive and k == mark:
+                return True
+            return k < mark if order.descending else k > mark
+
         start = 0
-        if after is not None:
-            key = (after.created_at, str(after.saga_id))
-            start = next((i for i, k in enumerate(keys) if k < key), len(keys))
+        if at is not None or after is not None:
+            cursor, inclusive = (at, True) if at is not None else (after, False)
+            assert cursor is not None
+            start = next((i for i, k in enumerate(keys) if beyond(k, cursor, inclusive)), len(keys))
         elif before is not None:
-            key = (before.created_at, str(before.saga_id))
-            end = next((i for i, k in enumerate(keys) if k <= key), len(keys))
+            end = next((i for i, k in enumerate(keys) if beyond(k, before, True)), len(keys))
             start = max(0, end - limit)
-        chunk = rows[start : start + limit]
-        items = [r.summary() for r in chunk]
-        next_cursor = (
-            PageCursor(_dt(chunk[-1].created_at), chunk[-1].id)
-            if chunk and start + limit < len(rows)
-            else None
-        )
-        prev_cursor = (
-            PageCursor(_dt(chunk[0].created_at), chunk[0].id) if chunk and start > 0 else None
-        )
-        return SagaPage(items, next_cursor, prev_cursor)
+        chunk = [s for _, s in keyed[start : start + limit]]
+        tries = {
+            s.id: most_tries(_record(self._rows[s.id.int], e) for e in self._rows[s.id.int].logs)
+            for s in chunk
+        }
+        chunk = [dataclasses.replace(s, tries=tries[s.id]) for s in chunk]
+        more = chunk and start + limit < len(keys)
+        next_cursor = order.cursor(chunk[-1]) if more else None
+        prev_cursor = order.cursor(chunk[0]) if chunk and start > 0 else None
+        return SagaPage(chunk, next_cursor, prev_cursor)
+
+    def _tries(self, saga_id: uuid.UUID) -> int:
+        row = self._rows[saga_id.int]
+        return most_tries(_record(row, e) for e in row.logs)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
@@ -423,7 +441,7 @@ class MemorySagaStorage(ISagaStorage):
             return None
         logs = [_record(row, e) for e in row.logs]
         return SagaDetail(
-            summary=row.summary(),
+            summary=dataclasses.replace(row.summary(), tries=most_tries(logs)),
             context=copy.deepcopy(row.context),
             context_raw=json.dumps(row.context, default=str),
             context_error=None,
