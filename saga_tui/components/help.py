@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from saga_tui import keys
 from saga_tui.keys import HelpRows
@@ -46,3 +46,4 @@ class HelpScreen(ModalScreen[None]):
                 Text("Click a status count to filter by it.  esc closes.", end=""),
                 id="help-keys",
             )
+        yield Footer()
