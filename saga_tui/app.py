@@ -264,7 +264,14 @@ class SagaApp(App[int]):
             return
         summary = self.main_screen.table.summary(saga_id)
         why = why_not_runnable(self.mediator, summary.name) if summary else None
-        detail = DetailScreen(saga_id, why, self.palette, absolute=self.browse.absolute_times)
+        detail = DetailScreen(
+            saga_id,
+            why,
+            self.palette,
+            absolute=self.browse.absolute_times,
+            read_only=self.read_only,
+            keymap=self.user_keys.keymap,
+        )
         self.push_screen(detail, self._detail_closed)
         self.browse.follow = saga_id
         self.reload()

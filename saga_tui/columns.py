@@ -31,6 +31,8 @@ class Column:
     """The sort order a click on the header picks (None: no index serves one)."""
     extra: bool = False
     """Shown only when every other column already has its comfortable width."""
+    short: str = ""
+    """The header where the label does not fit."""
 
 
 # Screen order. ERROR is the flexible column: it takes the width that is left.
@@ -39,7 +41,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", 8, 8, 0),
     Column("saga", "SAGA", 10, 16, 2, sort="name"),
     Column("status", "STATUS", 14, 14, 1, sort="status"),
-    Column("progress", "PROGRESS", 5, 18, 4),
+    Column("progress", "PROGRESS", 5, 18, 4, short="STEPS"),
     Column("updated", "UPDATED", 8, 8, 5),
     Column("took", "TOOK", 7, 7, 6),
     Column("tries", "TRIES", 5, 5, 7),

@@ -295,16 +295,69 @@ def load_user_keys(path: pathlib.Path | None = None) -> UserKeys:
     return UserKeys(keymap, warning)
 
 
-def show_in_footer(node: DOMNode, ids: typing.Collection[str]) -> None:
-    """Offer in the footer only ``node``'s bindings with these ids (the keys still work)."""
+FOOTER_ORDER = (
+    "saga.open",
+    "detail.back",
+    "saga.new",
+    "saga.recover",
+    "saga.compensate",
+    "saga.filter",
+    "saga.help",
+    "saga.quit",
+    "detail.follow",
+    "saga.mark",
+    "saga.pause",
+    "saga.stream",
+    "saga.sort",
+    "saga.times",
+    "saga.copy",
+)
+"""What the footer offers first when not every key fits: ? and q are never cut off."""
+PALETTE_WIDTH = 13
+
+
+def footer_ids(
+    bindings: typing.Iterable[Binding],
+    width: int,
+    keymap: typing.Mapping[str, str] | None = None,
+    *,
+    hidden: typing.Collection[str] = (),
+    compact: bool = False,
+) -> tuple[set[str], bool]:
+    """The ids the footer shows in ``width`` cells (by ``FOOTER_ORDER``), and the palette."""
+    candidates = {b.id: b for b in bindings if b.show and b.id and b.id not in hidden}
+    ordered = [i for i in FOOTER_ORDER if i in candidates]
+    ordered += [i for i in candidates if i not in ordered]
+
+    def cost(binding: Binding) -> int:
+        label = key_label(binding, keymap).replace("enter", "⏎").replace("ctrl+", "^")
+        # "key label" plus one space each side (one in all when compact).
+        return len(label) + 1 + len(binding.description) + (1 if compact else 2)
+
+    total = 1 + sum(cost(candidates[i]) for i in ordered)
+    palette = total + PALETTE_WIDTH <= width
+    shown: set[str] = set()
+    used = 1
+    for binding_id in ordered:
+        used += cost(candidates[binding_id])
+        if used > width:
+            break
+        shown.add(binding_id)
+    return shown, palette
+
+
+def show_in_footer(nodes: typing.Iterable[DOMNode], ids: typing.Collection[str]) -> None:
+    """Offer in the footer only the bindings with these ids (the keys still work)."""
     wanted = set(ids)
-    bindings = node._bindings.key_to_bindings
-    for key, group in bindings.items():
-        bindings[key] = [
-            dataclasses.replace(b, show=b.id in wanted) if b.id in FOOTER_IDS else b for b in group
-        ]
-    node.refresh_bindings()
+    for node in nodes:
+        bindings = node._bindings.key_to_bindings
+        for key, group in bindings.items():
+            bindings[key] = [
+                dataclasses.replace(b, show=b.id in wanted) if b.id in FOOTER_IDS else b
+                for b in group
+            ]
+        node.refresh_bindings()
 
 
-FOOTER_IDS = frozenset(b.id for b in SAGAS if b.show and b.id)
+FOOTER_IDS = frozenset(b.id for b in [*SAGAS, *TABLE, *DETAIL] if b.show and b.id)
 """Bindings the footer may offer; the others are only in the help."""

@@ -8,6 +8,7 @@ before it reaches a terminal (control characters become visible escapes).
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 
 from engine.saga.storage.enums import SagaStatus
@@ -106,8 +107,12 @@ def aware(moment: datetime.datetime) -> datetime.datetime:
 
 
 def utcnow() -> datetime.datetime:
-    """The time now, in UTC: the one clock of ages and the title (tests fix it here)."""
-    return datetime.datetime.now(datetime.UTC)
+    """The time now, in UTC: the one clock of ages, the title and the detail."""
+    return _now()
+
+
+# Snapshot tests replace this to freeze the clock.
+_now = functools.partial(datetime.datetime.now, datetime.UTC)
 
 
 def age(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> str:

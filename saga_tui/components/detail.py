@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import typing
 import uuid
 
 from rich.console import Group, RenderableType
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -32,6 +34,22 @@ from saga_tui.textfmt import (
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
+def _step_columns(width: int) -> list[tuple[str, str, int]]:
+    """The step table's columns for a terminal ``width`` wide (ERROR only when it fits)."""
+    columns = [
+        ("n", "#", 2),
+        ("step", "STEP", 16 if width < 100 else 22),
+        ("act", "ACT", 19 if width < 100 else 24),
+        ("compensate", "COMPENSATE", 22 if width < 100 else 26),
+        ("started", "STARTED", 8),
+    ]
+    # DataTable pads every cell by one on each side; the body has its own padding.
+    left = width - 4 - sum(w + 2 for _, _, w in columns) - 2
+    if left >= 20:
+        columns.append(("error", "ERROR", left))
+    return columns
+
+
 class DetailScreen(Screen[None]):
     """One saga in full; ``f`` follows it live, ``esc`` goes back to the list."""
 
@@ -44,8 +62,13 @@ class DetailScreen(Screen[None]):
         palette: Palette,
         *,
         absolute: bool = False,
+        read_only: bool = False,
+        keymap: typing.Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.read_only = read_only
+        self.keymap = keymap or {}
+        self._steps_width = 0
         self.saga_id = saga_id
         self.follow = True
         self.detail: SagaDetail | None = None
@@ -65,17 +88,30 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Columns of the step table."""
-        table = self.query_one("#detail-steps", DataTable)
-        for key, label, width in (
-            ("n", "#", 3),
-            ("step", "STEP", 24),
-            ("act", "ACT", 26),
-            ("compensate", "COMPENSATE", 26),
-            ("started", "STARTED", 10),
-            ("error", "ERROR", 50),
-        ):
-            table.add_column(label, key=key, width=width)
+        """Lay out for the terminal's width now (a resize does it again)."""
+        self._lay_out(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Step columns and footer keys for the width."""
+        self._lay_out(event.size.width)
+
+    def _lay_out(self, width: int) -> None:
+        hidden = ("saga.recover", "saga.compensate") if self.read_only else ()
+        shown, palette = keys.footer_ids(
+            keys.detail_bindings(), width, self.keymap, hidden=hidden, compact=width < 120
+        )
+        keys.show_in_footer([self], shown)
+        footer = self.query_one(Footer)
+        footer.show_command_palette = palette
+        footer.compact = width < 120
+        if width != self._steps_width:
+            self._steps_width = width
+            table = self.query_one("#detail-steps", DataTable)
+            table.clear(columns=True)
+            for key, label, column_width in _step_columns(width):
+                table.add_column(label, key=key, width=column_width)
+            if self.detail is not None:
+                self._show_steps(self.detail, self.palette)
 
     def action_close(self) -> None:
         """Back to the list."""
@@ -138,21 +174,23 @@ class DetailScreen(Screen[None]):
 
     def _show_steps(self, detail: SagaDetail, palette: Palette | None) -> None:
         table = self.query_one("#detail-steps", DataTable)
+        if not table.columns:
+            return  # laid out at the first resize
         row = table.cursor_row
         table.clear()
         for index, step in enumerate(detail.steps, 1):
             lane_error = step.compensate if step.compensate.error_type else step.act
             error = error_line(lane_error.error_type, lane_error.error_message)
             started = step.act.started_at
-            table.add_row(
-                Text(str(index), end=""),
-                safe(step.name),
-                lane_text(step.act, palette),
-                lane_text(step.compensate, palette),
-                time_text(started, utcnow(), self.absolute),
-                paint(safe(error, "bad"), palette),
-                key=f"{index}",
-            )
+            cells = {
+                "n": Text(str(index), end=""),
+                "step": safe(step.name),
+                "act": lane_text(step.act, palette),
+                "compensate": lane_text(step.compensate, palette),
+                "started": time_text(started, utcnow(), self.absolute),
+                "error": paint(safe(error, "bad"), palette),
+            }
+            table.add_row(*(cells[str(key.value)] for key in table.columns), key=f"{index}")
         table.styles.height = len(detail.steps) + 2
         if detail.steps:
             table.move_cursor(row=min(row, len(detail.steps) - 1), animate=False)

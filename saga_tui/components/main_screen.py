@@ -32,15 +32,8 @@ from saga_tui.textfmt import clean, utcnow
 
 MIN_SIZE = (40, 10)
 COMPACT_HEIGHT = 24
-# The footer shows what fits: these first, the rest from this width on.
-FOOTER_ALWAYS = (
-    "saga.new",
-    "saga.recover",
-    "saga.compensate",
-    "saga.filter",
-    "saga.help",
-    "saga.quit",
-)
+SHORT_HEIGHT = 36
+"""Below this many rows the live stream shows four lines, not seven."""
 FOOTER_WIDE = 120
 WRITES = frozenset({"saga.new", "saga.recover", "saga.compensate"})
 
@@ -108,6 +101,7 @@ class MainScreen(Screen[None]):
         """Compact layout on a small terminal, a one-line reason on a tiny one."""
         self.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "-tiny")
         self.set_class(height < COMPACT_HEIGHT, "-compact")
+        self.set_class(height < SHORT_HEIGHT, "-short")
         self.query_one("#too-small", Static).update(
             Text(
                 f"Terminal too small ({width}x{height}): "
@@ -117,15 +111,19 @@ class MainScreen(Screen[None]):
         )
 
     def show_footer(self, width: int) -> None:
-        """The keys the footer offers: what fits, never a write on a read-only database."""
-        wanted = {b.id for b in keys.SAGAS if b.show and b.id}
-        if width < FOOTER_WIDE:
-            wanted &= set(FOOTER_ALWAYS)
-        if self.read_only:
-            wanted -= WRITES
-        keys.show_in_footer(self, wanted)
+        """The keys the footer offers: what fits, ? and q first; no writes when read-only."""
+        hidden = WRITES if self.read_only else ()
+        keymap = self.app.user_keys.keymap if hasattr(self.app, "user_keys") else {}
+        shown, palette = keys.footer_ids(
+            [*keys.TABLE[:1], *keys.SAGAS],
+            width,
+            keymap,
+            hidden=hidden,
+            compact=width < FOOTER_WIDE,
+        )
+        keys.show_in_footer([self, self.table], shown)
         footer = self.query_one(Footer)
-        footer.show_command_palette = width >= FOOTER_WIDE
+        footer.show_command_palette = palette
         footer.compact = width < FOOTER_WIDE
 
     def show_load(self, result: LoadResult, palette: Palette) -> None:
@@ -187,13 +185,17 @@ class MainScreen(Screen[None]):
     def _sync_anchor(self) -> None:
         """Follow the newest while at the top; anchor the page once the view moved down."""
         browse, table = self.browse, self.table
+        anchor = browse.anchor
         if browse.following and not table.at_top and table.order:
             top = table.summary(uuid.UUID(table.order[0]))
             if top is not None:
                 browse.anchor_at(top)
-        elif browse.anchor is not None and table.at_top and self._newer[0] == 0:
+        elif anchor is not None and table.at_top and self._newer[0] == 0:
             browse.anchor = None  # nothing newer above: the top row follows again
         self.show_titles()
+        if browse.anchor != anchor:
+            # The live feed reloads what it was last asked for: ask for the new page.
+            self.post_message(BrowseChanged())
 
     @on(SagaTable.Moved)
     def _moved(self) -> None:

@@ -150,13 +150,13 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         count = len(self.order)
         index = {key: i for i, key in enumerate(self.order)}
         scroll: float | None = None
-        if cursor_to == "first" or (follow and cursor_to is None):
+        if land_above is not None and land_above in index:
+            row = max(0, index[land_above] - 1)
+            scroll = row
+        elif cursor_to == "first" or (follow and cursor_to is None):
             row, scroll = 0, 0
         elif cursor_to == "last":
             row, scroll = max(0, count - 1), count
-        elif land_above is not None and land_above in index:
-            row = max(0, index[land_above] - 1)
-            scroll = row
         elif keep is not None and keep in index:
             row = index[keep]
             scroll = row - line
@@ -277,8 +277,10 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     def _header(self) -> Strip:
         cells: dict[str, Text] = {}
-        for key, _ in self.columns:
+        for key, width in self.columns:
             label = BY_KEY[key].label
+            if len(label) > width:
+                label = BY_KEY[key].short
             if BY_KEY[key].sort == self.sort.key and key != "mark":
                 label += " ▼" if self.sort.descending else " ▲"
             cells[key] = Text(label, end="")
