@@ -44,7 +44,7 @@ SAGAS: list[Binding] = [
     ),
     Binding(
         "slash", "filter", "Filter", key_display="/", id="saga.filter",
-        tooltip="Filter: free text (id, error) and status:failed,running name:Order",
+        tooltip="Filter: free text (id, error), status:failed,run (names or starts), name:Order",
     ),
     Binding(
         "escape", "clear", "Clear", show=False, id="saga.clear",
@@ -60,7 +60,7 @@ SAGAS: list[Binding] = [
     ),
     Binding(
         "t", "app.toggle_times", "Times", id="saga.times",
-        tooltip="Show times as ages (4.6s) or as clock times in the local time zone",
+        tooltip="Show times as ages (5s, 3m) or as clock times in the local time zone",
     ),
     Binding(
         "W", "toggle_wide", "Wide", show=False, id="saga.wide",
@@ -296,14 +296,14 @@ def load_user_keys(path: pathlib.Path | None = None) -> UserKeys:
 
 
 FOOTER_ORDER = (
+    "saga.help",
+    "saga.quit",
     "saga.open",
     "detail.back",
     "saga.new",
     "saga.recover",
     "saga.compensate",
     "saga.filter",
-    "saga.help",
-    "saga.quit",
     "detail.follow",
     "saga.mark",
     "saga.pause",

@@ -109,7 +109,12 @@ def status_text(status: SagaStatus, palette: Palette | None = None) -> Text:
     return paint(out, palette)
 
 
-def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None = None) -> Text:
+_FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
+
+
+def progress_text(
+    summary: SagaSummary, width: int = 5, palette: Palette | None = None, *, step: bool = True
+) -> Text:
     """One square per step and the current step, e.g. ``■■□ Charge ▶``.
 
     ■ done (still applied), ↺ undone by compensation, ✗ the step that failed, □ not run:
@@ -132,7 +137,7 @@ def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None 
             out.append("✗" if rest else "", style="bad")
             rest = max(0, rest - 1)
         out.append("□" * rest, style="dim")
-    if summary.current_step and status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+    if step and summary.current_step and status not in _FINISHED:
         marker = {SagaStatus.COMPENSATING: "↺", SagaStatus.FAILED: "↺"}.get(status, "▶")
         out.append(" ")
         out.append(clean(summary.current_step), style=STATUS_STYLES[status])
@@ -171,6 +176,7 @@ def summary_cells(
     *,
     now: datetime.datetime | None = None,
     absolute: bool = False,
+    step: bool = True,
 ) -> dict[str, Text]:
     """The cells of one saga table row by column key (all Text: nothing is parsed as markup)."""
     now = now or utcnow()
@@ -179,7 +185,7 @@ def summary_cells(
         "id": Text(short_id(summary.id), end=""),
         "saga": safe(summary.name),
         "status": status_text(summary.status, palette),
-        "progress": progress_text(summary, palette=palette),
+        "progress": progress_text(summary, palette=palette, step=step),
         "updated": time_text(summary.updated_at, now, absolute),
         "took": Text(took(summary, now), end=""),
         "tries": tries_text(summary, palette),
@@ -208,9 +214,9 @@ def lane_text(lane: LaneView, palette: Palette | None = None) -> Text:
         f"{STEP_MARKS[lane.status]} {lane.status.name.lower()}", style=STEP_STYLES[lane.status]
     )
     if lane.duration_ms is not None:
-        out.append(f"  {ms(lane.duration_ms)}")
+        out.append(f" {ms(lane.duration_ms)}")
     if lane.attempts > 1:
-        out.append(f"  {lane.attempts} tries", style="busy")
+        out.append(f" {lane.attempts} tries", style="busy")
     out.end = ""
     return paint(out, palette)
 

@@ -39,7 +39,7 @@ def _step_columns(width: int) -> list[tuple[str, str, int]]:
     columns = [
         ("n", "#", 2),
         ("step", "STEP", 16 if width < 100 else 22),
-        ("act", "ACT", 19 if width < 100 else 24),
+        ("act", "ACT", 18 if width < 100 else 24),
         ("compensate", "COMPENSATE", 22 if width < 100 else 26),
         ("started", "STARTED", 8),
     ]

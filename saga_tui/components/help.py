@@ -43,7 +43,12 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(keymap_table(self.rows), id="help-table")
             yield Static(
-                Text("Click a status count to filter by it.  esc closes.", end=""),
+                Text(
+                    "PROGRESS: ■ done  ↺ undone  ✗ failed  □ not run.  TRIES: the most tries "
+                    "one step needed.  Click a status count or a column header to filter or "
+                    "sort.  esc closes.",
+                    end="",
+                ),
                 id="help-keys",
             )
         yield Footer()

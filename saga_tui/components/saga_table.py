@@ -32,6 +32,7 @@ from saga_tui.render import Palette, summary_cells
 from saga_tui.textfmt import age, took, utcnow, when
 
 RowKey = tuple[object, ...]
+STEP_NAME_WIDTH = 12
 
 
 class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
@@ -304,7 +305,11 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         cached = self._rows.get(key)
         if cached is not None and cached[0] == shown:
             return cached[1]
-        cells = summary_cells(summary, marked, self.palette, now=self.now, absolute=self.absolute)
+        # A narrow PROGRESS column shows the squares; the step name needs room to be read.
+        step = dict(self.columns).get("progress", 0) >= STEP_NAME_WIDTH
+        cells = summary_cells(
+            summary, marked, self.palette, now=self.now, absolute=self.absolute, step=step
+        )
         strip = self._strip(cells, self._cursor if cursor else self._base, cursor=cursor)
         self._rows[key] = (shown, strip)
         if len(self._rows) > 4 * max(len(self.order), 50):
