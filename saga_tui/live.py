@@ -40,6 +40,8 @@ POLL_INTERVAL = 0.25
 # on its own (a person reads no faster, and every reload repaints the page). What the
 # operator asks for (a filter, a page, a key) loads at once.
 MIN_RELOAD_GAP = 1.0
+FOLLOW_GAP = 0.25
+"""The gap while a detail follows one saga: its steps take fractions of a second."""
 STREAM_BATCH = 500
 
 CursorTo = typing.Literal["first", "last"] | None
@@ -288,7 +290,10 @@ class LiveFeed:
 
     async def _forced_during_gap(self) -> bool:
         """Wait out the minimum gap since the last reload; True if a load was asked meanwhile."""
-        deadline = self._last_reload + self.min_gap
+        following = self._request is not None and self._request.follow is not None
+        deadline = self._last_reload + (
+            min(FOLLOW_GAP, self.min_gap) if following else self.min_gap
+        )
         while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), left)

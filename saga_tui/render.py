@@ -221,16 +221,24 @@ def lane_text(lane: LaneView, palette: Palette | None = None) -> Text:
     return paint(out, palette)
 
 
-def log_line(record: LogRecord, palette: Palette | None = None) -> Text:
-    """One line of the live step stream."""
+NARROW_STREAM = 100
+"""Narrower than this, a stream line leaves out the saga name and shortens the rest."""
+
+
+def log_line(record: LogRecord, palette: Palette | None = None, width: int = 200) -> Text:
+    """One line of the live step stream (without the saga name on a narrow terminal)."""
     status = record.status
+    narrow = width < NARROW_STREAM
     out = Text(end="")
     out.append(clock(record.created_at, millis=True), style="dim")
-    out.append(f"  {short_id(record.saga_id)}  ")
-    out.append(truncate(clean(record.saga_name), 16).ljust(16))
-    out.append("  ")
-    out.append(truncate(clean(record.step_name), 22).ljust(22))
-    out.append(f"  {record.action:<10}  ")
+    out.append(f" {short_id(record.saga_id)} " if narrow else f"  {short_id(record.saga_id)}  ")
+    if not narrow:
+        out.append(truncate(clean(record.saga_name), 16).ljust(16))
+        out.append("  ")
+    step_width = 18 if narrow else 22
+    out.append(truncate(clean(record.step_name), step_width).ljust(step_width))
+    action = ("undo" if record.action == "compensate" else "act") if narrow else record.action
+    out.append(f" {action:<4} " if narrow else f"  {action:<10}  ")
     mark = STEP_MARKS[status]
     if status is SagaStepStatus.STARTED:
         out.append(f"{mark} started", style=STEP_STYLES[status])

@@ -28,25 +28,25 @@ class LiveStream(Widget):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.border_title = "Live steps"
-        self.lines: collections.deque[Text] = collections.deque(maxlen=MAX_LINES)
+        # Records are kept, not lines: a line is worded for the width it is shown at.
+        self.lines: collections.deque[LogRecord | Text] = collections.deque(maxlen=MAX_LINES)
+        self.palette: Palette | None = None
         self._strips: dict[int, tuple[int, Strip]] = {}
 
     def add(self, records: list[LogRecord], palette: Palette | None) -> None:
         """Append the records (a burst keeps its newest lines and says how many it skipped)."""
         if not records:
             return
+        self.palette = palette
         skipped = len(records) - MAX_LINES
         if skipped > 0:
             self.lines.append(Text(f"… {skipped:,} more entries", style="dim", end=""))
-        for record in records[-MAX_LINES:]:
-            self.lines.append(log_line(record, palette))
+        self.lines.extend(records[-MAX_LINES:])
         self._strips.clear()
         self.refresh()
 
-    @property
-    def text(self) -> list[str]:
-        """The lines as plain text, oldest first."""
-        return [line.plain for line in self.lines]
+    def _line(self, item: LogRecord | Text, width: int) -> Text:
+        return item.copy() if isinstance(item, Text) else log_line(item, self.palette, width)
 
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the view: the newest lines fill it from the bottom (Line API)."""
@@ -58,7 +58,7 @@ class LiveStream(Widget):
         cached = self._strips.get(y)
         if cached is not None and cached[0] == width:
             return cached[1]
-        text = self.lines[index].copy()
+        text = self._line(self.lines[index], width)
         text.truncate(width, overflow="crop", pad=True)
         segments = list(text.render(self.app.console))
         strip = Strip(Segment.apply_style(segments, style), width)

@@ -113,3 +113,14 @@ async def test_wide_mode_shows_the_whole_error_and_scrolls_sideways(env: Env) ->
         assert "…" not in next(line for line in text.splitlines() if "END-OF-ERROR" in line)
         await pilot.press("W")
         await wait_for(pilot, lambda: round(table(app).scroll_x) == 0, what="fits again")
+
+
+async def test_the_live_stream_at_80_columns_still_shows_each_outcome(env: Env) -> None:
+    app = env.app()
+    async with app.run_test(size=(80, 30)) as pilot:
+        await wait_for(pilot, lambda: app.feed.watermark is not None, what="the stream started")
+        saga_id = await env.run_saga()
+        text = await screen_showing(pilot, app, f"{str(saga_id)[:8]} ShipOrder")
+        lines = [line for line in text.splitlines() if str(saga_id)[:8] in line]
+        assert any("✓ " in line and " ms" in line for line in lines), lines
+        assert all(len(line) <= 80 for line in text.splitlines())
