@@ -137,12 +137,6 @@ def column_at(layout: Layout, x: int) -> str | None:
     return None
 
 
-def dropped(layout: Layout) -> list[str]:
-    """Labels of the columns that did not fit (for the help line of wide mode)."""
-    shown = {key for key, _ in layout}
-    return [c.label for c in COLUMNS if c.key not in shown and c.label]
-
-
 def sort_label(key: SortKey, descending: bool) -> str:
     """How a sort order reads in the table's subtitle."""
     words: dict[tuple[str, bool], str] = {

@@ -112,11 +112,6 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         return uuid.UUID(self.order[self.cursor_row])
 
     @property
-    def row_count(self) -> int:
-        """Rows on this page."""
-        return len(self.order)
-
-    @property
     def at_top(self) -> bool:
         """Cursor on the first row and nothing scrolled above the view."""
         return self.cursor_row == 0 and round(self.scroll_y) == 0
@@ -338,7 +333,7 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
 
     # ---- cursor ---------------------------------------------------------------------------
 
-    def move_cursor(self, *, row: int, animate: bool = False, scroll: bool = True) -> None:
+    def move_cursor(self, *, row: int, scroll: bool = True) -> None:
         """Put the cursor on ``row`` (clamped) and keep it in view."""
         if not self.order:
             return
