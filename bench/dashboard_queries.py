@@ -26,7 +26,7 @@ import uuid
 import sqlalchemy as sa
 
 from engine.saga.storage.enums import SagaStatus
-from engine.saga.storage.models import PageCursor, SagaFilter
+from engine.saga.storage.models import PageCursor, SagaFilter, SagaOrder
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage, schema
 
 NAMES = (
@@ -223,11 +223,52 @@ async def measure(path: str, runs: int) -> bool:
             "text:<no match>": SagaFilter(text="no such error anywhere"),
         }
         rotating = iter(ids * (runs + 2))
+
+        def page(f: SagaFilter, order: SagaOrder) -> typing.Awaitable[typing.Any]:
+            return storage.list_sagas(f, limit=50, order=order)
+
         cases: list[tuple[str, str, typing.Callable[[], typing.Awaitable[typing.Any]]]] = [
             ("counts", "count_by_status", storage.count_by_status),
         ]
         for label, f in filters.items():
             cases.append(("page", f"first page, {label}", functools.partial(storage.list_sagas, f)))
+        # The sort orders of the dashboard (s, or a click on a header): each walks one index.
+        orders = {
+            "oldest first": SagaOrder("created", descending=False),
+            "by status": SagaOrder("status"),
+            "by saga name": SagaOrder("name", descending=False),
+        }
+        for label, order in orders.items():
+            cases.append(
+                ("page", f"first page, {label}", functools.partial(page, SagaFilter(), order))
+            )
+        combos = {
+            "status:failed by saga name": (filters["status:failed"], orders["by saga name"]),
+            "name:Travel by status": (filters["name:Travel"], orders["by status"]),
+            "text:timed out by saga name": (filters["text:timed out"], orders["by saga name"]),
+        }
+        for label, (f, order) in combos.items():
+            cases.append(("page", f"first page, {label}", functools.partial(page, f, order)))
+        by_status = orders["by status"]
+        second = await storage.list_sagas(filters["name:Travel"], limit=50, order=by_status)
+        assert second.next_cursor is not None
+        cases.append(
+            (
+                "page",
+                "next page, name:Travel by status",
+                lambda: storage.list_sagas(
+                    filters["name:Travel"], limit=50, order=by_status, after=second.next_cursor
+                ),
+            )
+        )
+        anchor_row = (await storage.list_sagas(limit=50)).items[10]
+        cases.append(
+            (
+                "page",
+                "anchored first page (at=, list stays put)",
+                lambda: storage.list_sagas(limit=50, at=SagaOrder().cursor(anchor_row)),
+            )
+        )
         cases.append(("page", "page 2,500 deep (cursor)", lambda: storage.list_sagas(after=deep)))
         cases.append(
             ("page", "page back from deep (cursor)", lambda: storage.list_sagas(before=deep))

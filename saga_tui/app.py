@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
+import os
 import typing
 import uuid
 
 from textual import on, work
 from textual.app import App
-from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
-from saga_tui import examples, keys
+from saga_tui import clipboard, examples, keys
 from saga_tui.commands import SagaCommands
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
@@ -34,7 +33,6 @@ from saga_tui.messages import (
     FollowChanged,
     Loaded,
     LoadFailed,
-    NewLogs,
     PlansReady,
 )
 from saga_tui.operations import (
@@ -50,13 +48,15 @@ from saga_tui.operations import (
     why_not_runnable,
 )
 from saga_tui.render import Palette, palette_from_theme
-from saga_tui.textfmt import one_line, plural
+from saga_tui.textfmt import one_line, plural, utcnow, zone
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
     from engine.saga.storage.reader import SagaReader
 
 REASON = "dashboard"
+AGE_STEP = 1.0
+"""Seconds between repaints of the ages (they read in whole seconds)."""
 
 
 class SagaApp(App[int]):
@@ -80,8 +80,10 @@ class SagaApp(App[int]):
         page_size: int = PAGE_SIZE,
         user_keys: keys.UserKeys | None = None,
         close_reader: bool = False,
+        environ: typing.Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.environ = os.environ if environ is None else environ
         self.reader = reader
         self.mediator = mediator
         self.label = label
@@ -103,7 +105,7 @@ class SagaApp(App[int]):
 
     def get_default_screen(self) -> MainScreen:
         """The saga list is the bottom screen."""
-        return MainScreen(self.browse)
+        return MainScreen(self.browse, read_only=self.read_only)
 
     @property
     def main_screen(self) -> MainScreen:
@@ -166,7 +168,6 @@ class SagaApp(App[int]):
         while True:
             try:
                 result = await self.feed.next()
-                self.post_message(Loaded(result))
                 logs = await self.feed.stream_lines(result.request)
             except asyncio.CancelledError:
                 raise
@@ -174,21 +175,29 @@ class SagaApp(App[int]):
                 self.post_message(LoadFailed(one_line(exc, with_type=True)))
                 await asyncio.sleep(1.0)
                 continue
-            if logs:
-                self.post_message(NewLogs(logs))
+            # One message, so the page and the stream change in one screen update.
+            self.post_message(Loaded(result, logs))
 
     def _tick(self) -> None:
         # The one clock: the title every second; the ages while the list is live on screen.
         if not self._alive():
             return
         self._draw_title()
-        if not self.feed.paused and self.shown is not None and self.screen is self.main_screen:
-            self.main_screen.table.refresh_ages()
+        if self.feed.paused or self.shown is None:
+            return
+        if self.screen is self.main_screen:
+            table, now = self.main_screen.table, utcnow()
+            # A reload in the last second already painted the ages: no frame just for them.
+            if (now - table.now).total_seconds() >= AGE_STEP:
+                table.refresh_ages(now)
+        elif isinstance(self.screen, DetailScreen):
+            self.screen.tick(utcnow())
 
     def _draw_title(self) -> None:
         live = "paused ‖ (p resumes)" if self.feed.paused else "live ●"
         running = self.mediator.running if self.mediator else 0
-        clock = datetime.datetime.now().strftime("%H:%M:%S")
+        now = utcnow()
+        clock = f"{now.astimezone().strftime('%H:%M:%S')} {zone(now)}"
         self.main_screen.show_title(self.label, live, running, clock)
 
     @on(Loaded)
@@ -197,26 +206,26 @@ class SagaApp(App[int]):
         self.last_load = result
         if not self._alive():
             return
+        with self.batch_update():
+            if message.logs and not self.feed.paused:
+                self.main_screen.add_logs(message.logs, self.palette)
+            self._show_result(result)
+
+    def _show_result(self, result: LoadResult) -> None:
         if not self.browse.is_current(result):
             return  # the filter or page changed, or live updates paused, while this was read
-        if not result.page.items and self.browse.page_after is not None:
+        if not result.page.items and not self.browse.following:
             # The page emptied (sagas vanished or filter narrowed): back to the top.
             self.browse.to_first_page()
             self.reload()
             return
         self.shown = result
-        with self.batch_update():
-            self.main_screen.show_load(result, self.palette)
-            self._draw_title()
+        self.main_screen.show_load(result, self.palette)
+        self._draw_title()
         screen = self.screen
         followed = result.request.follow
         if isinstance(screen, DetailScreen) and screen.follow and screen.saga_id == followed:
             screen.show(result.detail, self.palette)
-
-    @on(NewLogs)
-    def _show_logs(self, message: NewLogs) -> None:
-        if self._alive() and not self.feed.paused:
-            self.main_screen.add_logs(message.records, self.palette)
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
@@ -240,7 +249,7 @@ class SagaApp(App[int]):
             return screen.saga_id
         return self.main_screen.table.current_id
 
-    @on(DataTable.RowSelected, "#sagas")
+    @on(SagaTable.Selected)
     def _row_selected(self) -> None:
         self.action_open_detail()
 
@@ -258,7 +267,15 @@ class SagaApp(App[int]):
             return
         summary = self.main_screen.table.summary(saga_id)
         why = why_not_runnable(self.mediator, summary.name) if summary else None
-        self.push_screen(DetailScreen(saga_id, why, self.palette), self._detail_closed)
+        detail = DetailScreen(
+            saga_id,
+            why,
+            self.palette,
+            absolute=self.browse.absolute_times,
+            read_only=self.read_only,
+            keymap=self.user_keys.keymap,
+        )
+        self.push_screen(detail, self._detail_closed)
         self.browse.follow = saga_id
         self.reload()
 
@@ -283,12 +300,32 @@ class SagaApp(App[int]):
             self.reload()
 
     def action_copy_id(self) -> None:
-        """Copy the saga's full id to the clipboard."""
+        """Copy the saga's full id: OSC 52, and what can confirm it; say where it went."""
         saga_id = self.current_id()
         if saga_id is None:
             return
         self.copy_to_clipboard(str(saga_id))
-        self.notify(f"copied {saga_id}", timeout=3)
+        self._copy(str(saga_id))
+
+    @work(group="copy", exclusive=True, exit_on_error=False)
+    async def _copy(self, text: str) -> None:
+        copied = await clipboard.copy(text, self.environ)
+        self.notify(copied.message, markup=False, timeout=10 if not copied.confirmed else 4)
+
+    def action_toggle_times(self) -> None:
+        """Times as ages or as local clock times (list and detail)."""
+        browse = self.browse
+        browse.absolute_times = not browse.absolute_times
+        now = utcnow()
+        self.main_screen.table.set_view(
+            absolute=browse.absolute_times, wide=browse.wide, sort=browse.order, now=now
+        )
+        if isinstance(self.screen, DetailScreen):
+            self.screen.set_absolute(browse.absolute_times)
+        self.notify(
+            f"times: local clock ({zone(now)})" if browse.absolute_times else "times: ages",
+            timeout=2,
+        )
 
     def action_help(self) -> None:
         """Show every key (as remapped by the user)."""

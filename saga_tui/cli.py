@@ -154,7 +154,9 @@ async def _run(args: argparse.Namespace) -> int:
     if command == "recover" and bool(args.ids) == bool(args.stale):
         raise UsageError("recover takes saga ids or --stale (one of them)")
     # Import the app before opening the database: a broken --app must not create files.
-    factory = load_app_factory(app_spec) if writes else None
+    # An --app given to a read command must import too (exit 2), though list and show
+    # never call it: a typo is reported, never silently ignored.
+    factory = load_app_factory(app_spec) if writes or args.app else None
     storage = open_storage(url, read_only=args.read_only, must_exist=command != "start")
     try:
         if command == "list":
@@ -168,7 +170,7 @@ async def _run(args: argparse.Namespace) -> int:
             )
         if command == "show":
             return await headless.show_command(storage, _print, args.id, as_json=args.json)
-        assert factory is not None
+        assert factory is not None and writes
         mediator = build_mediator(factory, storage, app_spec)
         if command == "recover":
             return await headless.recover_command(
@@ -282,6 +284,8 @@ def _quiet_engine_logs(verbose: bool) -> None:
 def _is_database_unreachable(exc: BaseException) -> bool:
     import sqlalchemy as sa
 
+    if isinstance(exc, BrokenPipeError):
+        return False
     return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | ConnectionError)
 
 
@@ -301,6 +305,12 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``saga-tui list | head -1``): it has what it wanted.
+        # Point stdout at /dev/null so the interpreter's last flush fails silently too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         if _is_database_unreachable(exc):
             # Connection refused, a lock held for longer than the busy timeout, a

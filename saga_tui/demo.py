@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import typing
@@ -15,6 +16,8 @@ if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
 
 CONCURRENCY = 3
+PAUSE = (0.3, 1.5)
+"""Seconds a demo worker waits between two sagas."""
 logger = logging.getLogger("saga_tui.demo")
 
 
@@ -25,7 +28,7 @@ class DemoTraffic:
         self.mediator = mediator
         self.concurrency = concurrency
         self.stopping = False
-        self._progress: typing.Any = None
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -39,8 +42,7 @@ class DemoTraffic:
         ``--demo`` (or ``r``) resumes it.
         """
         self.stopping = True
-        if self._progress is not None:
-            self._progress.stopping = True
+        self._stop.set()
         task = self._task
         if task is None or task.done():
             return
@@ -58,25 +60,39 @@ class DemoTraffic:
             await mediator.recover_stale(reason="demo start")
         except Exception as exc:
             logger.warning("demo: recovering stale sagas failed: %s", exc)
-        registered = {name for name, _, _ in mediator.registered()}
-        with contextlib.suppress(ImportError):
-            from sample_sagas.load import MIX, Progress, run_load
-
-            if {name for name, _ in MIX} <= registered:
-                self._progress = Progress(total=10**9, stopping=self.stopping)
-                await run_load(mediator, 10**9, self.concurrency, progress=self._progress)
-                return
-        # Another application: start its sagas from their examples.
-        choices = [(c, e) for _, c, e in examples.choices(mediator) if e is not None]
-        if not choices:
-            return
         rng = random.Random()
+        makers = _context_makers(mediator, rng)
+        if not makers:
+            return
+        weights = [weight for weight, _ in makers]
 
         async def worker() -> None:
             while not self.stopping:
-                context_type, example = rng.choice(choices)
+                _, make = rng.choices(makers, weights)[0]
                 with contextlib.suppress(Exception):
-                    await mediator.run(load_context(context_type, example))
-                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                    await mediator.run(make())
+                # A pause between sagas: a few new ones a second keep the screen alive;
+                # more would only scroll past unread (and cost CPU for nothing).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), rng.uniform(*PAUSE))
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+
+def _context_makers(
+    mediator: SagaMediator, rng: random.Random
+) -> list[tuple[float, typing.Callable[[], typing.Any]]]:
+    """(weight, make a context) per saga the demo starts: the sample mix, else the examples."""
+    registered = {name for name, _, _ in mediator.registered()}
+    with contextlib.suppress(ImportError):
+        from sample_sagas.app import example_context
+        from sample_sagas.load import MIX
+
+        if {name for name, _ in MIX} <= registered:
+            return [(weight, functools.partial(example_context, name, rng)) for name, weight in MIX]
+    # Another application: start its sagas from their examples.
+    return [
+        (1.0, functools.partial(load_context, context_type, example))
+        for _, context_type, example in examples.choices(mediator)
+        if example is not None
+    ]

@@ -1,12 +1,19 @@
-"""The filter syntax: ``status:failed name:Order free text`` <-> SagaFilter."""
+"""The filter syntax: ``status:failed name:Order free text`` <-> SagaFilter.
+
+Mistakes are errors with one line that says what to type instead: an unknown key
+(``foo:bar``, ``is:stale``), a key with no value (``name:``), a status no name starts
+with. A status word is a name or the start of names (``comp`` is completed,
+compensating and compensated). Text that holds a colon is free text when quoted.
+"""
 
 from __future__ import annotations
 
-import shlex
+import re
 import typing
 
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
+from saga_tui.ids import id_prefix, looks_like_id
 
 
 class FilterError(ValueError):
@@ -15,22 +22,21 @@ class FilterError(ValueError):
 
 _STATUS_KEYS = ("status", "s")
 _NAME_KEYS = ("name", "saga", "n")
+_KEY = re.compile(r"([A-Za-z_]+):(.*)", re.S)
+HELP = 'use status:NAME, name:TEXT or free text (quote text that holds a colon: "a:b")'
 
 
-def parse_status(word: str) -> SagaStatus:
-    """One status from its name or a unique prefix, any case (``fail`` is FAILED)."""
+def parse_status(word: str) -> tuple[SagaStatus, ...]:
+    """The statuses a word names: a name, or every status it starts (any case)."""
     key = word.strip().upper()
     for status in SagaStatus:
         if status.name == key:
-            return status
-    found = [s for s in SagaStatus if s.name.startswith(key)] if key else []
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        which = ", ".join(s.name.lower() for s in found)
-        raise FilterError(f"ambiguous status {word.strip()!r}: {which}?")
+            return (status,)
+    found = tuple(s for s in SagaStatus if s.name.startswith(key)) if key else ()
+    if found:
+        return found
     names = ", ".join(s.name.lower() for s in SagaStatus)
-    raise FilterError(f"unknown status {word.strip()!r}: use one of {names}")
+    raise FilterError(f"unknown status {word.strip()!r}: use one of {names} (or their start)")
 
 
 def parse_statuses(values: typing.Iterable[str]) -> tuple[SagaStatus, ...]:
@@ -39,37 +45,71 @@ def parse_statuses(values: typing.Iterable[str]) -> tuple[SagaStatus, ...]:
     for value in values:
         for part in value.split(","):
             if part.strip():
-                status = parse_status(part)
-                if status not in out:
-                    out.append(status)
+                out += [s for s in parse_status(part) if s not in out]
     return tuple(out)
+
+
+def _words(text: str) -> list[tuple[str, bool]]:
+    """Whitespace-separated words with quotes removed; (word, did it start with a quote).
+
+    A quote without a closing partner is an ordinary character (``it's broken``).
+    """
+    words: list[tuple[str, bool]] = []
+    word: list[str] = []
+    quote: str | None = None
+    started = leading_quote = False
+    for index, char in enumerate(text):
+        if quote is not None:
+            if char == quote:
+                quote = None
+            else:
+                word.append(char)
+        elif char in "'\"" and text.find(char, index + 1) != -1:
+            quote = char
+            leading_quote = leading_quote or not started
+            started = True
+        elif char.isspace():
+            if started:
+                words.append(("".join(word), leading_quote))
+            word, started, leading_quote = [], False, False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append(("".join(word), leading_quote))
+    return words
 
 
 def parse_filter(text: str) -> SagaFilter:
     """Parse ``status:failed,running name:Order text`` into a SagaFilter (pure)."""
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        # An unbalanced quote: fall back to plain whitespace splitting.
-        words = text.split()
     statuses: list[SagaStatus] = []
     names: list[str] = []
     free: list[str] = []
-    for word in words:
-        key, sep, value = word.partition(":")
-        key = key.lower()
-        if sep and key in _STATUS_KEYS:
-            statuses += [s for s in parse_statuses([value]) if s not in statuses]
-        elif sep and key in _NAME_KEYS:
-            if value:
-                names.append(value)
-        else:
+    for word, quoted in _words(text):
+        if not quoted and looks_like_id(word):
+            free.append(id_prefix(word) or word)  # any spelling of a whole id
+            continue
+        found = None if quoted else _KEY.fullmatch(word)
+        if found is None:
             free.append(word)
+            continue
+        key, value = found.group(1).lower(), found.group(2)
+        if key not in _STATUS_KEYS + _NAME_KEYS:
+            raise FilterError(f"unknown filter {word!r}: {HELP}")
+        if not value.strip():
+            raise FilterError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
+        if key in _STATUS_KEYS:
+            statuses += [s for s in parse_statuses([value]) if s not in statuses]
+        else:
+            names.append(value)
     return SagaFilter(
         statuses=tuple(statuses),
         name=" ".join(names) or None,
         text=" ".join(free) or None,
     )
+
+
+_EXAMPLES = {"status": "failed", "s": "failed", "name": "Order", "saga": "Order", "n": "Order"}
 
 
 def format_filter(saga_filter: SagaFilter) -> str:
@@ -85,4 +125,6 @@ def format_filter(saga_filter: SagaFilter) -> str:
 
 
 def _quote(word: str) -> str:
-    return shlex.quote(word) if any(c.isspace() or c in "'\"" for c in word) else word
+    if any(c.isspace() for c in word) or ":" in word or "'" in word or '"' in word:
+        return '"' + word + '"' if '"' not in word else "'" + word + "'"
+    return word

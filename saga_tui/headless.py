@@ -19,6 +19,7 @@ from engine.saga.storage.reader import SagaReader
 from saga_tui import operations, textout
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_statuses
+from saga_tui.ids import id_prefix
 from saga_tui.operations import ActionPlan, ContextInputError, Verb
 from saga_tui.target import UsageError
 from saga_tui.textfmt import clean, one_line, short_id
@@ -41,9 +42,13 @@ def status_option(values: typing.Sequence[str]) -> tuple[SagaStatus, ...]:
 
 
 async def resolve_id(reader: SagaReader, text: str) -> uuid.UUID:
-    """The saga id a full id or a unique prefix names."""
-    prefix = text.strip().lower()
-    if not prefix or any(ch not in "0123456789abcdef-" for ch in prefix):
+    """The saga id a full id or a unique prefix names, in any spelling of a UUID.
+
+    32 hex digits as the database stores them, upper case, ``{braces}`` and
+    ``urn:uuid:`` all name the same saga as the dashed lower-case form.
+    """
+    prefix = id_prefix(text)
+    if prefix is None:
         raise UsageError(f"{clean(text)}: not a saga id")
     found = await reader.find_ids(prefix, limit=3)
     if not found:

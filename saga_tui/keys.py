@@ -16,6 +16,9 @@ import typing
 
 from textual.binding import Binding
 
+if typing.TYPE_CHECKING:
+    from textual.dom import DOMNode
+
 # The list screen's keys, in footer order. ``app.`` actions act on the saga under the
 # cursor (or the marked ones); the detail screen binds those of them that apply there too.
 SAGAS: list[Binding] = [
@@ -41,7 +44,7 @@ SAGAS: list[Binding] = [
     ),
     Binding(
         "slash", "filter", "Filter", key_display="/", id="saga.filter",
-        tooltip="Filter: free text (id, error) and status:failed,running name:Order",
+        tooltip="Filter: free text (id, error), status:failed,run (names or starts), name:Order",
     ),
     Binding(
         "escape", "clear", "Clear", show=False, id="saga.clear",
@@ -51,7 +54,22 @@ SAGAS: list[Binding] = [
     Binding(
         "l", "toggle_stream", "Live", id="saga.stream", tooltip="Show / hide the live step stream"
     ),
-    Binding("y", "app.copy_id", "Copy id", id="saga.copy", tooltip="Copy the saga's full id"),
+    Binding(
+        "s", "sort", "Sort", id="saga.sort",
+        tooltip="Sort by the next order: newest first, status, saga name, oldest first",
+    ),
+    Binding(
+        "t", "app.toggle_times", "Times", id="saga.times",
+        tooltip="Show times as ages (5s, 3m) or as clock times in the local time zone",
+    ),
+    Binding(
+        "W", "toggle_wide", "Wide", show=False, id="saga.wide",
+        tooltip="Wide mode: every column at full width, the whole error (← → scroll)",
+    ),
+    Binding(
+        "y", "app.copy_id", "Copy id", id="saga.copy",
+        tooltip="Copy the saga's full id (and show it, for terminals that cannot copy)",
+    ),
     Binding(
         "right_square_bracket", "page(1)", "Next page", show=False, key_display="]",
         id="saga.next", tooltip="Next page (older sagas)",
@@ -73,14 +91,55 @@ PALETTE = Binding(
     tooltip="Command palette: every action, and a filter for each status",
 )  # fmt: skip
 
-# The table's own enter (DataTable selects the row) carries the same id: remapped together.
+# The table's own keys: the cursor and the view. They are the table's (not the screen's)
+# so they reach it only while it has the focus, never while the filter line is typed in.
 TABLE: list[Binding] = [
-    Binding("enter", "select_cursor", "Detail", id="saga.open", tooltip=SAGAS[0].tooltip)
-]
+    Binding("enter", "select_cursor", "Detail", id="saga.open", tooltip=SAGAS[0].tooltip),
+    Binding(
+        "up,k", "cursor(-1)", "Up", show=False, id="saga.up",
+        tooltip="Cursor up (on the top row: the newer sagas counted above it, or the page before)",
+    ),
+    Binding(
+        "down,j", "cursor(1)", "Down", show=False, id="saga.down",
+        tooltip="Cursor down (on the last row: the next page)",
+    ),
+    Binding(
+        "pageup", "cursor_page(-1)", "Page up", show=False, key_display="PgUp",
+        id="saga.pageup", tooltip="Cursor up one screen",
+    ),
+    Binding(
+        "pagedown", "cursor_page(1)", "Page down", show=False, key_display="PgDn",
+        id="saga.pagedown", tooltip="Cursor down one screen",
+    ),
+    Binding(
+        "home,g,ctrl+home", "first", "Top", show=False, id="saga.top",
+        tooltip="First row of the first page: the list follows new sagas again",
+    ),
+    Binding(
+        "end,G,ctrl+end", "last", "Bottom", show=False, id="saga.bottom",
+        tooltip="Last row of this page (] goes on to older sagas)",
+    ),
+    Binding(
+        "left", "scroll_columns(-1)", "Left", show=False, id="saga.left",
+        tooltip="Scroll the columns left (wide mode)",
+    ),
+    Binding(
+        "right", "scroll_columns(1)", "Right", show=False, id="saga.right",
+        tooltip="Scroll the columns right (wide mode)",
+    ),
+]  # fmt: skip
 
 # The detail's own keys; it also takes these of the list's, acting on its saga.
 ON_DETAIL_TOO = frozenset(
-    {"saga.recover", "saga.compensate", "saga.pause", "saga.copy", "saga.help", "saga.quit"}
+    {
+        "saga.recover",
+        "saga.compensate",
+        "saga.pause",
+        "saga.times",
+        "saga.copy",
+        "saga.help",
+        "saga.quit",
+    }
 )
 DETAIL: list[Binding] = [
     Binding("escape", "close", "Back", id="detail.back", tooltip="Back to the list"),
@@ -119,6 +178,14 @@ START_FORM: list[Binding] = [
     ),
 ]
 
+# The start form's JSON editor's own key.
+START_EDITOR: list[Binding] = [
+    Binding(
+        "ctrl+a", "select_all", "Select all", id="start.select_all",
+        tooltip="Select all of the context JSON (in the editor)",
+    ),
+]  # fmt: skip
+
 HELP: list[Binding] = [
     Binding(
         "escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close the help"
@@ -127,9 +194,10 @@ HELP: list[Binding] = [
 
 GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Sagas", [*SAGAS, PALETTE]),
+    ("Moving in the list", TABLE[1:]),
     ("Detail", DETAIL),
     ("Confirmation", CONFIRM),
-    ("Start form", START_FORM),
+    ("Start form", [*START_FORM, *START_EDITOR]),
     ("Help", HELP),
 )
 
@@ -137,6 +205,10 @@ BINDING_IDS = frozenset(b.id for _, group in GROUPS for b in group if b.id)
 
 _KEY_NAMES = {
     "escape": "esc",
+    "pageup": "PgUp",
+    "pagedown": "PgDn",
+    "left": "←",
+    "right": "→",
     "question_mark": "?",
     "slash": "/",
     "right_square_bracket": "]",
@@ -221,3 +293,71 @@ def load_user_keys(path: pathlib.Path | None = None) -> UserKeys:
         keymap[binding_id] = ",".join(keys)
     warning = f"{path}: {'; '.join(faults)} (ignored)" if faults else None
     return UserKeys(keymap, warning)
+
+
+FOOTER_ORDER = (
+    "saga.help",
+    "saga.quit",
+    "saga.open",
+    "detail.back",
+    "saga.new",
+    "saga.recover",
+    "saga.compensate",
+    "saga.filter",
+    "detail.follow",
+    "saga.mark",
+    "saga.pause",
+    "saga.stream",
+    "saga.sort",
+    "saga.times",
+    "saga.copy",
+)
+"""What the footer offers first when not every key fits: ? and q are never cut off."""
+PALETTE_WIDTH = 13
+
+
+def footer_ids(
+    bindings: typing.Iterable[Binding],
+    width: int,
+    keymap: typing.Mapping[str, str] | None = None,
+    *,
+    hidden: typing.Collection[str] = (),
+    compact: bool = False,
+) -> tuple[set[str], bool]:
+    """The ids the footer shows in ``width`` cells (by ``FOOTER_ORDER``), and the palette."""
+    candidates = {b.id: b for b in bindings if b.show and b.id and b.id not in hidden}
+    ordered = [i for i in FOOTER_ORDER if i in candidates]
+    ordered += [i for i in candidates if i not in ordered]
+
+    def cost(binding: Binding) -> int:
+        label = key_label(binding, keymap).replace("enter", "⏎").replace("ctrl+", "^")
+        # "key label" plus one space each side (one in all when compact).
+        return len(label) + 1 + len(binding.description) + (1 if compact else 2)
+
+    total = 1 + sum(cost(candidates[i]) for i in ordered)
+    palette = total + PALETTE_WIDTH <= width
+    shown: set[str] = set()
+    used = 1
+    for binding_id in ordered:
+        used += cost(candidates[binding_id])
+        if used > width:
+            break
+        shown.add(binding_id)
+    return shown, palette
+
+
+def show_in_footer(nodes: typing.Iterable[DOMNode], ids: typing.Collection[str]) -> None:
+    """Offer in the footer only the bindings with these ids (the keys still work)."""
+    wanted = set(ids)
+    for node in nodes:
+        bindings = node._bindings.key_to_bindings
+        for key, group in bindings.items():
+            bindings[key] = [
+                dataclasses.replace(b, show=b.id in wanted) if b.id in FOOTER_IDS else b
+                for b in group
+            ]
+        node.refresh_bindings()
+
+
+FOOTER_IDS = frozenset(b.id for b in [*SAGAS, *TABLE, *DETAIL] if b.show and b.id)
+"""Bindings the footer may offer; the others are only in the help."""

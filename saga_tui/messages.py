@@ -16,16 +16,11 @@ from saga_tui.operations import ActionPlan
 
 @dataclasses.dataclass
 class Loaded(Message):
-    """The live feed read the counts, the page, stream lines and the followed saga."""
+    """The live feed read the counts, the page and the followed saga, then the stream's
+    new log entries (above its watermark, oldest first)."""
 
     result: LoadResult
-
-
-@dataclasses.dataclass
-class NewLogs(Message):
-    """Log entries above the stream's watermark, oldest first."""
-
-    records: list[LogRecord]
+    logs: list[LogRecord] = dataclasses.field(default_factory=list)
 
 
 class BrowseChanged(Message):

@@ -34,7 +34,14 @@ NO_APP = "no application is loaded (--app), so sagas cannot be run here"
 
 
 class ContextInputError(ValueError):
-    """A context typed as JSON does not parse or validate; the message says where."""
+    """A context typed as JSON does not parse or validate; the message says where.
+
+    ``problems`` lists every fault (each with where it is); the message is one line.
+    """
+
+    def __init__(self, message: str, problems: typing.Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 def context_from_json(saga_name: str, context_type: type, text: str) -> typing.Any:
@@ -52,11 +59,15 @@ def context_from_json(saga_name: str, context_type: type, text: str) -> typing.A
     try:
         return load_context(context_type, data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        problems = [
+            f"at {'.'.join(str(p) for p in error.get('loc', ())) or '(top level)'}: "
+            f"{clean(error.get('msg', ''))}"
+            for error in exc.errors()
+        ]
+        head = f"invalid {saga_name} context"
+        many = f", {plural(len(problems), 'error')}: " if len(problems) > 1 else " "
         raise ContextInputError(
-            f"invalid {saga_name} context at {where}: {first.get('msg', '')}{more}"
+            head + many + "; ".join(problems), [f"{head} {problem}" for problem in problems]
         ) from None
     except Exception as exc:
         raise ContextInputError(f"invalid {saga_name} context: {one_line(exc)}") from exc

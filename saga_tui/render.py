@@ -7,11 +7,24 @@ is displayed as text: never parsed as markup, never with raw control characters.
 
 from __future__ import annotations
 
+import datetime
+
 from rich.text import Text
 
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaSummary
-from saga_tui.textfmt import age, clean, clock, error_line, ms, short_id, took, truncate
+from saga_tui.textfmt import (
+    age,
+    clean,
+    clock,
+    error_line,
+    ms,
+    short_id,
+    took,
+    truncate,
+    utcnow,
+    when,
+)
 
 # One mark per status so nothing depends on colour alone.
 STATUS_MARKS: dict[SagaStatus, str] = {
@@ -96,8 +109,17 @@ def status_text(status: SagaStatus, palette: Palette | None = None) -> Text:
     return paint(out, palette)
 
 
-def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None = None) -> Text:
-    """■■□ squares for the steps with the current step named, e.g. ``■■□ Charge ▶``."""
+_FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
+
+
+def progress_text(
+    summary: SagaSummary, width: int = 5, palette: Palette | None = None, *, step: bool = True
+) -> Text:
+    """One square per step and the current step, e.g. ``■■□ Charge ▶``.
+
+    ■ done (still applied), ↺ undone by compensation, ✗ the step that failed, □ not run:
+    a COMPENSATED saga shows ``↺↺✗``, never squares that read as steps still applied.
+    """
     total = max(summary.step_count, 0)
     done = max(0, min(summary.steps_done, total)) if total else 0
     status = summary.status
@@ -105,15 +127,17 @@ def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None 
     if total:
         shown = min(total, width)
         filled = round(done * shown / total) if total else 0
-        if status is SagaStatus.FAILED and filled < shown:
-            out.append("■" * filled, style="ok")
-            out.append("✗", style="bad")
-            out.append("□" * (shown - filled - 1), style="dim")
+        failed_step = filled < shown and bool(summary.error_type or summary.error_message)
+        if status is SagaStatus.COMPENSATED:
+            out.append("↺" * filled, style="back")
         else:
-            done_style = "back" if status in _BACKWARD else "ok"
-            out.append("■" * filled, style=done_style)
-            out.append("□" * (shown - filled), style="dim")
-    if summary.current_step and status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+            out.append("■" * filled, style="back" if status is SagaStatus.COMPENSATING else "ok")
+        rest = shown - filled
+        if status is SagaStatus.FAILED or (status is SagaStatus.COMPENSATED and failed_step):
+            out.append("✗" if rest else "", style="bad")
+            rest = max(0, rest - 1)
+        out.append("□" * rest, style="dim")
+    if step and summary.current_step and status not in _FINISHED:
         marker = {SagaStatus.COMPENSATING: "↺", SagaStatus.FAILED: "↺"}.get(status, "▶")
         out.append(" ")
         out.append(clean(summary.current_step), style=STATUS_STYLES[status])
@@ -121,37 +145,65 @@ def progress_text(summary: SagaSummary, width: int = 5, palette: Palette | None 
     return paint(out, palette)
 
 
-_BACKWARD = frozenset({SagaStatus.COMPENSATING, SagaStatus.COMPENSATED})
-
-
-def error_text(summary: SagaSummary, width: int = 40, palette: Palette | None = None) -> Text:
-    """The saga's last error as one sanitized, truncated line."""
+def error_text(
+    summary: SagaSummary, width: int | None = None, palette: Palette | None = None
+) -> Text:
+    """The saga's last error as one sanitized line (cut to ``width`` when given)."""
     if not summary.error_type and not summary.error_message:
         return Text("", end="")
-    line = error_line(summary.error_type, summary.error_message)
-    return paint(Text(truncate(clean(line), width), style="bad", end=""), palette)
+    line = clean(error_line(summary.error_type, summary.error_message))
+    return paint(Text(truncate(line, width) if width else line, style="bad", end=""), palette)
+
+
+def tries_text(summary: SagaSummary, palette: Palette | None = None) -> Text:
+    """TRIES: the most tries one step action took (a lane's ``3 tries``); over 1 stands out."""
+    if not summary.tries:
+        return Text("", end="")
+    return paint(
+        Text(str(summary.tries), style="busy" if summary.tries > 1 else "", end=""), palette
+    )
+
+
+def time_text(moment: datetime.datetime | None, now: datetime.datetime, absolute: bool) -> Text:
+    """An age (``4.6s``) or, with absolute times on, the local time (``16:58:41``)."""
+    return Text(when(moment, now) if absolute else age(moment, now), end="")
+
+
+def summary_cells(
+    summary: SagaSummary,
+    marked: bool = False,
+    palette: Palette | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    absolute: bool = False,
+    step: bool = True,
+) -> dict[str, Text]:
+    """The cells of one saga table row by column key (all Text: nothing is parsed as markup)."""
+    now = now or utcnow()
+    cells = {
+        "mark": paint(Text("*" if marked else " ", style="mark", end=""), palette),
+        "id": Text(short_id(summary.id), end=""),
+        "saga": safe(summary.name),
+        "status": status_text(summary.status, palette),
+        "progress": progress_text(summary, palette=palette, step=step),
+        "updated": time_text(summary.updated_at, now, absolute),
+        "took": Text(took(summary, now), end=""),
+        "tries": tries_text(summary, palette),
+        "created": time_text(summary.created_at, now, absolute),
+        "error": error_text(summary, palette=palette),
+    }
+    for cell in cells.values():
+        # One line per cell: skipping the wrap pass makes a table repaint much cheaper.
+        cell.no_wrap = True
+        cell.overflow = "ellipsis"
+    return cells
 
 
 def summary_row(
     summary: SagaSummary, marked: bool = False, palette: Palette | None = None
 ) -> tuple[Text, ...]:
-    """The cells of one saga table row (all Text, so nothing is parsed as markup)."""
-    cells = (
-        paint(Text("*" if marked else " ", style="mark", end=""), palette),
-        Text(short_id(summary.id), end=""),
-        safe(truncate(clean(summary.name), 24)),
-        status_text(summary.status, palette),
-        progress_text(summary, palette=palette),
-        Text(age(summary.updated_at), end=""),
-        Text(took(summary), end=""),
-        Text(str(summary.recovery_attempts), end=""),
-        error_text(summary, palette=palette),
-    )
-    for cell in cells:
-        # One line per cell: skipping the wrap pass makes a table repaint much cheaper.
-        cell.no_wrap = True
-        cell.overflow = "ellipsis"
-    return cells
+    """The cells of one row in screen order (every column, as wide mode shows them)."""
+    return tuple(summary_cells(summary, marked, palette).values())
 
 
 def lane_text(lane: LaneView, palette: Palette | None = None) -> Text:
@@ -162,23 +214,31 @@ def lane_text(lane: LaneView, palette: Palette | None = None) -> Text:
         f"{STEP_MARKS[lane.status]} {lane.status.name.lower()}", style=STEP_STYLES[lane.status]
     )
     if lane.duration_ms is not None:
-        out.append(f"  {ms(lane.duration_ms)}")
+        out.append(f" {ms(lane.duration_ms)}")
     if lane.attempts > 1:
-        out.append(f"  {lane.attempts} tries")
+        out.append(f" {lane.attempts} tries", style="busy")
     out.end = ""
     return paint(out, palette)
 
 
-def log_line(record: LogRecord, palette: Palette | None = None) -> Text:
-    """One line of the live step stream."""
+NARROW_STREAM = 100
+"""Narrower than this, a stream line leaves out the saga name and shortens the rest."""
+
+
+def log_line(record: LogRecord, palette: Palette | None = None, width: int = 200) -> Text:
+    """One line of the live step stream (without the saga name on a narrow terminal)."""
     status = record.status
+    narrow = width < NARROW_STREAM
     out = Text(end="")
     out.append(clock(record.created_at, millis=True), style="dim")
-    out.append(f"  {short_id(record.saga_id)}  ")
-    out.append(truncate(clean(record.saga_name), 16).ljust(16))
-    out.append("  ")
-    out.append(truncate(clean(record.step_name), 22).ljust(22))
-    out.append(f"  {record.action:<10}  ")
+    out.append(f" {short_id(record.saga_id)} " if narrow else f"  {short_id(record.saga_id)}  ")
+    if not narrow:
+        out.append(truncate(clean(record.saga_name), 16).ljust(16))
+        out.append("  ")
+    step_width = 18 if narrow else 22
+    out.append(truncate(clean(record.step_name), step_width).ljust(step_width))
+    action = ("undo" if record.action == "compensate" else "act") if narrow else record.action
+    out.append(f" {action:<4} " if narrow else f"  {action:<10}  ")
     mark = STEP_MARKS[status]
     if status is SagaStepStatus.STARTED:
         out.append(f"{mark} started", style=STEP_STYLES[status])

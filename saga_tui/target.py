@@ -64,7 +64,15 @@ def _check_sqlite_file(path: str, *, must_exist: bool, read_only: bool) -> None:
             raise UsageError(f"{path}: folder {parent} does not exist")
         return
     if not os.access(path, os.R_OK):
-        raise UsageError(f"{path}: permission denied")
+        raise UsageError(f"{path}: permission denied ({_who_may(path)}); you cannot read it")
+    if not read_only and not os.access(path, os.W_OK):
+        # SQLite would only say "attempt to write a readonly database".
+        if _read_only_fs(path):
+            raise UsageError(f"{path}: on a read-only file system; open it with --read-only")
+        raise UsageError(
+            f"{path}: permission denied ({_who_may(path)}); you cannot write it: "
+            "--read-only opens it for reading"
+        )
     try:
         with open(path, "rb") as fh:
             header = fh.read(16)
@@ -73,6 +81,25 @@ def _check_sqlite_file(path: str, *, must_exist: bool, read_only: bool) -> None:
     # An empty file is a new SQLite database; anything else must carry SQLite's magic.
     if header and header != b"SQLite format 3\x00":
         raise UsageError(f"{path}: not a SQLite database")
+
+
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _who_may(path: str) -> str:
+    """``owner root, mode 0644``: why this user may not write (or read) the file."""
+    info = os.stat(path)
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = str(info.st_uid)
+    return f"owner {owner}, mode {info.st_mode & 0o777:04o}"
 
 
 def open_storage(

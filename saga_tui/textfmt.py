@@ -8,6 +8,7 @@ before it reaches a terminal (control characters become visible escapes).
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 
 from engine.saga.storage.enums import SagaStatus
@@ -16,23 +17,32 @@ from engine.saga.storage.models import SagaSummary
 # C0 and C1 controls plus DEL; tab and newline are kept only where multi-line text is wanted.
 # Also the invisible Unicode format characters that reorder or hide text (bidi overrides,
 # zero-width characters, line separators), so what is shown is what is stored.
-_INVISIBLE = "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+# Emoji parts whose width terminals disagree on (a tmux shows the skin tone of 👍🏽 as a
+# second emoji, a newer terminal joins them) are escaped too, so no border moves.
+_INVISIBLE = (
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\u20e3\U0001f3fb-\U0001f3ff\U000e0000-\U000e007f"
+)
 _CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 _CONTROL_ONE_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+# Variation selectors only pick a glyph style (❤️ or ❤); rich counts ❤️ two cells and
+# many terminals one, so they are dropped.
+_STYLE_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 _NAMED = {"\x1b": "\\x1b", "\x07": "\\a", "\r": "\\r", "\n": "\\n", "\t": "\\t", "\x08": "\\b"}
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group(0)
     code = ord(char)
-    return _NAMED.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    if code < 0x100:
+        return _NAMED.get(char, f"\\x{code:02x}")
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def clean(value: object, *, multiline: bool = False) -> str:
     """The value as a str with every control character replaced by a visible escape."""
     text = "" if value is None else str(value)
     pattern = _CONTROL if multiline else _CONTROL_ONE_LINE
-    return pattern.sub(_escape, text)
+    return _STYLE_SELECTORS.sub("", pattern.sub(_escape, text))
 
 
 def one_line(exc: BaseException, *, with_type: bool = False) -> str:
@@ -96,12 +106,52 @@ def aware(moment: datetime.datetime) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
+def utcnow() -> datetime.datetime:
+    """The time now, in UTC: the one clock of ages, the title and the detail."""
+    return _now()
+
+
+# Snapshot tests replace this to freeze the clock.
+_now = functools.partial(datetime.datetime.now, datetime.UTC)
+
+
 def age(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> str:
-    """How long ago ``moment`` was, compactly (``0.4s``, ``3m05s``); naive times are UTC."""
+    """How long ago ``moment`` was: ``4s``, ``3m``, ``2h04m``, ``3d4h``; naive times are UTC.
+
+    Whole seconds only under a minute and whole minutes under an hour: an age that
+    changed every tenth of a second would repaint every row of a live list.
+    """
     if moment is None:
         return ""
-    now = now or datetime.datetime.now(datetime.UTC)
-    return duration((aware(now) - aware(moment)).total_seconds())
+    now = now or utcnow()
+    seconds = max(0.0, (aware(now) - aware(moment)).total_seconds())
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    return duration(seconds)
+
+
+def when(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> str:
+    """Local time of ``moment``: ``16:58:41`` today, ``11-26 16:58`` on another day."""
+    if moment is None:
+        return ""
+    local = aware(moment).astimezone()
+    today = aware(now or utcnow()).astimezone().date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%m-%d %H:%M")
+
+
+def zone(moment: datetime.datetime | None = None) -> str:
+    """The local time zone's name as ``TZ`` sets it (``JST``, ``UTC``; else ``+0900``)."""
+    local = aware(moment or utcnow()).astimezone()
+    name = local.strftime("%Z")
+    return name if name and name.isalpha() else local.strftime("%z")
+
+
+def zone_offset(moment: datetime.datetime | None = None) -> str:
+    """The local offset from UTC: ``UTC+09:00``."""
+    offset = aware(moment or utcnow()).astimezone().strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
 
 
 def took(summary: SagaSummary, now: datetime.datetime | None = None) -> str:
@@ -112,18 +162,19 @@ def took(summary: SagaSummary, now: datetime.datetime | None = None) -> str:
 
 
 def clock(moment: datetime.datetime | None, *, millis: bool = False) -> str:
-    """Local wall-clock time of ``moment``."""
+    """Local wall-clock time of ``moment`` (``14:41:41.204`` with milliseconds)."""
     if moment is None:
         return ""
     local = aware(moment).astimezone()
     return local.strftime("%H:%M:%S.%f")[:-3] if millis else local.strftime("%H:%M:%S")
 
 
-def timestamp(moment: datetime.datetime | None) -> str:
-    """Local date and time of ``moment``."""
+def timestamp(moment: datetime.datetime | None, *, millis: bool = False) -> str:
+    """Local date and time of ``moment`` (``2025-11-27 14:41:41.204`` with milliseconds)."""
     if moment is None:
         return ""
-    return aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    text = aware(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text[:-3] if millis else text[:-7]
 
 
 def iso(moment: datetime.datetime | None) -> str | None:

@@ -21,7 +21,6 @@ from engine.saga.storage.models import (
 from saga_tui.textfmt import (
     age,
     clean,
-    duration,
     error_line,
     iso,
     ms,
@@ -45,6 +44,7 @@ def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
         "steps_done": summary.steps_done,
         "current_step": summary.current_step or None,
         "recovery_attempts": summary.recovery_attempts,
+        "tries": summary.tries,
         "error_type": summary.error_type,
         "error_message": summary.error_message,
         "lease_owner": summary.lease_owner,
@@ -127,7 +127,7 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
             clean(progress(s)),
             age(s.updated_at),
             took(s),
-            str(s.recovery_attempts),
+            str(s.tries) if s.tries else "",
             clean(error_line(s.error_type, s.error_message))[:60],
         ]
         for s in rows
@@ -148,7 +148,7 @@ def _lane_text(lane: LaneView) -> str:
     if lane.duration_ms is not None:
         text += f" {ms(lane.duration_ms)}"
     if lane.attempts > 1:
-        text += f" x{lane.attempts}"
+        text += f" ({lane.attempts} tries)"
     if lane.error_type:
         text += f" ({lane.error_type})"
     return text
@@ -171,7 +171,7 @@ def detail_text(detail: SagaDetail) -> list[str]:
     lines = [
         f"{clean(s.name)}  {s.id}  {s.status.name}",
         f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
-        f"took {duration(s.duration.total_seconds())}  attempts {s.recovery_attempts}  "
+        f"took {took(s)}  tries {s.tries}  recoveries {s.recovery_attempts}  "
         f"steps {progress(s) if s.step_count else s.steps_done}",
     ]
     if s.lease_owner:
@@ -193,11 +193,11 @@ def detail_text(detail: SagaDetail) -> list[str]:
     for e in detail.logs:
         error = error_line(e.error_type, e.error_message)
         error = f"  {error}" if error else ""
-        took = f" {ms(e.duration_ms)}" if e.duration_ms is not None else ""
+        lasted = f" {ms(e.duration_ms)}" if e.duration_ms is not None else ""
         lines.append(
             clean(
                 f"  {e.id:>6}  {iso(e.created_at)}  {e.step_name}  {e.action}  "
-                f"{e.status.name}{took}  #{e.attempt}{error}"
+                f"{e.status.name}{lasted}  try {e.attempt}{error}"
             )
         )
     if detail.audit:

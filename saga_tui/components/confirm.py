@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from saga_tui import keys
 from saga_tui.operations import ActionPlan, Verb, confirmation
@@ -41,6 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with VerticalScroll(id="confirm-scroll"):
                 yield Static(self.body, id="confirm-body")
             yield Static(Text(self.keys_hint, end=""), id="confirm-keys")
+        yield Footer()
 
     def action_answer(self, answer: bool) -> None:
         """Close with the answer."""

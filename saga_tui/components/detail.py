@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import typing
 import uuid
 
 from rich.console import Group, RenderableType
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -16,8 +19,35 @@ from textual.widgets import DataTable, Footer, Static
 from engine.saga.storage.models import SagaDetail
 from saga_tui import keys
 from saga_tui.messages import FollowChanged
-from saga_tui.render import Palette, lane_text, paint, safe, status_text
-from saga_tui.textfmt import age, clean, duration, error_line, timestamp
+from saga_tui.render import Palette, lane_text, paint, safe, status_text, time_text
+from saga_tui.textfmt import (
+    aware,
+    clean,
+    error_line,
+    timestamp,
+    took,
+    utcnow,
+    zone,
+    zone_offset,
+)
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _step_columns(width: int) -> list[tuple[str, str, int]]:
+    """The step table's columns for a terminal ``width`` wide (ERROR only when it fits)."""
+    columns = [
+        ("n", "#", 2),
+        ("step", "STEP", 16 if width < 100 else 22),
+        ("act", "ACT", 18 if width < 100 else 24),
+        ("compensate", "COMPENSATE", 22 if width < 100 else 26),
+        ("started", "STARTED", 8),
+    ]
+    # DataTable pads every cell by one on each side; the body has its own padding.
+    left = width - 4 - sum(w + 2 for _, _, w in columns) - 2
+    if left >= 20:
+        columns.append(("error", "ERROR", left))
+    return columns
 
 
 class DetailScreen(Screen[None]):
@@ -25,13 +55,26 @@ class DetailScreen(Screen[None]):
 
     BINDINGS = [*keys.detail_bindings()]
 
-    def __init__(self, saga_id: uuid.UUID, why_not: str | None, palette: Palette) -> None:
+    def __init__(
+        self,
+        saga_id: uuid.UUID,
+        why_not: str | None,
+        palette: Palette,
+        *,
+        absolute: bool = False,
+        read_only: bool = False,
+        keymap: typing.Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__()
+        self.read_only = read_only
+        self.keymap = keymap or {}
+        self._steps_width = 0
         self.saga_id = saga_id
         self.follow = True
         self.detail: SagaDetail | None = None
         self.why_not = why_not
         self.palette = palette
+        self.absolute = absolute
 
     def compose(self) -> ComposeResult:
         """Header, steps, then one scrolling body."""
@@ -45,17 +88,30 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Columns of the step table."""
-        table = self.query_one("#detail-steps", DataTable)
-        for key, label, width in (
-            ("n", "#", 3),
-            ("step", "STEP", 24),
-            ("act", "ACT", 26),
-            ("compensate", "COMPENSATE", 26),
-            ("started", "STARTED", 10),
-            ("error", "ERROR", 50),
-        ):
-            table.add_column(label, key=key, width=width)
+        """Lay out for the terminal's width now (a resize does it again)."""
+        self._lay_out(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Step columns and footer keys for the width."""
+        self._lay_out(event.size.width)
+
+    def _lay_out(self, width: int) -> None:
+        hidden = ("saga.recover", "saga.compensate") if self.read_only else ()
+        shown, palette = keys.footer_ids(
+            keys.detail_bindings(), width, self.keymap, hidden=hidden, compact=width < 120
+        )
+        keys.show_in_footer([self], shown)
+        footer = self.query_one(Footer)
+        footer.show_command_palette = palette
+        footer.compact = width < 120
+        if width != self._steps_width:
+            self._steps_width = width
+            table = self.query_one("#detail-steps", DataTable)
+            table.clear(columns=True)
+            for key, label, column_width in _step_columns(width):
+                table.add_column(label, key=key, width=column_width)
+            if self.detail is not None:
+                self._show_steps(self.detail, self.palette)
 
     def action_close(self) -> None:
         """Back to the list."""
@@ -77,15 +133,34 @@ class DetailScreen(Screen[None]):
             return
         self.detail = detail
         self.palette = palette
+        self._show_header(detail, palette, utcnow())
+        self._show_steps(detail, palette)
+        self._show_error(detail, palette)
+        self._show_context(detail)
+        self._show_history(detail, palette)
+
+    def tick(self, now: datetime.datetime) -> None:
+        """The clock moved: a running saga's TOOK and the steps' ages."""
+        if self.detail is not None:
+            self._show_header(self.detail, self.palette, now)
+            if not self.absolute:
+                self._show_steps(self.detail, self.palette)
+
+    def set_absolute(self, absolute: bool) -> None:
+        """Ages or local clock times for when the steps started."""
+        self.absolute = absolute
+        if self.detail is not None:
+            self._show_steps(self.detail, self.palette)
+
+    def _show_header(self, detail: SagaDetail, palette: Palette, now: datetime.datetime) -> None:
         s = detail.summary
         line = Text(end="")
         line.append(clean(s.name), style="bold")
         line.append(f"  {s.id}  ")
         line.append_text(status_text(s.status, palette))
-        line.append(
-            f"  created {timestamp(s.created_at)}  took {duration(s.duration.total_seconds())}"
-        )
-        line.append(f"  attempts {s.recovery_attempts}")
+        # TOOK and TRIES mean what the list's columns mean; recoveries are counted apart.
+        line.append(f"  created {timestamp(s.created_at, millis=True)} {zone(s.created_at)}")
+        line.append(f"  took {took(s, now)}  tries {s.tries}  recoveries {s.recovery_attempts}")
         if s.lease_owner:
             line.append("  owner ")
             line.append(clean(s.lease_owner))
@@ -95,29 +170,27 @@ class DetailScreen(Screen[None]):
         if self.why_not:
             line.append("\n")
             line.append(self.why_not, style="bold")
-        header.update(line)
-        self._show_steps(detail, palette)
-        self._show_error(detail, palette)
-        self._show_context(detail)
-        self._show_history(detail, palette)
+        self.query_one("#detail-header", Static).update(line)
 
     def _show_steps(self, detail: SagaDetail, palette: Palette | None) -> None:
         table = self.query_one("#detail-steps", DataTable)
+        if not table.columns:
+            return  # laid out at the first resize
         row = table.cursor_row
         table.clear()
         for index, step in enumerate(detail.steps, 1):
             lane_error = step.compensate if step.compensate.error_type else step.act
             error = error_line(lane_error.error_type, lane_error.error_message)
             started = step.act.started_at
-            table.add_row(
-                Text(str(index), end=""),
-                safe(step.name),
-                lane_text(step.act, palette),
-                lane_text(step.compensate, palette),
-                Text(age(started) if started else "", end=""),
-                paint(safe(error, "bad"), palette),
-                key=f"{index}",
-            )
+            cells = {
+                "n": Text(str(index), end=""),
+                "step": safe(step.name),
+                "act": lane_text(step.act, palette),
+                "compensate": lane_text(step.compensate, palette),
+                "started": time_text(started, utcnow(), self.absolute),
+                "error": paint(safe(error, "bad"), palette),
+            }
+            table.add_row(*(cells[str(key.value)] for key in table.columns), key=f"{index}")
         table.styles.height = len(detail.steps) + 2
         if detail.steps:
             table.move_cursor(row=min(row, len(detail.steps) - 1), animate=False)
@@ -135,14 +208,18 @@ class DetailScreen(Screen[None]):
         if detail.error_traceback:
             text.append("\n")
             text.append(clean(detail.error_traceback, multiline=True))
+        text.overflow = "fold"  # a long line wraps; nothing is cut off
         widget.update(paint(text, palette))
 
     def _show_context(self, detail: SagaDetail) -> None:
         widget = self.query_one("#detail-context", Static)
         body: RenderableType
         if detail.context is not None:
-            # json.dumps escapes every control character, so the JSON view is safe text.
-            body = JSON(json.dumps(detail.context, indent=2, default=str))
+            # Our own JSON text, cleaned: rich's JSON view would parse it again and print
+            # bidi overrides (U+202E) raw. clean's escapes are valid JSON escapes too.
+            raw = json.dumps(detail.context, indent=2, ensure_ascii=False, default=str)
+            text = Text(clean(raw, multiline=True), end="", overflow="fold")
+            body = JSONHighlighter()(text)
         else:
             body = Text(
                 f"stored context does not parse: {clean(detail.context_error)}\n"
@@ -155,19 +232,19 @@ class DetailScreen(Screen[None]):
         rows: list[tuple[object, Text]] = []
         for record in detail.logs:
             line = Text(end="")
-            line.append(timestamp(record.created_at), style="dim")
+            line.append(timestamp(record.created_at, millis=True), style="dim")
             line.append(f"  {record.action:<10} ")
             line.append(clean(record.step_name))
             line.append(f"  {record.status.name.lower()}")
             if record.attempt > 1:
-                line.append(f" (attempt {record.attempt})")
+                line.append(f" (try {record.attempt})")
             if error := error_line(record.error_type, record.error_message):
                 line.append("  ")
                 line.append(clean(error), style="bad")
             rows.append((record.created_at, line))
         for action in detail.audit:
             line = Text(end="")
-            line.append(timestamp(action.created_at), style="dim")
+            line.append(timestamp(action.created_at, millis=True), style="dim")
             line.append("  operator   ", style="bold")
             line.append(clean(f"{action.action} by {action.os_user}@{action.host}"))
             if action.reason:
@@ -175,8 +252,12 @@ class DetailScreen(Screen[None]):
             if action.outcome:
                 line.append(clean(f" -> {action.outcome}"))
             rows.append((action.created_at, line))
-        rows.sort(key=lambda item: timestamp(item[0]))  # type: ignore[arg-type]
-        text = Text(end="")
-        text.append("History\n", style="bold")
+        # Log entries come in id order; the stable sort slots operator actions among them.
+        rows.sort(
+            key=lambda item: aware(item[0]) if isinstance(item[0], datetime.datetime) else _EPOCH
+        )
+        text = Text(end="", overflow="fold")
+        text.append("History", style="bold")
+        text.append(f"  (local times, {zone()} {zone_offset()})\n", style="dim")
         text.append_text(Text("\n").join(line for _, line in rows))
         self.query_one("#detail-history", Static).update(paint(text, palette))

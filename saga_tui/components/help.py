@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from saga_tui import keys
 from saga_tui.keys import HelpRows
@@ -43,6 +43,12 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(keymap_table(self.rows), id="help-table")
             yield Static(
-                Text("Click a status count to filter by it.  esc closes.", end=""),
+                Text(
+                    "PROGRESS: ■ done  ↺ undone  ✗ failed  □ not run.  TRIES: the most tries "
+                    "one step needed.  Click a status count or a column header to filter or "
+                    "sort.  esc closes.",
+                    end="",
+                ),
                 id="help-keys",
             )
+        yield Footer()

@@ -11,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from saga_tui import keys
 from saga_tui.operations import ContextInputError, context_from_json
@@ -39,19 +39,31 @@ class StartRequest:
 def validate(
     choice: SagaChoice, text: str, count_text: str
 ) -> tuple[StartRequest | None, str | None]:
-    """Build the contexts from the form's text, or return a one-line reason (pure)."""
+    """Build the contexts from the form's text, or every problem, one per line (pure)."""
+    problems: list[str] = []
+    count = 1
     try:
         count = int(count_text.strip() or "1")
     except ValueError:
-        return None, f"count must be a whole number, not {count_text.strip()!r}"
-    if not 1 <= count <= MAX_COUNT:
-        return None, f"count must be between 1 and {MAX_COUNT}"
+        problems.append(f"count must be a whole number, not {count_text.strip()!r}")
+    else:
+        if not 1 <= count <= MAX_COUNT:
+            problems.append(f"count must be between 1 and {MAX_COUNT}")
     try:
         # One context per saga: the steps write into it.
-        contexts = [context_from_json(choice.name, choice.context_type, text) for _ in range(count)]
+        first = context_from_json(choice.name, choice.context_type, text)
     except ContextInputError as exc:
-        return None, str(exc)
-    return StartRequest(choice.name, contexts), None
+        problems += exc.problems
+    if problems:
+        return None, "\n".join(problems)
+    rest = [context_from_json(choice.name, choice.context_type, text) for _ in range(count - 1)]
+    return StartRequest(choice.name, [first, *rest]), None
+
+
+class ContextEditor(TextArea):
+    """The JSON editor; ctrl+a selects all of it (TextArea's own ctrl+a goes to line start)."""
+
+    BINDINGS = [*keys.START_EDITOR]
 
 
 class StartForm(ModalScreen[StartRequest | None]):
@@ -75,13 +87,18 @@ class StartForm(ModalScreen[StartRequest | None]):
                 id="start-saga",
             )
             yield Label("Context (JSON)")
-            yield TextArea(_pretty(first.example), language=None, id="start-context")
+            yield ContextEditor(_pretty(first.example), language=None, id="start-context")
+            yield Static("", id="start-error")
             with Horizontal(id="start-row"):
                 yield Label("Count ")
                 yield Input("1", id="start-count", restrict=r"[0-9]*")
                 yield Button("Start", variant="primary", id="start-go")
                 yield Button("Cancel", id="start-cancel")
-            yield Static("", id="start-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """No error line until there is an error."""
+        self._error("")
 
     @on(Select.Changed, "#start-saga")
     def _saga_changed(self, event: Select.Changed) -> None:
@@ -113,6 +130,7 @@ class StartForm(ModalScreen[StartRequest | None]):
         widget = self.query_one("#start-error", Static)
         widget.update(Text(message, end=""))
         widget.set_class(bool(message), "-error")
+        widget.display = bool(message)
 
 
 def _pretty(example: dict[str, typing.Any] | None) -> str:

@@ -12,6 +12,7 @@ import typing
 import uuid
 
 import pytest
+from rich.cells import cell_len
 from textual.pilot import Pilot
 
 from engine.saga.mediator import SagaMediator
@@ -155,15 +156,34 @@ def notifications(app: SagaApp) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
 
+CHAR_WIDTH = 12.2
+"""Pixels per terminal cell in Rich's SVG export."""
+
+
 def screen_text(app: SagaApp) -> str:
-    """The visible screen as plain text (from the app's own screenshot)."""
+    """The visible screen as plain text (from the app's own screenshot), cells in place.
+
+    Each text run is put at the cell its x position names, so blank stretches come back
+    as spaces and columns line up as on a terminal; trailing spaces are dropped.
+    """
     svg = app.export_screenshot()
     rows: dict[float, list[tuple[float, str]]] = {}
     for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
         rows.setdefault(float(m.group(2)), []).append(
             (float(m.group(1)), html.unescape(m.group(3)).replace("\xa0", " "))
         )
-    return "\n".join("".join(t for _, t in sorted(rows[y])) for y in sorted(rows))
+    lines = []
+    for y in sorted(rows):
+        line, cells = "", 0
+        for x, text in sorted(rows[y]):
+            column = round(x / CHAR_WIDTH)
+            if column > cells:
+                line += " " * (column - cells)
+                cells = column
+            line += text
+            cells += cell_len(text)
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 async def screen_showing(pilot: Pilot[typing.Any], app: SagaApp, needle: str) -> str:

@@ -28,11 +28,15 @@ def test_parse_filter_prefix_and_case() -> None:
     assert parse_filter("") == SagaFilter()
 
 
-def test_parse_filter_rejects_unknown_and_ambiguous_status() -> None:
+def test_parse_filter_rejects_unknown_status_and_a_prefix_means_every_status_it_starts() -> None:
     with pytest.raises(FilterError, match="unknown status"):
         parse_filter("status:exploded")
-    with pytest.raises(FilterError):
-        parse_filter("status:comp")  # completed, compensating, compensated
+    # status:comp used to be refused as ambiguous; it is the start of three names.
+    assert set(parse_filter("status:comp").statuses) == {
+        SagaStatus.COMPLETED,
+        SagaStatus.COMPENSATING,
+        SagaStatus.COMPENSATED,
+    }
 
 
 def test_format_round_trips() -> None:

@@ -82,3 +82,13 @@ def completed_act_steps(logs: typing.Iterable[SagaLogEntry]) -> set[str]:
     """Steps whose latest act entry is COMPLETED."""
     act, _ = last_status_by_step(logs)
     return {name for name, status in act.items() if status is SagaStepStatus.COMPLETED}
+
+
+def most_tries(logs: typing.Iterable[SagaLogEntry]) -> int:
+    """The most starts of one step action: the lanes' tries, and a saga's TRIES."""
+    counts: dict[tuple[str, str], int] = {}
+    for entry in logs:
+        if entry.status is SagaStepStatus.STARTED:
+            key = (entry.step_name, entry.action)
+            counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=0)

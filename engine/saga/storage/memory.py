@@ -16,8 +16,9 @@ from engine.saga.storage.enums import (
     SagaStatus,
     SagaStepStatus,
 )
-from engine.saga.storage.lanes import build_step_views
+from engine.saga.storage.lanes import build_step_views, most_tries
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     Checkpoint,
     CheckpointResult,
     LeaseInfo,
@@ -26,6 +27,7 @@ from engine.saga.storage.models import (
     SagaDetail,
     SagaFilter,
     SagaLogEntry,
+    SagaOrder,
     SagaPage,
     SagaState,
     SagaSummary,
@@ -278,29 +280,42 @@ class MemorySagaStorage(ISagaStorage):
         limit: int = 200,
         after: PageCursor | None = None,
         before: PageCursor | None = None,
+        order: SagaOrder = NEWEST_FIRST,
+        at: PageCursor | None = None,
     ) -> SagaPage:
-        """A keyset page, newest first."""
+        """A keyset page in ``order`` (newest first by default)."""
         saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
-        rows = [r for r in self._rows.values() if self._matches(r, saga_filter)]
-        rows.sort(key=lambda r: (r["created_at"], str(r["id"])), reverse=True)
-        keys = [(_dt(r["created_at"]), str(r["id"])) for r in rows]
+        items = [_summary(r) for r in self._rows.values() if self._matches(r, saga_filter)]
+
+        def key(value: str | None, created: datetime.datetime, saga_id: uuid.UUID) -> tuple:
+            return (value or "", created, str(saga_id))
+
+        keyed = [(key(order.value(s), s.created_at, s.id), s) for s in items]
+        keyed.sort(key=lambda pair: pair[0], reverse=order.descending)
+        keys = [k for k, _ in keyed]
+
+        def beyond(k: tuple, c: PageCursor, inclusive: bool) -> bool:
+            mark = key(c.value, c.created_at, c.saga_id)
+            if inclusive and k == mark:
+                return True
+            return k < mark if order.descending else k > mark
+
         start = 0
-        if after is not None:
-            key = (after.created_at, str(after.saga_id))
-            start = next((i for i, k in enumerate(keys) if k < key), len(keys))
+        if at is not None or after is not None:
+            cursor, inclusive = (at, True) if at is not None else (after, False)
+            assert cursor is not None
+            start = next((i for i, k in enumerate(keys) if beyond(k, cursor, inclusive)), len(keys))
         elif before is not None:
-            key = (before.created_at, str(before.saga_id))
-            end = next((i for i, k in enumerate(keys) if k <= key), len(keys))
+            end = next((i for i, k in enumerate(keys) if beyond(k, before, True)), len(keys))
             start = max(0, end - limit)
-        chunk = rows[start : start + limit]
-        items = [_summary(r) for r in chunk]
-        next_cursor = (
-            PageCursor(items[-1].created_at, items[-1].id)
-            if items and start + limit < len(rows)
-            else None
-        )
-        prev_cursor = PageCursor(items[0].created_at, items[0].id) if items and start > 0 else None
-        return SagaPage(items, next_cursor, prev_cursor)
+        chunk = [s for _, s in keyed[start : start + limit]]
+        chunk = [
+            dataclasses.replace(s, tries=most_tries(self._entries(self._row(s.id)))) for s in chunk
+        ]
+        more = chunk and start + limit < len(keys)
+        next_cursor = order.cursor(chunk[-1]) if more else None
+        prev_cursor = order.cursor(chunk[0]) if chunk and start > 0 else None
+        return SagaPage(chunk, next_cursor, prev_cursor)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
@@ -309,7 +324,7 @@ class MemorySagaStorage(ISagaStorage):
             return None
         logs = self._entries(row)
         return SagaDetail(
-            summary=_summary(row),
+            summary=dataclasses.replace(_summary(row), tries=most_tries(logs)),
             context=copy.deepcopy(row["context"]),
             context_raw=json.dumps(row["context"], default=str),
             context_error=None,

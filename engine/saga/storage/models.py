@@ -208,12 +208,46 @@ async def resolve_text_filter(
     return saga_filter
 
 
+SortKey = typing.Literal["created", "status", "name"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaOrder:
+    """How a page is sorted: by creation time, status or saga name; then time and id.
+
+    All keyset columns run in one direction, so every order walks one index forwards
+    or backwards: (created_at, id), (status, created_at, id), (name, created_at, id).
+    """
+
+    key: SortKey = "created"
+    descending: bool = True
+
+    def value(self, summary: SagaSummary) -> str | None:
+        """The sort column's value of a saga (None for the time order)."""
+        if self.key == "status":
+            return summary.status.name
+        if self.key == "name":
+            return summary.name
+        return None
+
+    def cursor(self, summary: SagaSummary) -> PageCursor:
+        """The keyset position of ``summary`` in this order."""
+        return PageCursor(summary.created_at, summary.id, self.value(summary))
+
+
+NEWEST_FIRST = SagaOrder()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PageCursor:
-    """Keyset position in the stable order (created_at desc, id desc)."""
+    """Keyset position in a stable order (newest first: created_at desc, id desc).
+
+    ``value`` is the row's status name or saga name when the order sorts by it.
+    """
 
     created_at: datetime.datetime
     saga_id: uuid.UUID
+    value: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -236,6 +270,8 @@ class SagaSummary:
     requested_action: RequestedAction | None = None
     finished_at: datetime.datetime | None = None
     version: int = 1
+    tries: int = 0
+    """The most times one step action was started (a lane's tries); 0 before any step."""
 
     @property
     def duration(self) -> datetime.timedelta:

@@ -26,6 +26,7 @@ from engine.saga.errors import (  # noqa: F401  (re-exported for storage users)
 )
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     Checkpoint,
     CheckpointResult,
     LeaseInfo,
@@ -37,6 +38,7 @@ from engine.saga.storage.models import (
     SagaDetail,
     SagaFilter,
     SagaLogEntry,
+    SagaOrder,
     SagaPage,
     SagaState,
     StatusCounts,
@@ -113,10 +115,13 @@ class ISagaStorage(abc.ABC):
         limit: int = 200,
         after: PageCursor | None = None,
         before: PageCursor | None = None,
+        order: SagaOrder = NEWEST_FIRST,
+        at: PageCursor | None = None,
     ) -> SagaPage:
-        """A page of sagas, newest first (created_at desc, id desc), by keyset.
+        """A page of sagas in ``order`` (newest first: created_at desc, id desc), by keyset.
 
-        ``after`` continues towards older sagas, ``before`` towards newer ones.
+        ``after`` continues below the cursor's row, ``at`` starts at that row itself,
+        ``before`` goes back towards the start of the order.
         """
 
     @abc.abstractmethod

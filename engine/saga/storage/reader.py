@@ -10,10 +10,12 @@ import typing
 import uuid
 
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     LogRecord,
     PageCursor,
     SagaDetail,
     SagaFilter,
+    SagaOrder,
     SagaPage,
     StatusCounts,
 )
@@ -36,6 +38,8 @@ class SagaReader(typing.Protocol):
         limit: int = 200,
         after: PageCursor | None = None,
         before: PageCursor | None = None,
+        order: SagaOrder = NEWEST_FIRST,
+        at: PageCursor | None = None,
     ) -> SagaPage:
         """A page of sagas, newest first, by keyset."""
         ...

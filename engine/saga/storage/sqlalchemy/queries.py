@@ -13,15 +13,22 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, parse_status
-from engine.saga.storage.lanes import build_step_views
+from engine.saga.storage.enums import (
+    ACTIVE_STATUSES,
+    SagaStatus,
+    SagaStepStatus,
+    parse_status,
+)
+from engine.saga.storage.lanes import build_step_views, most_tries
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     LeaseInfo,
     OperatorAction,
     PageCursor,
     SagaDetail,
     SagaFilter,
     SagaLogEntry,
+    SagaOrder,
     SagaPage,
     SagaSummary,
     StatusCounts,
@@ -57,7 +64,20 @@ _SUMMARY_COLUMNS = (
 _UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
 
 
-def summary(r: typing.Any) -> SagaSummary:
+_STARTED = (SagaStepStatus.STARTED.name, SagaStepStatus.STARTED.value)
+# A saga's TRIES: the most starts of one step action, read with its row through the log
+# index (a correlated subquery costs a few index seeks per row of the page).
+_LANES = (
+    sa.select(sa.func.count().label("n"))
+    .where(saga_logs.c.saga_id == saga_executions.c.id, saga_logs.c.status.in_(_STARTED))
+    .group_by(saga_logs.c.step_name, saga_logs.c.action)
+    .correlate(saga_executions)
+    .subquery()
+)
+_TRIES = sa.select(sa.func.max(_LANES.c.n)).scalar_subquery().label("tries")
+
+
+def summary(r: typing.Any, tries: int = 0) -> SagaSummary:
     """A saga_executions row as a SagaSummary."""
     return SagaSummary(
         id=r.id,
@@ -76,6 +96,7 @@ def summary(r: typing.Any) -> SagaSummary:
         requested_action=db_values.action_from_db(r.requested_action),
         finished_at=db_values.maybe_time(r.finished_at),
         version=r.version,
+        tries=tries,
     )
 
 
@@ -186,11 +207,19 @@ async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | Non
     return [n for n in names if lowered in n.lower()]
 
 
-def _key(cursor: PageCursor) -> typing.Any:
-    return sa.tuple_(
-        sa.literal(db_values.as_utc(cursor.created_at), saga_executions.c.created_at.type),
-        sa.literal(cursor.saga_id, saga_executions.c.id.type),
+def _keyset(order: SagaOrder) -> list[sa.ColumnElement[typing.Any]]:
+    """The columns of ``order``'s keyset, each walked by one index in one direction."""
+    first = {"status": [saga_executions.c.status], "name": [saga_executions.c.name]}.get(
+        order.key, []
     )
+    return [*first, saga_executions.c.created_at, saga_executions.c.id]
+
+
+def _key(order: SagaOrder, cursor: PageCursor) -> typing.Any:
+    column = _keyset(order)[0]
+    value = [sa.literal(cursor.value, column.type)] if order.key != "created" else []
+    created = sa.literal(db_values.as_utc(cursor.created_at), saga_executions.c.created_at.type)
+    return sa.tuple_(*value, created, sa.literal(cursor.saga_id, saga_executions.c.id.type))
 
 
 async def list_sagas(
@@ -199,56 +228,75 @@ async def list_sagas(
     limit: int,
     after: PageCursor | None,
     before: PageCursor | None,
+    order: SagaOrder = NEWEST_FIRST,
+    at: PageCursor | None = None,
 ) -> SagaPage:
-    """A keyset page in (created_at desc, id desc), as memory.py pages it."""
+    """A keyset page in ``order``, as memory.py pages it; ``at`` starts at the cursor's row."""
     names = await _matching_names(conn, f.name) if f.name else None
     if names == []:
         return SagaPage([], None, None)
     clauses = _filter_clauses(conn, f, names)
-    key = sa.tuple_(saga_executions.c.created_at, saga_executions.c.id)
-    newest_first = (saga_executions.c.created_at.desc(), saga_executions.c.id.desc())
-    base = sa.select(*_SUMMARY_COLUMNS).where(*clauses)
+    columns = _keyset(order)
+    key = sa.tuple_(*columns)
 
-    async def exists(*extra: sa.ColumnElement[bool]) -> bool:
-        q = sa.select(sa.literal(1)).select_from(saga_executions).where(*clauses, *extra).limit(1)
-        return (await conn.execute(q)).first() is not None
+    def beyond(cursor: PageCursor, *, onward: bool = True, inclusive: bool = False) -> typing.Any:
+        # Rows after the cursor in this order (onward), or before it.
+        value = _key(order, cursor)
+        if order.descending == onward:
+            return key <= value if inclusive else key < value
+        return key >= value if inclusive else key > value
+
+    forwards = [c.desc() if order.descending else c.asc() for c in columns]
+    backwards = [c.asc() if order.descending else c.desc() for c in columns]
+
+    async def fetch(where: list[typing.Any], ordering: list[typing.Any]) -> list[typing.Any]:
+        q = sa.select(*_SUMMARY_COLUMNS, _TRIES).where(*clauses, *where).order_by(*ordering)
+        return list(await conn.execute(q.limit(limit + 1)))
+
+    async def exists(where: typing.Any, ordering: list[typing.Any]) -> bool:
+        # Ordered like a page, so the planner walks the order's index from the cursor
+        # and stops at the first row (not a filter's index through every match).
+        q = (
+            sa.select(sa.literal(1))
+            .select_from(saga_executions)
+            .where(*clauses, where)
+            .order_by(*ordering)
+        )
+        return (await conn.execute(q.limit(1))).first() is not None
 
     if before is not None:
-        newer = list(
-            await conn.execute(
-                base.where(key > _key(before))
-                .order_by(saga_executions.c.created_at.asc(), saga_executions.c.id.asc())
-                .limit(limit + 1),
-            ),
-        )
+        newer = await fetch([beyond(before, onward=False)], backwards)
         if len(newer) > limit:
             rows = newer[:limit][::-1]
-            has_next = await exists(key <= _key(before))
-            return _page(rows, has_prev=True, has_next=has_next)
+            has_next = await exists(beyond(before, inclusive=True), forwards)
+            return await _page(conn, order, rows, has_prev=True, has_next=has_next)
         after = None  # fewer than a page above the cursor: memory.py shows the first page
-    if after is not None:
-        rows = list(
-            await conn.execute(
-                base.where(key < _key(after)).order_by(*newest_first).limit(limit + 1)
-            ),
-        )
-        has_prev = bool(rows) and await exists(key >= _key(after))
+    start = at or after
+    has_prev = False
+    if start is not None:
+        rows = await fetch([beyond(start, inclusive=at is not None)], forwards)
+        back = beyond(start, onward=False, inclusive=at is None)
+        has_prev = bool(rows) and await exists(back, backwards)
     else:
-        rows = list(await conn.execute(base.order_by(*newest_first).limit(limit + 1)))
-        has_prev = False
-    has_next = len(rows) > limit
-    return _page(rows[:limit], has_prev=has_prev, has_next=has_next)
+        rows = await fetch([], forwards)
+    return await _page(conn, order, rows[:limit], has_prev=has_prev, has_next=len(rows) > limit)
 
 
-def _page(rows: list[typing.Any], *, has_prev: bool, has_next: bool) -> SagaPage:
-    items = [summary(r) for r in rows]
-    if not items:
+async def _page(
+    conn: AsyncConnection,
+    order: SagaOrder,
+    rows: list[typing.Any],
+    *,
+    has_prev: bool,
+    has_next: bool,
+) -> SagaPage:
+    if not rows:
         return SagaPage([], None, None)
-    first, last = items[0], items[-1]
+    items = [summary(r, r.tries or 0) for r in rows]
     return SagaPage(
         items,
-        PageCursor(last.created_at, last.id) if has_next else None,
-        PageCursor(first.created_at, first.id) if has_prev else None,
+        order.cursor(items[-1]) if has_next else None,
+        order.cursor(items[0]) if has_prev else None,
     )
 
 
@@ -277,14 +325,15 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
     ).first()
     if row is None:
         return None
-    head = summary(row)
-    context, raw, problem = db_values.context_from_db(row.context)
+    name = row.name
     logs = [
-        read_log_row(r, head.name)
+        read_log_row(r, name)
         for r in await conn.execute(
             sa.select(*LOG_SELECT).where(saga_logs.c.saga_id == saga_id).order_by(saga_logs.c.id)
         )
     ]
+    head = summary(row, most_tries(logs))
+    context, raw, problem = db_values.context_from_db(row.context)
     audit = [
         OperatorAction(
             saga_id=r.saga_id,

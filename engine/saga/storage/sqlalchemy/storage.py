@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from engine.saga.errors import ReadOnlyStorageError
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.models import (
+    NEWEST_FIRST,
     Checkpoint,
     CheckpointResult,
     LeaseInfo,
@@ -24,6 +25,7 @@ from engine.saga.storage.models import (
     SagaDetail,
     SagaFilter,
     SagaLogEntry,
+    SagaOrder,
     SagaPage,
     SagaState,
     StatusCounts,
@@ -237,10 +239,12 @@ class SqlAlchemySagaStorage(ISagaStorage):
         limit: int = 200,
         after: PageCursor | None = None,
         before: PageCursor | None = None,
+        order: SagaOrder = NEWEST_FIRST,
+        at: PageCursor | None = None,
     ) -> SagaPage:
-        """A keyset page, newest first."""
+        """A keyset page in ``order`` (newest first by default)."""
         saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
-        return await self._read(queries.list_sagas, saga_filter, limit, after, before)
+        return await self._read(queries.list_sagas, saga_filter, limit, after, before, order, at)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
