@@ -82,7 +82,24 @@ def _v1_to_v2(conn: sa.Connection) -> None:
         conn.exec_driver_sql(sql)
 
 
-MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2}
+def _v2_to_v3(conn: sa.Connection) -> None:
+    """Append every column, and create every table and index, the code declares and lacks.
+
+    New columns go at the end of their table in ``schema`` (nullable or defaulted), so
+    ALTER TABLE ADD COLUMN leaves a migrated table identical to a fresh one.
+    """
+    names = set(sa.inspect(conn).get_table_names())
+    for table in schema.metadata.sorted_tables:
+        if table.name in names:
+            _add_missing_columns(conn, table)
+        else:
+            table.create(conn)
+    for table in schema.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2, 3: _v2_to_v3}
 """Migration to version N from N-1, applied in order."""
 
 

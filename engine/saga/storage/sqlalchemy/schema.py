@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
-"""v1 is python-cqrs's layout (no version table); v2 adds leases, errors, audit, counts."""
+SCHEMA_VERSION = 3
+"""v1 is python-cqrs's layout (no version table); v2 adds leases, errors, audit, counts;
+v3 appends what later features declare here (columns at the end of their table, new
+tables and indexes): the migration adds whatever is missing."""
 
 metadata = sa.MetaData()
 
