@@ -6,6 +6,7 @@ Never imports textual, rich, saga_tui or sample_sagas.
 from engine.events import DomainEvent, Event, EventHandler, EventMap, NotificationEvent
 from engine.requests import Request
 from engine.response import Response
+from engine.saga.current import current_fence, current_saga_id
 from engine.saga.map import SagaMap
 from engine.saga.mediator import SagaMediator
 from engine.saga.models import SagaContext
@@ -28,4 +29,6 @@ __all__ = [
     "SagaMediator",
     "SagaStepHandler",
     "SagaStepResult",
+    "current_fence",
+    "current_saga_id",
 ]

@@ -40,6 +40,10 @@ class CompensationRequestedError(SagaError):
     """An operator asked for this saga to be compensated while it ran; it was."""
 
 
+class RecoveryGaveUpError(SagaError):
+    """A saga recovered ``max_recovery_attempts`` times without an end was set FAILED."""
+
+
 class ForwardNotAllowedError(SagaError, RuntimeError):
     """A saga resumed after it began compensating: compensation finished, no forward run."""
 
@@ -55,8 +59,28 @@ class SagaNotFoundError(SagaStorageError, ValueError):
     """No saga with that id."""
 
 
+class SagaExistsError(SagaStorageError, ValueError):
+    """A creating checkpoint for an id that is already stored."""
+
+
 class LeaseLostError(SagaStorageError):
-    """The writer no longer holds the saga's lease: another runner took it over."""
+    """The writer no longer holds the saga's lease: another runner took it over.
+
+    A run that gets it stops at once: no further writes, no compensation (the runner
+    that holds the lease now decides).
+    """
+
+
+class SagaDataError(SagaStorageError):
+    """The database refused this saga's data (a value, a size, a constraint); it is up."""
+
+
+class StorageUnavailableError(SagaStorageError):
+    """The database cannot take writes now (full, locked past the timeout, gone).
+
+    A run that gets it stops and leaves the saga for recovery: nothing is compensated
+    while nothing can be recorded.
+    """
 
 
 class SagaConcurrencyError(SagaStorageError):

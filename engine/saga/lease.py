@@ -81,8 +81,27 @@ def owner_is_dead(owner: str, host: str | None = None) -> bool:
     return not recorded.startswith("t") and recorded != start
 
 
+class Leased(typing.Protocol):
+    """A run holding a lease, as the heartbeat sees it (``SagaRun`` provides it)."""
+
+    fence: int
+    lease_expires: float
+
+    def lease_lost(self, why: str) -> None:
+        """Stop: cancel the step in flight; write nothing more."""
+        ...
+
+
 class LeaseKeeper:
-    """Renews every lease this process holds while at least one saga runs here."""
+    """Renews the lease of every saga this process runs, and stops runs that lost theirs.
+
+    One heartbeat per process and storage: every ``lease_seconds / 3`` it extends, in
+    one conditional update, the leases of the sagas running here (only while still this
+    process's, at the fence its claim got, and not yet expired). A run whose lease was
+    not extended lost it (taken over after this process was paused past its lease, or
+    its loop was blocked that long): it is told, cancels its step and stops. So is a run
+    whose lease expires while renewals fail.
+    """
 
     def __init__(
         self,
@@ -95,9 +114,9 @@ class LeaseKeeper:
         self.lease_seconds = lease_seconds
         self._active = 0
         self._task: asyncio.Task[None] | None = None
-        # Saga ids a run of this process is executing right now: the lease says "this
-        # process", this set says "busy here", so two runs in one process never overlap.
-        self.running: set[typing.Any] = set()
+        # Saga id -> the run of this process executing it right now: the lease says "this
+        # process", this map says "busy here", so two runs in one process never overlap.
+        self.running: dict[typing.Any, Leased] = {}
 
     def expiry(self) -> float:
         """The expiry a lease taken now gets."""
@@ -120,10 +139,58 @@ class LeaseKeeper:
             await asyncio.sleep(interval)
             if self._active <= 0:
                 break
-            with contextlib.suppress(Exception):
-                # A failed renewal is retried at the next beat; the lease has slack.
-                await self.storage.renew_leases(self.owner, self.expiry())
+            await self.renew()
         self._task = None
+
+    async def renew(self) -> None:
+        """Extend the leases of the runs of this process; tell those that lost theirs."""
+        runs = dict(self.running)
+        if not runs:
+            return
+        now = time.time()
+        # A lease that expired while this process could not renew it (paused, its loop
+        # blocked) is lost even if nobody took it yet: a recoverer may be about to.
+        for saga_id, run in list(runs.items()):
+            if run.lease_expires < now:
+                del runs[saga_id]
+                late = now - run.lease_expires
+                self._lost(
+                    saga_id,
+                    run,
+                    f"it expired {late:.1f} s before this process could renew it:"
+                    " the process was paused or its event loop blocked",
+                )
+        if not runs:
+            return
+        fences = {saga_id: run.fence for saga_id, run in runs.items()}
+        expiry = now + self.lease_seconds
+        try:
+            renewed = await self.storage.heartbeat(self.owner, fences, expiry, now)
+        except Exception:
+            # Retried at the next beat; a lease that expires meanwhile is lost then.
+            return
+        for saga_id, run in runs.items():
+            if run.fence != fences[saga_id]:
+                continue  # claimed again meanwhile (a rollback after the last step)
+            if saga_id in renewed:
+                run.lease_expires = max(run.lease_expires, expiry)
+            elif self.running.get(saga_id) is run:
+                self._lost(saga_id, run, await self._holder(saga_id))
+
+    async def _holder(self, saga_id: typing.Any) -> str:
+        try:
+            lease = await self.storage.get_lease(saga_id)
+        except Exception:
+            return "it could not be renewed"
+        if lease is None or lease.owner is None:
+            return "it was released: another runner took the saga over or ended it"
+        if lease.owner == self.owner:
+            return f"it expired (fence {lease.fence})"
+        return f"now held by {lease.owner} (fence {lease.fence})"
+
+    def _lost(self, saga_id: typing.Any, run: Leased, why: str) -> None:
+        if self.running.get(saga_id) is run:
+            run.lease_lost(f"Saga {saga_id}: lease lost ({why}); this run stopped")
 
 
 _KEEPERS: weakref.WeakKeyDictionary[typing.Any, LeaseKeeper] = weakref.WeakKeyDictionary()

@@ -19,6 +19,8 @@ def build_step_views(
     lanes: dict[str, dict[str, LaneView]] = {}
     order: list[str] = []
     for entry in logs:
+        if entry.unreadable is not None:
+            continue  # shown in the log with its reason; it says nothing sure of a lane
         if entry.step_name not in lanes:
             lanes[entry.step_name] = {"act": LaneView(), "compensate": LaneView()}
             order.append(entry.step_name)
@@ -53,7 +55,8 @@ def last_status_by_step(
     act: dict[str, SagaStepStatus] = {}
     comp: dict[str, SagaStepStatus] = {}
     for entry in logs:
-        (act if entry.action == "act" else comp)[entry.step_name] = entry.status
+        if entry.unreadable is None:
+            (act if entry.action == "act" else comp)[entry.step_name] = entry.status
     return act, comp
 
 
@@ -92,3 +95,23 @@ def most_tries(logs: typing.Iterable[SagaLogEntry]) -> int:
             key = (entry.step_name, entry.action)
             counts[key] = counts.get(key, 0) + 1
     return max(counts.values(), default=0)
+
+
+def error_traceback(
+    logs: typing.Sequence[SagaLogEntry], error_type: str | None, error_message: str | None
+) -> str | None:
+    """The traceback of the saga's error, kept once: with the log entry that failed.
+
+    The saga row carries the error's type and message only (the list shows and searches
+    them); the newest log entry with that error holds its traceback.
+    """
+    if error_type is None and error_message is None:
+        return None
+    for entry in reversed(logs):
+        if (
+            entry.error_traceback
+            and entry.error_type == error_type
+            and entry.error_message == error_message
+        ):
+            return entry.error_traceback
+    return None

@@ -115,7 +115,7 @@ class MemorySagaStorage(ISagaStorage):
         saga_id = checkpoint.saga_id
         key = saga_id.int
         row = self._rows.get(key)
-        insert, update, increment, logs = checkpoint_rows(checkpoint, _time())
+        insert, update, increment, guard, logs = checkpoint_rows(checkpoint, _time())
         requested = None
         if insert is not None:
             if row is not None:
@@ -125,9 +125,10 @@ class MemorySagaStorage(ISagaStorage):
         elif row is None:
             raise not_found(saga_id)
         else:
-            owner = checkpoint.owner
-            if owner is not None and row["lease_owner"] != owner:
-                raise lease_lost(saga_id, row["lease_owner"])
+            for column, value in guard:
+                if row[column] != value:
+                    holder = row["lease_owner"]
+                    raise lease_lost(saga_id, holder, row["fence"], checkpoint.owner)
             requested = row["requested_action"]
             assert update is not None
             row.update(update)
@@ -170,6 +171,7 @@ class MemorySagaStorage(ISagaStorage):
             history=self._entries(row),
             requested_action=_requested(row),
             recovery_attempts=row["recovery_attempts"],
+            fence=row["fence"],
         )
 
     async def claim(
@@ -194,6 +196,7 @@ class MemorySagaStorage(ISagaStorage):
             return None
         row["lease_owner"] = owner
         row["lease_expires"] = lease_expires
+        row["fence"] += 1
         self._changes += 1
         return self._state(row)
 
@@ -206,12 +209,33 @@ class MemorySagaStorage(ISagaStorage):
                 count += 1
         return count
 
+    async def heartbeat(
+        self,
+        owner: str,
+        held: typing.Mapping[uuid.UUID, int],
+        lease_expires: float,
+        now: float,
+    ) -> set[uuid.UUID]:
+        """Extend the leases in ``held`` still ``owner``'s with that fence and unexpired."""
+        renewed: set[uuid.UUID] = set()
+        for saga_id, fence in held.items():
+            row = self._rows.get(saga_id.int)
+            if row is None or row["lease_owner"] != owner or row["fence"] != fence:
+                continue
+            if row["lease_expires"] is not None and row["lease_expires"] < now:
+                continue
+            row["lease_expires"] = lease_expires
+            renewed.add(saga_id)
+        return renewed
+
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
         """Who holds one saga."""
         row = self._rows.get(saga_id.int)
         if row is None:
             return None
-        return LeaseInfo(row["id"], _status(row), row["lease_owner"], row["lease_expires"])
+        return LeaseInfo(
+            row["id"], _status(row), row["lease_owner"], row["lease_expires"], row["fence"]
+        )
 
     async def lease_candidates(self, now: float, host: str, limit: int) -> list[LeaseInfo]:
         """Unfinished sagas with a free or expired lease, or held on this host."""

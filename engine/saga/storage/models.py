@@ -39,6 +39,8 @@ class SagaLogEntry:
     error_traceback: str | None = None
     attempt: int = 1
     duration_ms: float | None = None
+    unreadable: str | None = None
+    """Why a stored field of this row could not be read (shown instead of guessing)."""
 
     @property
     def created_at(self) -> datetime.datetime:
@@ -91,8 +93,9 @@ class NewSaga:
 class Checkpoint:
     """One atomic, durable write: everything in it commits together or not at all.
 
-    When ``owner`` is set the write only applies while that owner holds the lease;
-    otherwise storage raises :class:`LeaseLostError`.
+    When ``owner`` is set the write only applies while that owner holds the lease with
+    ``fence`` (when set): the fence the owner's claim got. Otherwise storage raises
+    :class:`LeaseLostError` and writes nothing.
     """
 
     saga_id: uuid.UUID
@@ -109,6 +112,7 @@ class Checkpoint:
     release_lease: bool = False
     clear_requested_action: bool = False
     bump_recovery_attempts: bool = False
+    fence: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,6 +148,8 @@ class SagaState:
     history: list[SagaLogEntry]
     requested_action: RequestedAction | None = None
     recovery_attempts: int = 0
+    fence: int = 0
+    """The fence this claim got: every write of the run is conditioned on it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -154,6 +160,7 @@ class LeaseInfo:
     status: SagaStatus
     owner: str | None
     expires: float | None
+    fence: int = 0
 
 
 # ---- query API results -------------------------------------------------------------
@@ -272,6 +279,9 @@ class SagaSummary:
     version: int = 1
     tries: int = 0
     """The most times one step action was started (a lane's tries); 0 before any step."""
+    unreadable: str | None = None
+    """Why the stored row could not be read (an unknown status, a time or number that
+    does not parse): the row is shown as unreadable with this reason, never guessed."""
 
     @property
     def duration(self) -> datetime.timedelta:
@@ -334,11 +344,13 @@ class StatusCounts:
     """How many sagas are in each status."""
 
     by_status: dict[SagaStatus, int]
+    unreadable: int = 0
+    """Sagas whose stored status this code cannot read."""
 
     @property
     def total(self) -> int:
-        """All sagas."""
-        return sum(self.by_status.values())
+        """All sagas, unreadable ones included."""
+        return sum(self.by_status.values()) + self.unreadable
 
     def __getitem__(self, status: SagaStatus) -> int:
         return self.by_status.get(status, 0)

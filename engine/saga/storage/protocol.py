@@ -73,13 +73,29 @@ class ISagaStorage(abc.ABC):
         """Take the lease with one atomic conditional update and load the saga.
 
         The lease is taken when it is free, expired at ``now``, already ``owner``'s,
-        or held by ``steal_from`` (an owner the caller verified dead). Returns None
+        or held by ``steal_from`` (an owner the caller verified dead); the same update
+        adds one to the saga's fence, which the returned state carries. Returns None
         when someone else holds it; raises SagaNotFoundError for an unknown id.
         """
 
     @abc.abstractmethod
     async def renew_leases(self, owner: str, lease_expires: float) -> int:
         """Extend every lease ``owner`` holds; returns how many."""
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self,
+        owner: str,
+        held: typing.Mapping[uuid.UUID, int],
+        lease_expires: float,
+        now: float,
+    ) -> set[uuid.UUID]:
+        """Extend the lease of each saga in ``held`` (id -> fence) in one atomic update.
+
+        A lease is extended only while ``owner`` holds it with that fence and it has not
+        expired at ``now``; the ids returned are those extended. A saga missing from the
+        answer is lost to its run: taken over by another runner, or expired.
+        """
 
     @abc.abstractmethod
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:

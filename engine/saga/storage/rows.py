@@ -17,7 +17,7 @@ import datetime
 import typing
 import uuid
 
-from engine.saga.errors import LeaseLostError, SagaNotFoundError
+from engine.saga.errors import LeaseLostError, SagaExistsError, SagaNotFoundError
 from engine.saga.storage.enums import (
     TERMINAL_STATUSES,
     SagaStatus,
@@ -45,6 +45,7 @@ SAGA_COLUMNS = (
     "error_message",
     "error_traceback",
     "finished_at",
+    "fence",
 )
 """The saga_executions columns, in table order."""
 
@@ -71,29 +72,50 @@ LogRow = tuple[
 _TERMINAL_NAMES = frozenset(status.name for status in TERMINAL_STATUSES)
 
 
+Guard = tuple[tuple[str, typing.Any], ...]
+
 CheckpointRows = tuple[
     dict[str, typing.Any] | None,
     dict[str, typing.Any] | None,
     tuple[str, ...],
+    Guard,
     list[LogRow],
 ]
-"""(insert, update, increment, logs); a plain tuple, since it is built on the hot path.
+"""(insert, update, increment, guard, logs); a plain tuple, built on the hot path.
 
 * ``insert``: every column of the saga row a creating checkpoint inserts, or None;
 * ``update``: column -> new value for the existing saga row (None when inserting);
 * ``increment``: columns of the existing row to add one to;
+* ``guard``: (column, value) pairs the existing row must hold for the update to apply:
+  the lease owner and the fence its claim got. The backend puts them in the UPDATE's
+  WHERE (no extra round trip) and refuses with :func:`lease_lost` when nothing matched;
 * ``logs``: rows to append to the log, values in LOG_COLUMNS order.
 """
 
 _NO_INCREMENT: tuple[str, ...] = ()
+_NO_GUARD: Guard = ()
 _VERSION = ("version",)
+
+FIRST_FENCE = 1
+"""The fence of a saga's creating run; each claim after it adds one."""
+
+
+def checkpoint_guard(cp: Checkpoint) -> Guard:
+    """What the saga row must hold for ``cp`` to apply: its owner and that owner's fence."""
+    owner = cp.owner
+    if owner is None:
+        return _NO_GUARD
+    if cp.fence is None:
+        return (("lease_owner", owner),)
+    return (("lease_owner", owner), ("fence", cp.fence))
 
 
 def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
     """The row changes of checkpoint ``cp``, stamped with the backend's ``now``.
 
-    The write applies only while ``cp.owner`` (when set) holds the lease; the backend
-    checks that and refuses with :func:`lease_lost` before writing anything.
+    The write applies only while ``cp.owner`` (when set) holds the lease with ``cp.fence``
+    (when set); the backend checks the guard and refuses with :func:`lease_lost` before
+    writing anything.
     """
     logs: list[LogRow] = []
     for write in cp.logs:
@@ -129,7 +151,7 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
                 ),
             )
     if cp.create is not None:
-        return _insert(cp, now), None, _NO_INCREMENT, logs
+        return _insert(cp, now), None, _NO_INCREMENT, _NO_GUARD, logs
     # The common checkpoints (a step's progress) are decided in a few field tests.
     update: dict[str, typing.Any] = {"updated_at": now}
     increment = _NO_INCREMENT
@@ -159,7 +181,7 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
         increment = (*increment, "recovery_attempts")
     if cp.clear_requested_action:
         update["requested_action"] = None
-    return None, update, increment, logs
+    return None, update, increment, checkpoint_guard(cp), logs
 
 
 def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
@@ -187,7 +209,9 @@ def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
         "error_message": error.message if error else None,
         "error_traceback": error.traceback if error else None,
         "finished_at": now if status._name_ in _TERMINAL_NAMES else None,
+        "fence": FIRST_FENCE,
     }
+
 
 
 def log_entry(
@@ -197,32 +221,55 @@ def log_entry(
     values: typing.Sequence[typing.Any],
     to_time: typing.Callable[[typing.Any], datetime.datetime],
 ) -> SagaLogEntry:
-    """A stored log row (``values`` in LOG_COLUMNS order) as a SagaLogEntry.
+    """A stored log row (``values`` in LOG_COLUMNS order) as a SagaLogEntry; never raises.
 
     ``to_time`` reads the backend's stored time; a missing attempt (a python-cqrs row)
-    counts as the first.
+    counts as the first. A field that does not parse (written by another program) makes
+    the entry ``unreadable`` with the reason, and readers leave it out of the lanes.
     """
     step, action, status, details, created, etype, emessage, etraceback, attempt, took = values
+    problems: list[str] = []
+    try:
+        step_status = parse_status(status, SagaStepStatus)
+    except (ValueError, AttributeError, TypeError):
+        problems.append(f"status {status!r:.60} is not a step status")
+        step_status = SagaStepStatus.FAILED
+    try:
+        moment = to_time(created)
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        problems.append(f"created_at {created!r:.60} is not a time")
+        moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    if action not in ("act", "compensate"):
+        problems.append(f"action {action!r:.60} is neither act nor compensate")
+    if attempt is None:
+        attempt = 1
+    elif isinstance(attempt, bool) or not isinstance(attempt, int):
+        problems.append(f"attempt {attempt!r:.60} is not a number")
+        attempt = 1
+    if took is not None and (isinstance(took, bool) or not isinstance(took, int | float)):
+        problems.append(f"duration_ms {took!r:.60} is not a number")
+        took = None
     return SagaLogEntry(
         saga_id,
-        step,
+        step if isinstance(step, str) else str(step),
         action,
-        parse_status(status, SagaStepStatus),
-        to_time(created),
+        step_status,
+        moment,
         details,
         id=log_id,
         saga_name=saga_name,
         error_type=etype,
         error_message=emessage,
         error_traceback=etraceback,
-        attempt=attempt if attempt is not None else 1,
+        attempt=attempt,
         duration_ms=took,
+        unreadable="; ".join(problems) or None,
     )
 
 
-def already_exists(saga_id: uuid.UUID) -> ValueError:
+def already_exists(saga_id: uuid.UUID) -> SagaExistsError:
     """The refusal of a creating checkpoint whose saga exists."""
-    return ValueError(f"Saga {saga_id} already exists")
+    return SagaExistsError(f"Saga {saga_id} already exists")
 
 
 def not_found(saga_id: uuid.UUID) -> SagaNotFoundError:
@@ -230,6 +277,22 @@ def not_found(saga_id: uuid.UUID) -> SagaNotFoundError:
     return SagaNotFoundError(f"Saga {saga_id} not found")
 
 
-def lease_lost(saga_id: uuid.UUID, holder: str | None) -> LeaseLostError:
-    """The refusal of a checkpoint whose owner no longer holds the lease."""
-    return LeaseLostError(f"Saga {saga_id} is now held by {holder}")
+def lease_lost(
+    saga_id: uuid.UUID,
+    holder: str | None,
+    fence: typing.Any = None,
+    owner: str | None = None,
+) -> LeaseLostError:
+    """The refusal of a checkpoint whose owner no longer holds the lease (or its fence).
+
+    Names the holder and its fence, or says that the lease was released.
+    """
+    head = f"Saga {saga_id}: lease lost"
+    if holder is None:
+        return LeaseLostError(
+            f"{head}: the lease was released (another runner took the saga over or ended it)"
+        )
+    at = f" (fence {fence})" if fence is not None else ""
+    if owner is not None and holder == owner:
+        return LeaseLostError(f"{head}: a later claim by this process holds it now{at}")
+    return LeaseLostError(f"{head}: now held by {holder}{at}")

@@ -29,7 +29,7 @@ from engine.saga.storage.rows import (
     not_found,
 )
 from engine.saga.storage.sqlalchemy import db_values
-from engine.saga.storage.sqlalchemy.queries import LOG_SELECT, read_log_row
+from engine.saga.storage.sqlalchemy.reading import LOG_SELECT, read_log_row
 from engine.saga.storage.sqlalchemy.schema import saga_audit, saga_executions, saga_logs
 
 
@@ -50,7 +50,7 @@ def apply_checkpoint(
     With ``defer_logs`` the log rows are appended there for one INSERT per batch.
     """
     saga_id = checkpoint.saga_id
-    insert, update, increment, logs = checkpoint_rows(checkpoint, now)
+    insert, update, increment, guard, logs = checkpoint_rows(checkpoint, now)
     requested: str | None = None
     if insert is not None:
         try:
@@ -59,9 +59,9 @@ def apply_checkpoint(
             raise already_exists(saga_id) from exc
     else:
         assert update is not None
-        where = saga_executions.c.id == saga_id
-        if checkpoint.owner is not None:
-            where = sa.and_(where, saga_executions.c.lease_owner == checkpoint.owner)
+        where = sa.and_(
+            saga_executions.c.id == saga_id, *(saga_executions.c[c] == v for c, v in guard)
+        )
         if checkpoint.clear_requested_action:
             # RETURNING shows the new row; the request must be read before it is cleared.
             prior = conn.execute(sa.select(saga_executions.c.requested_action).where(where))
@@ -78,9 +78,13 @@ def apply_checkpoint(
         ).first()
         if row is None:
             holder = conn.execute(
-                sa.select(saga_executions.c.lease_owner).where(saga_executions.c.id == saga_id)
+                sa.select(saga_executions.c.lease_owner, saga_executions.c.fence).where(
+                    saga_executions.c.id == saga_id
+                )
             ).first()
-            raise not_found(saga_id) if holder is None else lease_lost(saga_id, holder[0])
+            if holder is None:
+                raise not_found(saga_id)
+            raise lease_lost(saga_id, holder[0], holder[1], checkpoint.owner)
         if not checkpoint.clear_requested_action:
             requested = row[0]
     rows = log_values(saga_id, logs)
@@ -111,6 +115,7 @@ def load_state(conn: sa.Connection, saga_id: uuid.UUID) -> SagaState:
             saga_executions.c.version,
             saga_executions.c.requested_action,
             saga_executions.c.recovery_attempts,
+            saga_executions.c.fence,
         ).where(saga_executions.c.id == saga_id),
     ).first()
     if row is None:
@@ -127,6 +132,7 @@ def load_state(conn: sa.Connection, saga_id: uuid.UUID) -> SagaState:
         history=load_history(conn, saga_id, row.name),
         requested_action=db_values.action_from_db(row.requested_action),
         recovery_attempts=row.recovery_attempts,
+        fence=row.fence,
     )
 
 
@@ -138,7 +144,7 @@ def claim(
     now: float,
     steal_from: str | None,
 ) -> SagaState | None:
-    """Take the lease with one conditional UPDATE, then load the saga."""
+    """Take the lease and bump the fence with one conditional UPDATE, then load the saga."""
     free = sa.or_(
         saga_executions.c.lease_owner.is_(None),
         saga_executions.c.lease_owner == owner,
@@ -148,7 +154,11 @@ def claim(
     taken = conn.execute(
         sa.update(saga_executions)
         .where(saga_executions.c.id == saga_id, free)
-        .values(lease_owner=owner, lease_expires=lease_expires)
+        .values(
+            lease_owner=owner,
+            lease_expires=lease_expires,
+            fence=saga_executions.c.fence + 1,
+        )
         .returning(saga_executions.c.id),
     ).first()
     if taken is None:
@@ -169,6 +179,38 @@ def renew_leases(conn: sa.Connection, owner: str, lease_expires: float) -> int:
         .values(lease_expires=lease_expires)
     )
     return int(result.rowcount)
+
+
+HEARTBEAT_CHUNK = 500
+"""Sagas renewed per UPDATE (an IN list of ids stays well under every bind limit)."""
+
+
+def heartbeat(
+    conn: sa.Connection,
+    owner: str,
+    held: typing.Mapping[uuid.UUID, int],
+    lease_expires: float,
+    now: float,
+) -> set[uuid.UUID]:
+    """Extend the unexpired leases of ``held`` still ``owner``'s at that fence."""
+    renewed: set[uuid.UUID] = set()
+    ids = list(held)
+    for start in range(0, len(ids), HEARTBEAT_CHUNK):
+        chunk = ids[start : start + HEARTBEAT_CHUNK]
+        rows = conn.execute(
+            sa.update(saga_executions)
+            .where(
+                saga_executions.c.id.in_(chunk),
+                saga_executions.c.lease_owner == owner,
+                saga_executions.c.lease_expires >= now,
+            )
+            .values(lease_expires=lease_expires)
+            .returning(saga_executions.c.id, saga_executions.c.fence),
+        )
+        for saga_id, fence in rows:
+            if held.get(saga_id) == fence:
+                renewed.add(saga_id)
+    return renewed
 
 
 def _update_one(conn: sa.Connection, saga_id: uuid.UUID, **values: typing.Any) -> None:

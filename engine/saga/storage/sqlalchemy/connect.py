@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from engine.saga.storage.sqlalchemy.db_values import context_to_db
+
 BUSY_TIMEOUT_MS = 30_000
 """How long a connection waits for another writer before SQLite reports "locked"."""
 
@@ -37,14 +39,32 @@ def sqlite_path(url: sa.URL) -> str | None:
 
 
 def apply_sqlite_pragmas(dbapi_connection: typing.Any, *, read_only: bool = False) -> None:
-    """WAL, synchronous=NORMAL, busy_timeout and foreign keys on a fresh connection."""
+    """synchronous=NORMAL, busy_timeout and foreign keys on a fresh connection.
+
+    These change the connection only, never the file: a file that turns out to belong to
+    another application is left byte for byte as it was. WAL, which is written into the
+    file, is switched on by :func:`use_wal` once the file is known to be ours.
+    """
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not read_only:
-            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def use_wal(dbapi_connection: typing.Any) -> None:
+    """Put a saga database in WAL mode (persistent in the file) unless it already is.
+
+    Reading the mode takes no lock; changing it does, so this runs only for a file
+    that is ours and that a writer opens.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()
+        if not mode or str(mode[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()
 
@@ -103,10 +123,10 @@ def create_engine_for(url: str | sa.URL, *, read_only: bool = False) -> AsyncEng
     if parsed.get_backend_name() == "sqlite":
         if read_only:
             parsed = read_only_url(parsed)
-        engine = create_async_engine(parsed)
+        engine = create_async_engine(parsed, json_serializer=context_to_db)
         install_sqlite_hooks(engine, read_only=read_only)
         return engine
-    return create_async_engine(parsed, pool_pre_ping=True)
+    return create_async_engine(parsed, pool_pre_ping=True, json_serializer=context_to_db)
 
 
 def open_raw_sqlite(

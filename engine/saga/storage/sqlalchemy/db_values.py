@@ -56,13 +56,17 @@ def action_from_db(value: str | None) -> RequestedAction | None:
     return None if value is None else RequestedAction(value)
 
 
-def context_to_db(context: dict[str, typing.Any]) -> str:
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+
+
+def context_to_db(context: typing.Any) -> str:
     """Context as JSON text, as SQLAlchemy's JSON type writes it (``json.dumps``).
 
     The engine hands over JSON-ready data; anything else is refused (TypeError) as the
-    Core path refuses it, instead of being stored as its ``str``.
+    Core path refuses it, instead of being stored as its ``str``; so is NaN or Infinity
+    (ValueError), which JSON cannot carry and PostgreSQL refuses.
     """
-    return json.dumps(context)
+    return _ENCODE(context)
 
 
 def context_from_db(raw: typing.Any) -> tuple[dict[str, typing.Any] | None, str, str | None]:

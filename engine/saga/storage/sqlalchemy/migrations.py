@@ -116,11 +116,13 @@ def stored_version(conn: sa.Connection) -> int | None:
     return int(row or 1)
 
 
-def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -> int:
-    """Check the schema and migrate it forward; raises SchemaError with a one-line reason.
+def check_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -> int:
+    """The schema version this code can use the database at; reads, never writes.
 
-    Must run inside a write transaction (BEGIN IMMEDIATE on SQLite) so two processes
-    opening one new file do not both create it.
+    Raises SchemaError with a one-line reason for a database of another application, a
+    newer schema, or (read-only) one that would need setting up first. A version below
+    SCHEMA_VERSION means :func:`ensure_schema` has work to do (or, read-only, that a
+    python-cqrs database is read through :func:`legacy_views`).
     """
     try:
         version = stored_version(conn)
@@ -133,15 +135,26 @@ def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -
             f"{label}: schema version {version} is newer than this saga-tui knows "
             f"({schema.SCHEMA_VERSION}); upgrade saga-tui",
         )
-    if version == schema.SCHEMA_VERSION:
-        return version
-    if read_only:
+    if read_only and version < schema.SCHEMA_VERSION:
         if version == 1 and conn.dialect.name == "sqlite":
             return version  # python-cqrs's layout: readable through legacy_views()
         what = "empty" if version == 0 else f"at schema version {version}"
         raise SchemaError(
             f"{label}: database is {what}; open it once without read-only to set it up",
         )
+    return version
+
+
+def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -> int:
+    """Check the schema and migrate it forward; raises SchemaError with a one-line reason.
+
+    Must run inside a write transaction (BEGIN IMMEDIATE on SQLite) so two processes
+    opening one new file do not both create it; a reader checks with
+    :func:`check_schema` first and comes here only when something is to be written.
+    """
+    version = check_schema(conn, label, read_only=read_only)
+    if version == schema.SCHEMA_VERSION or read_only:
+        return version
     if version == 0:
         _fresh(conn)
     else:

@@ -13,13 +13,14 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.saga.errors import SagaStorageError
 from engine.saga.storage.enums import (
     ACTIVE_STATUSES,
     SagaStatus,
     SagaStepStatus,
     parse_status,
 )
-from engine.saga.storage.lanes import build_step_views, most_tries
+from engine.saga.storage.lanes import build_step_views, error_traceback, most_tries
 from engine.saga.storage.models import (
     NEWEST_FIRST,
     LeaseInfo,
@@ -30,35 +31,24 @@ from engine.saga.storage.models import (
     SagaLogEntry,
     SagaOrder,
     SagaPage,
-    SagaSummary,
     StatusCounts,
 )
-from engine.saga.storage.rows import LOG_COLUMNS, log_entry
 from engine.saga.storage.sqlalchemy import db_values
+from engine.saga.storage.sqlalchemy.reading import (
+    LOG_SELECT,
+    SUMMARY_COLUMNS,
+    read_log_row,
+    shown,
+    summary,
+)
+from engine.saga.storage.sqlalchemy.reading import (
+    as_text as _as_text,
+)
 from engine.saga.storage.sqlalchemy.schema import (
     saga_audit,
     saga_executions,
     saga_logs,
     saga_status_counts,
-)
-
-_SUMMARY_COLUMNS = (
-    saga_executions.c.id,
-    saga_executions.c.name,
-    saga_executions.c.status,
-    saga_executions.c.created_at,
-    saga_executions.c.updated_at,
-    saga_executions.c.step_count,
-    saga_executions.c.steps_done,
-    saga_executions.c.current_step,
-    saga_executions.c.recovery_attempts,
-    saga_executions.c.error_type,
-    saga_executions.c.error_message,
-    saga_executions.c.lease_owner,
-    saga_executions.c.lease_expires,
-    saga_executions.c.requested_action,
-    saga_executions.c.finished_at,
-    saga_executions.c.version,
 )
 
 _UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
@@ -75,39 +65,6 @@ _LANES = (
     .subquery()
 )
 _TRIES = sa.select(sa.func.max(_LANES.c.n)).scalar_subquery().label("tries")
-
-
-def summary(r: typing.Any, tries: int = 0) -> SagaSummary:
-    """A saga_executions row as a SagaSummary."""
-    return SagaSummary(
-        id=r.id,
-        name=r.name,
-        status=parse_status(r.status, SagaStatus),
-        created_at=db_values.time_from_db(r.created_at),
-        updated_at=db_values.time_from_db(r.updated_at),
-        step_count=r.step_count or 0,
-        steps_done=r.steps_done or 0,
-        current_step=r.current_step,
-        recovery_attempts=r.recovery_attempts or 0,
-        error_type=r.error_type,
-        error_message=r.error_message,
-        lease_owner=r.lease_owner,
-        lease_expires=r.lease_expires,
-        requested_action=db_values.action_from_db(r.requested_action),
-        finished_at=db_values.maybe_time(r.finished_at),
-        version=r.version,
-        tries=tries,
-    )
-
-
-LOG_SELECT = (saga_logs.c.id, saga_logs.c.saga_id, *(saga_logs.c[c] for c in LOG_COLUMNS))
-"""A log row's columns in the order ``read_log_row`` reads them."""
-_LOG_END = len(LOG_SELECT)
-
-
-def read_log_row(row: typing.Sequence[typing.Any], saga_name: str) -> SagaLogEntry:
-    """A row selected with LOG_SELECT (possibly followed by more columns) as a SagaLogEntry."""
-    return log_entry(row[0], row[1], saga_name, row[2:_LOG_END], db_values.time_from_db)
 
 
 def _native_uuid(conn: AsyncConnection) -> bool:
@@ -250,7 +207,7 @@ async def list_sagas(
     backwards = [c.asc() if order.descending else c.desc() for c in columns]
 
     async def fetch(where: list[typing.Any], ordering: list[typing.Any]) -> list[typing.Any]:
-        q = sa.select(*_SUMMARY_COLUMNS, _TRIES).where(*clauses, *where).order_by(*ordering)
+        q = sa.select(*SUMMARY_COLUMNS, _TRIES).where(*clauses, *where).order_by(*ordering)
         return list(await conn.execute(q.limit(limit + 1)))
 
     async def exists(where: typing.Any, ordering: list[typing.Any]) -> bool:
@@ -303,13 +260,16 @@ async def _page(
 async def count_by_status(conn: AsyncConnection) -> StatusCounts:
     """Counts from the trigger-maintained table: a handful of rows, whatever the size."""
     counts = dict.fromkeys(SagaStatus, 0)
+    unreadable = 0
     rows = await conn.execute(sa.select(saga_status_counts.c.status, saga_status_counts.c.n))
     for status, n in rows:
+        if isinstance(n, bool) or not isinstance(n, int):
+            continue  # not a count: nothing to add
         try:
-            counts[parse_status(status, SagaStatus)] += int(n)
-        except ValueError:
-            continue  # a status this code does not know is not shown
-    return StatusCounts(counts)
+            counts[parse_status(status, SagaStatus)] += n
+        except (ValueError, AttributeError, TypeError):
+            unreadable += n  # a status this code does not know: counted as unreadable
+    return StatusCounts(counts, unreadable)
 
 
 async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | None:
@@ -317,7 +277,7 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
     row = (
         await conn.execute(
             sa.select(
-                *_SUMMARY_COLUMNS,
+                *SUMMARY_COLUMNS,
                 sa.type_coerce(saga_executions.c.context, sa.Text).label("context"),
                 saga_executions.c.error_traceback,
             ).where(saga_executions.c.id == saga_id),
@@ -334,6 +294,7 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
     ]
     head = summary(row, most_tries(logs))
     context, raw, problem = db_values.context_from_db(row.context)
+    traceback = row.error_traceback or error_traceback(logs, head.error_type, head.error_message)
     audit = [
         OperatorAction(
             saga_id=r.saga_id,
@@ -343,10 +304,12 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
             host=r.host,
             outcome=r.outcome,
             id=r.id,
-            created_at=db_values.time_from_db(r.created_at),
+            created_at=_audit_time(r.created_at),
         )
         for r in await conn.execute(
-            sa.select(saga_audit).where(saga_audit.c.saga_id == saga_id).order_by(saga_audit.c.id)
+            sa.select(*(_as_text(c) if c.name == "created_at" else c for c in saga_audit.c))
+            .where(saga_audit.c.saga_id == saga_id)
+            .order_by(saga_audit.c.id)
         )
     ]
     return SagaDetail(
@@ -357,8 +320,15 @@ async def get_saga(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaDetail | No
         steps=build_step_views(logs),
         logs=logs,
         audit=audit,
-        error_traceback=row.error_traceback,
+        error_traceback=traceback,
     )
+
+
+def _audit_time(value: typing.Any) -> datetime.datetime | None:
+    try:
+        return db_values.time_from_db(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 async def find_ids(conn: AsyncConnection, prefix: str, limit: int) -> list[uuid.UUID]:
@@ -399,12 +369,19 @@ async def get_lease(conn: AsyncConnection, saga_id: uuid.UUID) -> LeaseInfo | No
                 saga_executions.c.status,
                 saga_executions.c.lease_owner,
                 saga_executions.c.lease_expires,
+                saga_executions.c.fence,
             ).where(saga_executions.c.id == saga_id),
         )
     ).first()
     if r is None:
         return None
-    return LeaseInfo(r.id, parse_status(r.status, SagaStatus), r.lease_owner, r.lease_expires)
+    try:
+        status = parse_status(r.status, SagaStatus)
+    except (ValueError, AttributeError, TypeError):
+        raise SagaStorageError(
+            f"Saga {saga_id}: unreadable row: status {shown(r.status)} is not a saga status"
+        ) from None
+    return LeaseInfo(r.id, status, r.lease_owner, r.lease_expires, r.fence)
 
 
 async def lease_candidates(
@@ -418,6 +395,7 @@ async def lease_candidates(
             saga_executions.c.status,
             saga_executions.c.lease_owner,
             saga_executions.c.lease_expires,
+            saga_executions.c.fence,
         )
         .where(
             saga_executions.c.status.in_([s.name for s in ACTIVE_STATUSES]),
@@ -430,8 +408,9 @@ async def lease_candidates(
         .order_by(saga_executions.c.updated_at)
         .limit(limit),
     )
+    # The statuses were matched in SQL, so every one of them parses.
     return [
-        LeaseInfo(r.id, parse_status(r.status, SagaStatus), r.lease_owner, r.lease_expires)
+        LeaseInfo(r.id, parse_status(r.status, SagaStatus), r.lease_owner, r.lease_expires, r.fence)
         for r in rows
     ]
 

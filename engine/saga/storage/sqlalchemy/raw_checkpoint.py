@@ -48,7 +48,7 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
     checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
     """
     hex_id = db_values.uuid_to_db(cp.saga_id)
-    insert, update, increment, logs = checkpoint_rows(cp, now_text)
+    insert, update, increment, guard, logs = checkpoint_rows(cp, now_text)
     requested: str | None = None
     if insert is not None:
         try:
@@ -62,9 +62,9 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
         params = [_bind(value) for value in update.values()]
         where = "id = ?"
         keys: list[typing.Any] = [hex_id]
-        if cp.owner is not None:
-            where += " AND lease_owner = ?"
-            keys.append(cp.owner)
+        for column, value in guard:
+            where += f" AND {column} = ?"
+            keys.append(value)
         if cp.clear_requested_action:
             # RETURNING shows the new row; the request must be read before it is cleared.
             prior = conn.execute(
@@ -79,10 +79,12 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
         ).fetchall()
         if not returned:
             holder = conn.execute(
-                "SELECT lease_owner FROM saga_executions WHERE id = ?",
+                "SELECT lease_owner, fence FROM saga_executions WHERE id = ?",
                 (hex_id,),
             ).fetchone()
-            raise not_found(cp.saga_id) if holder is None else lease_lost(cp.saga_id, holder[0])
+            if holder is None:
+                raise not_found(cp.saga_id)
+            raise lease_lost(cp.saga_id, holder[0], holder[1], cp.owner)
         if not cp.clear_requested_action:
             requested = returned[0][0]
     if logs:

@@ -48,6 +48,8 @@ saga_executions = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("error_traceback", sa.Text, nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    # v3: the fencing token, bumped by every creation and claim; writes are conditioned on it.
+    sa.Column("fence", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
 # One index per dashboard query; (created_at, id) is the keyset order of every page.

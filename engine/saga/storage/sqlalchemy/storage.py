@@ -41,13 +41,16 @@ from engine.saga.storage.sqlalchemy.connect import (
     open_raw_sqlite,
     read_only_url,
     sqlite_path,
+    use_wal,
 )
 from engine.saga.storage.sqlalchemy.migrations import (
     SchemaError,
+    check_schema,
     describe_open_error,
     ensure_schema,
     legacy_views,
 )
+from engine.saga.storage.sqlalchemy.refusals import classify
 from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
 
@@ -121,9 +124,16 @@ class SqlAlchemySagaStorage(ISagaStorage):
         install_sqlite_hooks(sync_engine, read_only=self.read_only)
         try:
             with sync_engine.connect() as conn:
-                conn = conn.execution_options(**{WRITER_OPTION: True})
+                # A deferred transaction: readers open while another process holds the
+                # write lock; the lock is taken only when the schema must be written.
                 with conn.begin():
-                    version = ensure_schema(conn, self._label, read_only=self.read_only)
+                    version = check_schema(conn, self._label, read_only=self.read_only)
+                if version < SCHEMA_VERSION and not self.read_only:
+                    conn = conn.execution_options(**{WRITER_OPTION: True})
+                    with conn.begin():
+                        version = ensure_schema(conn, self._label)
+                    use_wal(conn.connection.driver_connection)
+                with conn.begin():
                     views = legacy_views(conn) if version < SCHEMA_VERSION else []
         except SchemaError:
             sync_engine.dispose()
@@ -173,6 +183,8 @@ class SqlAlchemySagaStorage(ISagaStorage):
         await self._ensure_ready()
         try:
             return await writer.run(job)
+        except Exception as exc:
+            raise classify(exc) from exc
         finally:
             self._local_changes += 1
 
@@ -189,6 +201,9 @@ class SqlAlchemySagaStorage(ISagaStorage):
         await self._ensure_ready()
         try:
             return await writer.apply(checkpoint)
+        except Exception as exc:
+            # A refusal of this saga's data, or a database that cannot take writes.
+            raise classify(exc) from exc
         finally:
             self._local_changes += 1
 
@@ -209,6 +224,18 @@ class SqlAlchemySagaStorage(ISagaStorage):
     async def renew_leases(self, owner: str, lease_expires: float) -> int:
         """Extend every lease ``owner`` holds with one UPDATE."""
         return await self._write(lambda c: commands.renew_leases(c, owner, lease_expires))
+
+    async def heartbeat(
+        self,
+        owner: str,
+        held: typing.Mapping[uuid.UUID, int],
+        lease_expires: float,
+        now: float,
+    ) -> set[uuid.UUID]:
+        """Extend the unexpired leases of ``held`` (id -> fence) still ``owner``'s."""
+        return await self._write(
+            lambda c: commands.heartbeat(c, owner, held, lease_expires, now),
+        )
 
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
         """Who holds one saga."""

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.saga.errors import SagaStorageError
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
-from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
+from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION, use_wal
 from engine.saga.storage.sqlalchemy.raw_checkpoint import apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
 
@@ -48,8 +48,11 @@ LOCK_RETRY_SECONDS = 300.0
 MAX_BATCH = 2000
 """Checkpoints per transaction; bounds the time one commit holds the lock."""
 
-_EXPECTED = (SagaStorageError, ValueError)
-"""Per-checkpoint failures: they fail one future and leave the rest of the batch."""
+_EXPECTED = (SagaStorageError,)
+"""Per-checkpoint refusals raised before that checkpoint wrote anything (a lost lease, a
+missing or duplicate saga): they fail one future and leave the rest of the batch. Any
+other failure may come after part of the checkpoint was written: the batch runs again
+with a SAVEPOINT around each checkpoint."""
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -158,7 +161,14 @@ class SqliteWriter(BatchWriter):
 
     def _connection(self) -> sa.Connection:
         if self._conn is None:
-            self._conn = self._engine.connect().execution_options(**{WRITER_OPTION: True})
+            conn = self._engine.connect().execution_options(**{WRITER_OPTION: True})
+            try:
+                # The first write of this process: the file is ours (checked on open).
+                _retry_locked(lambda: use_wal(conn.connection.driver_connection))
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
