@@ -7,6 +7,7 @@ are written in one checkpoint and the fallback runs under its own name.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 import uuid
@@ -29,9 +30,15 @@ class ActingRun(typing.Protocol):
 
     saga_id: uuid.UUID
     owner: str
+    fence: int
     context: typing.Any
     container: ContainerAdapter
     settings: RunSettings
+    step_task: asyncio.Task[typing.Any] | None
+
+    def step_stopped(self, task: asyncio.Task[typing.Any] | None) -> Exception | None:
+        """The error a step body cancelled by a lost lease ends with; None if not that."""
+        ...
 
     async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
         """Apply one checkpoint under the run's lease."""
@@ -62,13 +69,21 @@ async def act(
     chain = run.settings.middlewares
     # Set and reset around the call only: the run is an async generator executing in
     # its caller's context, which must not keep a stale id afterwards.
-    token = _CURRENT.set(run.saga_id)
+    token = _CURRENT.set(run)
+    # The heartbeat cancels this task when the lease is lost while the body runs.
+    task = run.step_task = asyncio.current_task()
     try:
         if chain._chain:  # the list itself: MiddlewareChain.__bool__ is a call per step
             result = await chain.wrap(step.act)(run.context)
         else:
             result = await step.act(run.context)
+    except asyncio.CancelledError:
+        stopped = run.step_stopped(task)
+        if stopped is None:
+            raise
+        raise stopped from None
     finally:
+        run.step_task = None
         _CURRENT.reset(token)
     if not isinstance(result, SagaStepResult):
         result = step._generate_step_result(result)
@@ -106,6 +121,7 @@ async def act_with_fallback(
                 run.owner,
                 logs=(failed, LogWrite(name, "act", SagaStepStatus.STARTED)),
                 current_step=name,
+                fence=run.fence,
             ),
         )
         fallback_started = time.perf_counter()

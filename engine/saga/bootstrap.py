@@ -33,6 +33,7 @@ def bootstrap(
     compensation_retry_backoff: float = 2.0,
     sleep: Sleep | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_recovery_attempts: int = 5,
 ) -> SagaMediator:
     """A SagaMediator wired with sagas, event handlers, broker, middlewares and storage.
 
@@ -66,4 +67,5 @@ def bootstrap(
         compensation_retry_backoff=compensation_retry_backoff,
         sleep=sleep,
         lease_seconds=lease_seconds,
+        max_recovery_attempts=max_recovery_attempts,
     )

@@ -7,12 +7,14 @@ logged and the remaining steps are compensated anyway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import typing
 
 from engine.saga.acting import ActingRun, ms_since
 from engine.saga.current import _CURRENT
+from engine.saga.errors import LeaseLostError
 from engine.saga.failure import error_info
 from engine.saga.plan import Handler, StepPlan
 from engine.saga.settings import RunSettings
@@ -67,35 +69,53 @@ async def _undo_with_retry(run: CompensatingRun, name: str, handler: Handler) ->
                 run.owner,
                 logs=(LogWrite(name, "compensate", _STARTED, attempt=attempt),),
                 current_step=name,
+                fence=run.fence,
             ),
         )
         started = time.perf_counter()
         try:
             await _call_compensate(run, handler)
+        except LeaseLostError:
+            raise  # the run stopped: nothing more is written
         except Exception as exc:
             error = error_info(exc)
             took = ms_since(started)
             failed = LogWrite(
                 name, "compensate", _FAILED, error.message, error, attempt=attempt, duration_ms=took
             )
-            await run.write(Checkpoint(run.saga_id, run.owner, logs=(failed,)))
+            await run.write(Checkpoint(run.saga_id, run.owner, logs=(failed,), fence=run.fence))
             if attempt < attempts:
                 await settings.sleep(backoff_delay(settings, attempt))
             continue
         done = LogWrite(
             name, "compensate", _COMPLETED, attempt=attempt, duration_ms=ms_since(started)
         )
-        await run.write(Checkpoint(run.saga_id, run.owner, logs=(done,)))
+        await run.write(Checkpoint(run.saga_id, run.owner, logs=(done,), fence=run.fence))
         return None
-    logger.error("compensation of %s in saga %s failed: %s", name, run.saga_id, error)
+    if error is not None:
+        # The message is capped (failure.MESSAGE_LIMIT); the traceback stays in the log.
+        logger.error(
+            "compensation of %s in saga %s failed: %s: %s",
+            name,
+            run.saga_id,
+            error.type,
+            error.message,
+        )
     return error
 
 
 async def _call_compensate(run: CompensatingRun, handler: Handler) -> None:
     # The step reads its saga's id (current_saga_id) while it runs, and only then.
-    token = _CURRENT.set(run.saga_id)
+    token = _CURRENT.set(run)
+    task = run.step_task = asyncio.current_task()
     try:
         step = await run.container.resolve(handler)
         await step.compensate(run.context)
+    except asyncio.CancelledError:
+        stopped = run.step_stopped(task)
+        if stopped is None:
+            raise
+        raise stopped from None
     finally:
+        run.step_task = None
         _CURRENT.reset(token)

@@ -136,9 +136,14 @@ class LeasedRun:
             self._cancelled_step = True
             task.cancel(why)
 
-    def step_stopped(self, task: asyncio.Task[typing.Any] | None) -> LeaseLostError:
-        """The error a step body cancelled by a lost lease ends with (the cancel undone)."""
-        if self._cancelled_step and task is not None and task.cancelling():
+    def step_stopped(self, task: asyncio.Task[typing.Any] | None) -> LeaseLostError | None:
+        """The error a step body cancelled by a lost lease ends with (the cancel undone).
+
+        None when the cancellation came from elsewhere (the caller's): it goes on.
+        """
+        if not self._cancelled_step:
+            return None
+        if task is not None and task.cancelling():
             task.uncancel()
         self._cancelled_step = False
         return LeaseLostError(self.lost or f"Saga {self.saga_id}: lease lost")

@@ -66,6 +66,7 @@ class SagaMediator:
         message_broker: MessageBroker | None = None,
         sleep: Sleep | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_recovery_attempts: int = 5,
     ) -> None:
         self.saga_map = saga_map
         self.container = wrap_container(container)
@@ -83,6 +84,7 @@ class SagaMediator:
             compensation_retry_backoff=compensation_retry_backoff,
             middlewares=middleware_chain,
             sleep=sleep,
+            max_recovery_attempts=max_recovery_attempts,
         )
         self.lease_seconds = lease_seconds
         # Who operator actions are audited as; None: the OS user on this host. A process

@@ -26,6 +26,7 @@ class RunSettings:
     middlewares: MiddlewareChain = dataclasses.field(default_factory=MiddlewareChain)
     sleep: Sleep = asyncio.sleep
     listeners: list[Listener] = dataclasses.field(default_factory=list)
+    max_recovery_attempts: int = 5
 
     @classmethod
     def create(
@@ -36,6 +37,7 @@ class RunSettings:
         compensation_retry_backoff: float = 2.0,
         middlewares: MiddlewareChain | None = None,
         sleep: Sleep | None = None,
+        max_recovery_attempts: int = 5,
     ) -> RunSettings:
         """Settings from the public keyword options (None means the default)."""
         return cls(
@@ -44,6 +46,7 @@ class RunSettings:
             compensation_retry_backoff=compensation_retry_backoff,
             middlewares=middlewares if middlewares is not None else MiddlewareChain(),
             sleep=sleep if sleep is not None else asyncio.sleep,
+            max_recovery_attempts=max(1, max_recovery_attempts),
         )
 
     def notify(self, saga_id: uuid.UUID) -> None:
