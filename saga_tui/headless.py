@@ -186,7 +186,10 @@ async def recover_all_stale(mediator: SagaMediator, batch: int = 1000) -> list[A
     results: list[ActionResult] = []
     while True:
         found = await mediator.recover_stale(
-            limit=batch, concurrency=operations.CONCURRENCY, reason=REASON + " --stale"
+            limit=batch,
+            concurrency=operations.CONCURRENCY,
+            reason=REASON + " --stale",
+            skip=seen,
         )
         new = [r for r in found if r.saga_id not in seen]
         if not new:

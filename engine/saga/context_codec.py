@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import re
 import typing
 
 import pydantic
@@ -52,7 +54,53 @@ def dump_context(context: typing.Any) -> dict[str, typing.Any]:
         raise ContextSerializationError(_describe_failure(context, exc)) from exc
     if not isinstance(data, dict):
         raise ContextSerializationError(f"{cls.__name__} does not serialize to a JSON object")
+    problem = unstorable(data)
+    if problem is not None:
+        raise ContextSerializationError(f"{cls.__name__}.{problem}")
     return data
+
+
+# NUL and lone surrogates: JSON text can spell them, PostgreSQL's jsonb refuses them.
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bad_text(text: str) -> str | None:
+    found = _BAD_CHARS.search(text)
+    if found is None:
+        return None
+    return "a NUL character" if found.group(0) == "\x00" else "a lone surrogate"
+
+
+def unstorable(data: typing.Any, path: str = "") -> str | None:
+    """Where ``data`` holds a value not every backend stores, and why; None if none.
+
+    NaN and Infinity (JSON has no such number; PostgreSQL refuses them, SQLite would
+    store them as text that no JSON reader accepts), NUL characters and lone surrogates.
+    """
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            return f"{path or 'value'} cannot be stored as JSON: {data!r} is not a JSON number"
+        return None
+    if isinstance(data, str):
+        bad = _bad_text(data)
+        return f"{path or 'value'} cannot be stored: it contains {bad}" if bad else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                bad = _bad_text(key)
+                if bad:
+                    return f"{where!a} cannot be stored: the key contains {bad}"
+            problem = unstorable(value, where)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            problem = unstorable(value, f"{path}[{index}]")
+            if problem is not None:
+                return problem
+    return None
 
 
 def _describe_failure(context: typing.Any, exc: Exception) -> str:

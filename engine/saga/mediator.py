@@ -23,8 +23,10 @@ from engine.saga.errors import (
     SagaBusyError,
     SagaNotFoundError,
     SagaNotRegisteredError,
+    RecoveryGaveUpError,
     SagaStorageError,
 )
+from engine.saga.failure import describe
 from engine.saga.execution import SagaRun
 from engine.saga.lease import (
     DEFAULT_LEASE_SECONDS,
@@ -44,6 +46,9 @@ from engine.saga.storage.models import LeaseInfo
 from engine.saga.storage.protocol import ISagaStorage
 
 logger = logging.getLogger("engine.saga")
+
+# Statuses a recovery run that raised can have reached by recording its own end.
+_ENDED = frozenset({SagaStatus.COMPENSATED, SagaStatus.FAILED})
 
 
 class SagaMediator:
@@ -232,11 +237,17 @@ class SagaMediator:
             raise
         except (ForwardNotAllowedError, CompensationRequestedError):
             pass
+        except RecoveryGaveUpError as exc:
+            error = describe(exc)
         except SagaStorageError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe(exc)
         except Exception as exc:
-            # The forward step failed again; the saga was compensated: that is the outcome.
-            logger.info("recovery of %s ended in compensation: %s", saga_id, exc)
+            if transaction.stopped is not None or transaction.status not in _ENDED:
+                # Not an outcome of the saga: the run did not get to record an end.
+                error = describe(exc)
+            else:
+                # The forward step failed again; the saga was compensated: the outcome.
+                logger.info("recovery of %s ended in compensation: %s", saga_id, describe(exc))
         status = transaction.status
         if status is None:
             status_row = await self.storage.get_lease(saga_id)
@@ -289,18 +300,26 @@ class SagaMediator:
         limit: int = 1000,
         concurrency: int = 16,
         reason: str = "",
+        skip: typing.Collection[uuid.UUID] = (),
     ) -> list[ActionResult]:
-        """Claim and recover unfinished sagas whose runner is gone (lease expired or dead)."""
+        """Claim and recover unfinished sagas whose runner is gone (lease expired or dead).
+
+        Ids in ``skip`` (recovered already by the caller's earlier batches) are left
+        alone, so one sweep recovers each saga at most once.
+        """
         now = time.time()
         host = this_host()
-        candidates = await self.storage.lease_candidates(now, host, limit)
+        candidates = await self.storage.lease_candidates(now, host, limit + len(skip))
         stale = [
             c.saga_id
             for c in candidates
-            if c.owner is None
-            or (c.expires is not None and c.expires < now)
-            or owner_is_dead(c.owner, host)
-        ]
+            if c.saga_id not in skip
+            and (
+                c.owner is None
+                or (c.expires is not None and c.expires < now)
+                or owner_is_dead(c.owner, host)
+            )
+        ][:limit]
 
         async def one(saga_id: uuid.UUID) -> ActionResult | None:
             try:
@@ -308,7 +327,7 @@ class SagaMediator:
             except SagaBusyError:
                 return None  # another runner got there first
             except Exception as exc:
-                result = ActionResult(saga_id, "recover", error=str(exc))
+                result = ActionResult(saga_id, "recover", error=describe(exc))
             await self._audit(saga_id, "recover", reason or "stale", result)
             return result
 

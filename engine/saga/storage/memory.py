@@ -16,7 +16,7 @@ from engine.saga.storage.enums import (
     SagaStatus,
     SagaStepStatus,
 )
-from engine.saga.storage.lanes import build_step_views, most_tries
+from engine.saga.storage.lanes import build_step_views, error_traceback, most_tries
 from engine.saga.storage.models import (
     NEWEST_FIRST,
     Checkpoint,
@@ -347,15 +347,19 @@ class MemorySagaStorage(ISagaStorage):
         if row is None:
             return None
         logs = self._entries(row)
+        head = _summary(row)
+        traceback = row["error_traceback"] or error_traceback(
+            logs, head.error_type, head.error_message
+        )
         return SagaDetail(
-            summary=dataclasses.replace(_summary(row), tries=most_tries(logs)),
+            summary=dataclasses.replace(head, tries=most_tries(logs)),
             context=copy.deepcopy(row["context"]),
             context_raw=json.dumps(row["context"], default=str),
             context_error=None,
             steps=build_step_views(logs),
             logs=logs,
             audit=[a for a in self._audit if a.saga_id == saga_id],
-            error_traceback=row["error_traceback"],
+            error_traceback=traceback,
         )
 
     async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:
