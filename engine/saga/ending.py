@@ -33,8 +33,8 @@ def last_error(state: SagaState) -> str:
     """The newest error in a saga's log, as ``Type: message``."""
     for entry in reversed(state.history):
         if entry.error_type or entry.error_message:
-            message = entry.error_message or ""
-            return f"{entry.error_type or 'Error'}: {message}" if message else entry.error_type or ""
+            kind = entry.error_type or "Error"
+            return f"{kind}: {entry.error_message}" if entry.error_message else kind
     return "no error was recorded (each run stopped before it could record one)"
 
 
@@ -62,7 +62,7 @@ class EndingRun(LeasedRun):
         log = LogWrite(name, "act", SagaStepStatus.FAILED, None, err, duration_ms=ms_since(t0))
         saga_error = without_traceback(err)
         # The full record first; when the database refuses it, a simpler one.
-        attempts = (
+        attempts: tuple[dict[str, typing.Any], ...] = (
             {"logs": (log,), "error": saga_error},
             {"error": saga_error},
             {"error": ErrorInfo(err.type, _REFUSED_TEXT)},

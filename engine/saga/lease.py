@@ -174,7 +174,7 @@ class LeaseKeeper:
                 continue  # claimed again meanwhile (a rollback after the last step)
             if saga_id in renewed:
                 run.lease_expires = max(run.lease_expires, expiry)
-            elif self.running.get(saga_id) is run:
+            else:
                 self._lost(saga_id, run, await self._holder(saga_id))
 
     async def _holder(self, saga_id: typing.Any) -> str:

@@ -20,14 +20,14 @@ from engine.saga.errors import (
     CompensationRequestedError,
     ContextLoadError,
     ForwardNotAllowedError,
+    RecoveryGaveUpError,
     SagaBusyError,
     SagaNotFoundError,
     SagaNotRegisteredError,
-    RecoveryGaveUpError,
     SagaStorageError,
 )
-from engine.saga.failure import describe
 from engine.saga.execution import SagaRun
+from engine.saga.failure import describe
 from engine.saga.lease import (
     DEFAULT_LEASE_SECONDS,
     LeaseKeeper,

@@ -25,7 +25,9 @@ from tests.engine.sagas import Ctx, Script, ScriptContainer, StepA, StepB, StepC
 from tests.support import wait_for
 
 
-def mediator_for(storage: ISagaStorage, script: Script, **options: typing.Any) -> engine.SagaMediator:
+def mediator_for(
+    storage: ISagaStorage, script: Script, **options: typing.Any
+) -> engine.SagaMediator:
     async def no_sleep(seconds: float) -> None:
         return None
 

@@ -213,7 +213,6 @@ def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
     }
 
 
-
 def log_entry(
     log_id: int,
     saga_id: uuid.UUID,
