@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"between 0.5 and 3600 seconds, not {text}")
+    return value
+
+
 def _latency(text: str) -> tuple[float, float]:
     lo_text, _, hi_text = text.partition("-")
     try:
@@ -74,6 +84,18 @@ def load_parser() -> argparse.ArgumentParser:
     p.add_argument("--refund-decline-rate", type=_rate, default=knobs.refund_decline_rate)
     p.add_argument("--latency-ms", type=_latency, default=knobs.latency_ms, metavar="LO-HI")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=knobs.lease_seconds,
+        help=f"runner lease without renewal (default {knobs.lease_seconds:g})",
+    )
+    p.add_argument(
+        "--block-ms",
+        type=float,
+        default=0.0,
+        help="chaos: each service call first blocks the event loop this long",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -99,6 +121,8 @@ def run_load_command(argv: list[str]) -> int:
         refund_decline_rate=args.refund_decline_rate,
         latency_ms=args.latency_ms,
         seed=args.seed,
+        lease_seconds=args.lease_seconds,
+        block_seconds=max(0.0, args.block_ms) / 1000.0,
     )
     try:
         progress = asyncio.run(
@@ -124,7 +148,9 @@ def run_load_command(argv: list[str]) -> int:
 
 
 def run_check_command(argv: list[str]) -> int:
-    """Compare the ledger with every saga's status."""
+    """Compare the ledger with every saga's status; report the effects it refused."""
+    from sample_sagas.ledger import read_refused
+
     args = check_parser().parse_args(argv)
     path = os.path.abspath(args.db)
     if not os.path.isfile(path):
@@ -132,6 +158,7 @@ def run_check_command(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         checked, bad = asyncio.run(_check(path))
+        refused = read_refused(path)
     except Exception as exc:
         print(
             f"sample_sagas check: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
@@ -141,6 +168,13 @@ def run_check_command(argv: list[str]) -> int:
     for item in bad:
         print(ascii_safe(item.describe()))
     print(f"checked {checked} sagas: {len(bad)} disagree with the ledger", file=sys.stderr)
+    if refused:
+        # Not a disagreement: the ledger did its job (a runner that lost its lease).
+        print(
+            f"the ledger refused {len(refused)} stale effects: {ascii_safe(refused[0][4])}"
+            + (" ..." if len(refused) > 1 else ""),
+            file=sys.stderr,
+        )
     return EXIT_BAD_LEDGER if bad else EXIT_OK
 
 

@@ -93,6 +93,7 @@ def create_mediator(storage: ISagaStorage, *, knobs: Knobs | None = None) -> Sag
         compensation_retry_count=knobs.compensation_retry_count,
         compensation_retry_delay=knobs.compensation_retry_delay,
         compensation_retry_backoff=knobs.compensation_retry_backoff,
+        lease_seconds=knobs.lease_seconds,
     )
     return mediator
 

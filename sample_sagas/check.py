@@ -82,11 +82,22 @@ async def find_disagreements(
         cursor = page.next_cursor
     done: dict[str, set[str]] = collections.defaultdict(set)
     undone: dict[str, set[str]] = collections.defaultdict(set)
+    # (saga, step) -> when its do and its undo were recorded: order matters, not only
+    # the sets: a do recorded after its undo is an effect the rollback did not remove.
+    seq: dict[tuple[str, str, str], int] = {}
     for row in ledger:
         (done if row.action == "do" else undone)[row.saga_id].add(row.step)
+        seq[(row.saga_id, row.step, row.action)] = row.seq
     bad: list[Disagreement] = []
     for key, name, status in sagas:
         reason = judge(name, status, done.get(key, set()), undone.get(key, set()))
+        late = sorted(
+            step
+            for step in done.get(key, set()) & undone.get(key, set())
+            if seq[(key, step, "do")] > seq[(key, step, "undo")]
+        )
+        if late:
+            reason = f"'do' after its 'undo' for {', '.join(late)}"
         if reason is not None:
             bad.append(Disagreement(key, name, status.name, reason))
     seen = {key for key, _, _ in sagas}

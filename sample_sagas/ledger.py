@@ -4,6 +4,11 @@ One row per (saga id, step, action); inserts are ``INSERT OR IGNORE`` so a servi
 call repeated after a crash or a retry records nothing new. Writes from all running
 sagas are group-committed by one thread on one connection, so the ledger adds one
 commit per batch, not one per call, to the database the engine also writes.
+
+The ledger checks fencing tokens as a real service would: it remembers the highest
+fence it has seen per saga and refuses an effect carrying a lower one (a runner that
+lost its lease, woken after a pause), and it refuses a ``do`` after that step's
+``undo``. Each refusal is recorded in ``demo_ledger_refused`` for ``check`` to report.
 """
 
 from __future__ import annotations
@@ -28,8 +33,38 @@ CREATE TABLE IF NOT EXISTS demo_ledger (
     action TEXT NOT NULL CHECK (action IN ('do', 'undo')),
     time REAL NOT NULL,
     UNIQUE (saga_id, step, action)
-)
+);
+CREATE TABLE IF NOT EXISTS demo_ledger_fences (
+    saga_id TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS demo_ledger_refused (
+    saga_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    action TEXT NOT NULL,
+    fence INTEGER,
+    reason TEXT NOT NULL,
+    time REAL NOT NULL
+);
 """
+
+
+class StaleEffectError(Exception):
+    """The ledger refused an effect: an older fence than one it has seen, or a do after undo."""
+
+
+Effect = tuple[str, str, str, float, "int | None"]
+"""(saga id, step, action, time, fence) of one effect to record."""
+
+
+def refusal(effect: Effect, highest: int | None, undone: bool) -> str | None:
+    """Why the ledger refuses ``effect``, given the saga's highest fence and the step's undo."""
+    _, step, action, _, fence = effect
+    if fence is not None and highest is not None and fence < highest:
+        return f"{step} {action} carries fence {fence}, older than fence {highest}"
+    if action == "do" and undone:
+        return f"{step} do after its undo"
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,13 +75,17 @@ class LedgerRow:
     step: str
     action: Action
     time: float
+    seq: int = 0
+    """Order of recording (the row's insertion order)."""
 
 
 class Ledger(typing.Protocol):
     """Where fake services record their side effects."""
 
-    async def record(self, saga_id: uuid.UUID, step: str, action: Action) -> None:
-        """Record a side effect durably (a repeat is a no-op)."""
+    async def record(
+        self, saga_id: uuid.UUID, step: str, action: Action, fence: int | None = None
+    ) -> None:
+        """Record a side effect durably (a repeat is a no-op); StaleEffectError if refused."""
         ...
 
     async def has(self, saga_id: uuid.UUID, step: str, action: Action) -> bool:
@@ -63,10 +102,22 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str, str], float] = {}
+        self.fences: dict[str, int] = {}
+        self.refused: list[tuple[Effect, str]] = []
 
-    async def record(self, saga_id: uuid.UUID, step: str, action: Action) -> None:
-        """Record a side effect (a repeat is a no-op)."""
-        self.rows.setdefault((str(saga_id), step, action), time.time())
+    async def record(
+        self, saga_id: uuid.UUID, step: str, action: Action, fence: int | None = None
+    ) -> None:
+        """Record a side effect (a repeat is a no-op); StaleEffectError if refused."""
+        key = str(saga_id)
+        effect: Effect = (key, step, action, time.time(), fence)
+        why = refusal(effect, self.fences.get(key), (key, step, "undo") in self.rows)
+        if why is not None:
+            self.refused.append((effect, why))
+            raise StaleEffectError(why)
+        if fence is not None:
+            self.fences[key] = max(fence, self.fences.get(key, fence))
+        self.rows.setdefault((key, step, action), effect[3])
 
     async def has(self, saga_id: uuid.UUID, step: str, action: Action) -> bool:
         """True when that side effect was recorded."""
@@ -84,7 +135,7 @@ class SqliteLedger:
         # One thread owns the connection: sqlite3 objects stay on the thread that uses them.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[tuple[str, str, str, float], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Effect, asyncio.Future[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -100,25 +151,57 @@ class SqliteLedger:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(SCHEMA)
+        conn.executescript(SCHEMA)
         return conn
 
-    def _write_batch(self, rows: list[tuple[str, str, str, float]]) -> None:
+    def _write_batch(self, effects: list[Effect]) -> list[str | None]:
+        """Record ``effects`` in one transaction; per effect, why it was refused or None."""
         conn = self._connection()
         # IMMEDIATE: queue on the write lock with the busy timeout instead of failing
         # to upgrade a read lock when the engine's writer commits at the same moment.
+        # It also makes each fence check and the write that follows it one atomic step.
         conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[str | None] = []
         try:
-            conn.executemany(
-                "INSERT OR IGNORE INTO demo_ledger (saga_id, step, action, time) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
+            for effect in effects:
+                saga_id, step, action, moment, fence = effect
+                found = conn.execute(
+                    "SELECT fence FROM demo_ledger_fences WHERE saga_id = ?", (saga_id,)
+                ).fetchone()
+                undone = (
+                    action == "do"
+                    and conn.execute(
+                        "SELECT 1 FROM demo_ledger"
+                        " WHERE saga_id = ? AND step = ? AND action = 'undo'",
+                        (saga_id, step),
+                    ).fetchone()
+                    is not None
+                )
+                why = refusal(effect, found[0] if found else None, undone)
+                outcomes.append(why)
+                if why is not None:
+                    conn.execute(
+                        "INSERT INTO demo_ledger_refused VALUES (?, ?, ?, ?, ?, ?)",
+                        (saga_id, step, action, fence, why, moment),
+                    )
+                    continue
+                if fence is not None:
+                    conn.execute(
+                        "INSERT INTO demo_ledger_fences (saga_id, fence) VALUES (?, ?) "
+                        "ON CONFLICT (saga_id) DO UPDATE SET fence = max(fence, excluded.fence)",
+                        (saga_id, fence),
+                    )
+                conn.execute(
+                    "INSERT OR IGNORE INTO demo_ledger (saga_id, step, action, time) "
+                    "VALUES (?, ?, ?, ?)",
+                    (saga_id, step, action, moment),
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        return outcomes
 
     def _has(self, key: tuple[str, str, str]) -> bool:
         row = (
@@ -147,23 +230,34 @@ class SqliteLedger:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
-                rows = [row for row, _ in batch]
+                effects = [effect for effect, _ in batch]
                 try:
-                    await loop.run_in_executor(self._executor, self._write_batch, rows)
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._write_batch, effects
+                    )
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for _, future in batch:
-                    if not future.done():
+                for (_, future), why in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if why is None:
                         future.set_result(None)
+                    else:
+                        future.set_exception(StaleEffectError(why))
 
-    async def record(self, saga_id: uuid.UUID, step: str, action: Action) -> None:
-        """Record a side effect; returns once it is committed (a repeat is a no-op)."""
+    async def record(
+        self, saga_id: uuid.UUID, step: str, action: Action, fence: int | None = None
+    ) -> None:
+        """Record a side effect; returns once it is committed (a repeat is a no-op).
+
+        Raises StaleEffectError when the ledger refuses it (the refusal is recorded).
+        """
         wake = self._ensure_task()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(((str(saga_id), step, action, time.time()), future))
+        self._pending.append(((str(saga_id), step, action, time.time(), fence), future))
         wake.set()
         await future
 
@@ -192,7 +286,27 @@ def read_ledger(path: str) -> list[LedgerRow]:
         ).fetchone()
         if not exists:
             return []
-        rows = conn.execute("SELECT saga_id, step, action, time FROM demo_ledger").fetchall()
+        rows = conn.execute(
+            "SELECT saga_id, step, action, time, rowid FROM demo_ledger ORDER BY rowid"
+        ).fetchall()
     finally:
         conn.close()
-    return [LedgerRow(r[0], r[1], r[2], r[3]) for r in rows]
+    return [LedgerRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def read_refused(path: str) -> list[tuple[str, str, str, int | None, str]]:
+    """Effects the ledger refused: (saga id, step, action, fence, reason), oldest first."""
+    target = f"file:{urllib.parse.quote(path)}?mode=ro"
+    conn = sqlite3.connect(target, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'demo_ledger_refused'"
+        ).fetchone()
+        if not exists:
+            return []
+        rows = conn.execute(
+            "SELECT saga_id, step, action, fence, reason FROM demo_ledger_refused ORDER BY rowid"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -1,7 +1,9 @@
 """Fake remote services with latency and failure knobs; every effect goes to the ledger.
 
 A step handler only receives its context, yet the ledger is keyed by saga id: the
-engine's ``current_saga_id()`` says which saga the running step belongs to.
+engine's ``current_saga_id()`` says which saga the running step belongs to, and
+``current_fence()`` the fence of the run calling; every effect carries it, and the
+ledger refuses one whose fence is older than one it has seen for that saga.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 import typing
 import uuid
 
+from engine.saga.current import current_fence
 from engine.saga.current import current_saga_id as engine_current_saga_id
 from engine.saga.models import SagaContext
 from engine.saga.step import SagaStepHandler
@@ -58,6 +61,10 @@ class Knobs:
     compensation_retry_delay: float = 0.2
     compensation_retry_backoff: float = 2.0
     seed: int | None = None
+    lease_seconds: float = 15.0
+    """How long a runner's lease lasts without renewal (the engine's default)."""
+    block_seconds: float = 0.0
+    """Each ``do`` first blocks the event loop this long (chaos: CPU-bound step code)."""
 
 
 class ServiceError(Exception):
@@ -105,9 +112,11 @@ class FakeServices:
         """Do ``step`` for the current saga: fail without a trace, or record a durable ``do``."""
         saga_id = current_saga_id()
         await self._latency()
+        if self.knobs.block_seconds:
+            time.sleep(self.knobs.block_seconds)  # on purpose: the loop (and heartbeat) stall
         if self.fails(saga_id, step):
             raise error(message)
-        await self.ledger.record(saga_id, step, "do")
+        await self.ledger.record(saga_id, step, "do", current_fence())
 
     async def done(self, step: str) -> bool:
         """True when ``step`` already took effect for the current saga."""
@@ -120,7 +129,7 @@ class FakeServices:
         if self.rng.random() < self.knobs.compensation_failure_rate:
             raise CompensationError(f"{step}: undo timed out at the remote service")
         # An undo is recorded even without a do: a tombstone, as an idempotency key would.
-        await self.ledger.record(saga_id, step, "undo")
+        await self.ledger.record(saga_id, step, "undo", current_fence())
 
     async def refund(self, step: str) -> None:
         """Undo a card charge; the gateway may decline it for a while."""

@@ -238,3 +238,61 @@ async def test_a_small_load_agrees_with_the_ledger(store: SqlAlchemySagaStorage)
     assert counts[SagaStatus.FAILED] == progress.failed
     checked, bad = await find_disagreements(store, read_ledger(_path(store)))
     assert checked == 200 and bad == []
+
+
+async def test_the_ledger_refuses_a_stale_fence_and_a_do_after_its_undo(
+    store: SqlAlchemySagaStorage,
+) -> None:
+    from sample_sagas.ledger import StaleEffectError, read_refused
+
+    ledger = ledger_for(store)
+    saga_id = uuid.uuid4()
+    await ledger.record(saga_id, "BookFlight", "do", 1)
+    await ledger.record(saga_id, "BookFlight", "undo", 2)  # another runner rolled it back
+    with pytest.raises(StaleEffectError, match="fence 1, older than fence 2"):
+        await ledger.record(saga_id, "RentCar", "do", 1)  # the old runner wakes up
+    with pytest.raises(StaleEffectError, match="do after its undo"):
+        await ledger.record(saga_id, "BookFlight", "do", 2)
+    await ledger.record(saga_id, "RentCar", "undo", 3)
+    assert _ledger(store, saga_id) == {
+        ("BookFlight", "do"),
+        ("BookFlight", "undo"),
+        ("RentCar", "undo"),
+    }
+    refused = read_refused(_path(store))
+    assert [(r[1], r[2], r[3]) for r in refused] == [("RentCar", "do", 1), ("BookFlight", "do", 2)]
+
+
+async def test_the_memory_ledger_refuses_the_same() -> None:
+    from sample_sagas.ledger import MemoryLedger, StaleEffectError
+
+    ledger = MemoryLedger()
+    saga_id = uuid.uuid4()
+    await ledger.record(saga_id, "A", "undo", 2)
+    with pytest.raises(StaleEffectError):
+        await ledger.record(saga_id, "B", "do", 1)
+    with pytest.raises(StaleEffectError):
+        await ledger.record(saga_id, "A", "do", 3)
+    assert len(ledger.refused) == 2
+
+
+async def test_check_finds_a_do_recorded_after_its_undo(store: SqlAlchemySagaStorage) -> None:
+    from sample_sagas.ledger import LedgerRow
+
+    mediator = create_mediator(store, knobs=Knobs(failure_rate=0.0, **QUIET))
+    saga_id, error = await _run(mediator, example_context("TravelSaga"))
+    assert error is None
+    await mediator.compensate_saga(saga_id)
+    rows = read_ledger(_path(store))
+    assert (await find_disagreements(store, rows))[1] == []
+    # The same effects, but one 'do' recorded after its 'undo' (as an unfenced service
+    # would let a runner that lost its lease do): the sets agree, the order does not.
+    last = max(r.seq for r in rows)
+    moved = [
+        LedgerRow(r.saga_id, r.step, r.action, r.time, last + 1)
+        if (r.step, r.action) == ("BookFlight", "do")
+        else r
+        for r in rows
+    ]
+    _, bad = await find_disagreements(store, moved)
+    assert [b.reason for b in bad] == ["'do' after its 'undo' for BookFlight"]
