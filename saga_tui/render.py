@@ -14,11 +14,13 @@ from rich.text import Text
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaSummary
 from saga_tui.textfmt import (
+    UNREADABLE,
     age,
     clean,
     clock,
     error_line,
     ms,
+    row_error,
     short_id,
     took,
     truncate,
@@ -148,10 +150,10 @@ def progress_text(
 def error_text(
     summary: SagaSummary, width: int | None = None, palette: Palette | None = None
 ) -> Text:
-    """The saga's last error as one sanitized line (cut to ``width`` when given)."""
-    if not summary.error_type and not summary.error_message:
+    """The saga's last error (or why its row is unreadable) as one sanitized line."""
+    if not summary.error_type and not summary.error_message and not summary.unreadable:
         return Text("", end="")
-    line = clean(error_line(summary.error_type, summary.error_message))
+    line = clean(row_error(summary))
     return paint(Text(truncate(line, width) if width else line, style="bad", end=""), palette)
 
 
@@ -184,7 +186,11 @@ def summary_cells(
         "mark": paint(Text("*" if marked else " ", style="mark", end=""), palette),
         "id": Text(short_id(summary.id), end=""),
         "saga": safe(summary.name),
-        "status": status_text(summary.status, palette),
+        "status": (
+            paint(Text(f"? {UNREADABLE}", style="bad", end=""), palette)
+            if summary.unreadable
+            else status_text(summary.status, palette)
+        ),
         "progress": progress_text(summary, palette=palette, step=step),
         "updated": time_text(summary.updated_at, now, absolute),
         "took": Text(took(summary, now), end=""),
@@ -237,7 +243,9 @@ def log_line(record: LogRecord, palette: Palette | None = None, width: int = 200
         out.append("  ")
     step_width = 18 if narrow else 22
     out.append(truncate(clean(record.step_name), step_width).ljust(step_width))
-    action = ("undo" if record.action == "compensate" else "act") if narrow else record.action
+    action = (
+        ("undo" if record.action == "compensate" else "act") if narrow else clean(record.action)
+    )
     out.append(f" {action:<4} " if narrow else f"  {action:<10}  ")
     mark = STEP_MARKS[status]
     if status is SagaStepStatus.STARTED:

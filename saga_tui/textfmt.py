@@ -68,6 +68,22 @@ def error_line(error_type: str | None, error_message: str | None) -> str:
     return f"{error_type or 'Error'}: {error_message}"
 
 
+UNREADABLE = "UNREADABLE"
+"""What a row shows for its status when a stored field of it does not parse."""
+
+
+def row_error(summary: SagaSummary) -> str:
+    """The ERROR column of a saga row: why it is unreadable, else its last error; not cleaned."""
+    if summary.unreadable:
+        return f"unreadable row: {summary.unreadable}"
+    return error_line(summary.error_type, summary.error_message)
+
+
+def status_word(summary: SagaSummary) -> str:
+    """The status of a saga row as a word (UNREADABLE when the row does not parse)."""
+    return UNREADABLE if summary.unreadable else summary.status.name
+
+
 def short_id(saga_id: object) -> str:
     """The first eight characters of a saga id, as shown in tables."""
     return str(saga_id)[:8]

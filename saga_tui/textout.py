@@ -25,7 +25,9 @@ from saga_tui.textfmt import (
     iso,
     ms,
     progress,
+    row_error,
     short_id,
+    status_word,
     took,
 )
 
@@ -51,6 +53,7 @@ def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
         "lease_expires": summary.lease_expires,
         "requested_action": summary.requested_action.name if summary.requested_action else None,
         "version": summary.version,
+        "unreadable": summary.unreadable,
     }
 
 
@@ -123,12 +126,12 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
         [
             short_id(s.id),
             clean(s.name),
-            s.status.name,
+            status_word(s),
             clean(progress(s)),
             age(s.updated_at),
             took(s),
             str(s.tries) if s.tries else "",
-            clean(error_line(s.error_type, s.error_message))[:60],
+            clean(row_error(s))[:60],
         ]
         for s in rows
     ]
@@ -169,7 +172,7 @@ def detail_text(detail: SagaDetail) -> list[str]:
     """One saga in full as readable lines."""
     s = detail.summary
     lines = [
-        f"{clean(s.name)}  {s.id}  {s.status.name}",
+        f"{clean(s.name)}  {s.id}  {status_word(s)}",
         f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
         f"took {took(s)}  tries {s.tries}  recoveries {s.recovery_attempts}  "
         f"steps {progress(s) if s.step_count else s.steps_done}",
@@ -178,6 +181,8 @@ def detail_text(detail: SagaDetail) -> list[str]:
         lines.append(f"owner {clean(s.lease_owner)}  lease until {s.lease_expires}")
     if s.requested_action:
         lines.append(f"requested: {s.requested_action.name}")
+    if s.unreadable:
+        lines.append(f"unreadable row: {s.unreadable}")
     if error := error_line(s.error_type, s.error_message):
         lines.append(f"error: {clean(error)}")
     lines += ["", "Steps:", *_steps_text(detail.steps), "", "Context:"]
@@ -210,4 +215,6 @@ def detail_text(detail: SagaDetail) -> list[str]:
                     f" -> {a.outcome}"
                 )
             )
-    return lines
+    # Every line once more through the sanitizer: any field missed above (a step name
+    # in a lane, the current step in the progress) cannot reach the terminal raw.
+    return [clean(line) for line in lines]

@@ -159,3 +159,65 @@ def read_until(
         line = read_line(proc, left, what=f"(waiting for {what})")
         if predicate(line):
             return line
+
+
+# ---- a hostile database --------------------------------------------------------------
+
+EVIL = "\u202e\u200b\u2066\x1b]0;pwned\x07\x1b[2J\x9b31m\x85\x00end"
+FORBIDDEN = ("\x1b", "\x07", "\x9b", "\x85", "\u202e", "\u200b", "\u2066", "\x00")
+
+
+def assert_harmless(text: str, where: str) -> None:
+    """Fail naming ``where`` when ``text`` carries any raw character of EVIL."""
+    found = [repr(c) for c in FORBIDDEN if c in text]
+    assert not found, f"{where} shows raw {found}"
+
+
+async def hostile_sagas(storage: typing.Any) -> tuple[uuid.UUID, uuid.UUID]:
+    """One saga with a hostile name; one OrderSaga with hostile steps, errors, context.
+
+    Control characters of every kind in every text column (see EVIL), operator and
+    reason included: no output path may show them raw.
+    """
+    from engine.saga.storage.enums import SagaStatus, SagaStepStatus
+    from engine.saga.storage.models import (
+        Checkpoint,
+        ErrorInfo,
+        LogWrite,
+        NewSaga,
+        OperatorAction,
+    )
+
+    named = uuid.uuid4()
+    await storage.apply(
+        Checkpoint(
+            saga_id=named,
+            create=NewSaga(name=f"Saga{EVIL}", context={f"k{EVIL}": EVIL}, step_count=2),
+            status=SagaStatus.RUNNING,
+            current_step=f"Step{EVIL}",
+            logs=(LogWrite(f"Step{EVIL}", "act", SagaStepStatus.STARTED),),
+        )
+    )
+    order = uuid.uuid4()
+    error = ErrorInfo(f"Err{EVIL}", f"message {EVIL}", f"Traceback\n  line {EVIL}")
+    await storage.apply(
+        Checkpoint(
+            saga_id=order,
+            create=NewSaga(name="OrderSaga", context={f"key{EVIL}": [EVIL]}, step_count=3),
+            status=SagaStatus.FAILED,
+            current_step=f"Charge{EVIL}",
+            error=error,
+            logs=(
+                LogWrite(f"Reserve{EVIL}", "act", SagaStepStatus.STARTED),
+                LogWrite(f"Reserve{EVIL}", "act", SagaStepStatus.COMPLETED),
+                LogWrite(f"Charge{EVIL}", "act", SagaStepStatus.STARTED),
+                LogWrite(f"Charge{EVIL}", "act", SagaStepStatus.FAILED, error=error),
+                LogWrite(f"Reserve{EVIL}", "compensate", SagaStepStatus.FAILED, error=error),
+            ),
+        )
+    )
+    for saga_id in (named, order):
+        await storage.record_operator_action(
+            OperatorAction(saga_id, "recover", f"reason {EVIL}", f"user{EVIL}", f"host{EVIL}", EVIL)
+        )
+    return named, order

@@ -166,6 +166,9 @@ class DetailScreen(Screen[None]):
             line.append(clean(s.lease_owner))
         if s.requested_action:
             line.append(f"  requested: {s.requested_action.name}")
+        if s.unreadable:
+            line.append("  unreadable row: ", style="bold")
+            line.append(clean(s.unreadable))
         line.append("  · following" if self.follow else "  · frozen")
         if self.why_not:
             line.append("\n")
