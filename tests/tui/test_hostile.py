@@ -65,3 +65,29 @@ async def test_no_control_character_reaches_any_dashboard_screen(env: Env) -> No
         for message in notifications(app):
             assert_harmless(message, "a toast")
         assert_harmless(screen_text(app), "the screen after the actions")
+
+
+async def test_malformed_rows_never_blank_the_dashboard(env: Env) -> None:
+    import sqlite3
+
+    ids = [await env.run_saga() for _ in range(4)]
+    with sqlite3.connect(env.path) as conn:
+        conn.execute("UPDATE saga_executions SET status = 'HACKED' WHERE id = ?", (ids[0].hex,))
+        conn.execute(
+            "UPDATE saga_executions SET created_at = 'not a time' WHERE id = ?", (ids[1].hex,)
+        )
+        conn.execute("UPDATE saga_executions SET steps_done = 'many' WHERE id = ?", (ids[2].hex,))
+        conn.execute(
+            "UPDATE saga_logs SET status = 'WEIRD' WHERE id = (SELECT max(id) FROM saga_logs)"
+        )
+    conn.close()
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 4, what="all four rows")
+        text = await screen_showing(pilot, app, "unreadable row: status 'HACKED'")
+        assert "ALL 4" in text
+        assert text.count("UNREADABLE") == 3, text
+        await select(pilot, app, ids[3])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await wait_for(pilot, lambda: app.screen.detail is not None, what="loaded")  # type: ignore[attr-defined]
