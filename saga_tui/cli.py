@@ -182,7 +182,7 @@ async def _run(args: argparse.Namespace) -> int:
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(
-            mediator, _print, plan, count=args.count, as_json=args.json
+            mediator, _print, plan, count=args.count, as_json=args.json, status=sys.stderr
         )
     finally:
         await storage.close()

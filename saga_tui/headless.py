@@ -6,8 +6,11 @@ input before any action runs, so a typo never leaves half of a batch done.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import sys
+import time
 import typing
 import uuid
 
@@ -248,6 +251,41 @@ def plan_start(mediator: SagaMediator, saga_name: str, context_text: str | None)
     return StartPlan(saga_name, context_type, context_text)
 
 
+class _StartTally:
+    """Counts of a streaming ``start --count``, and its progress line on a terminal."""
+
+    def __init__(self, total: int, status: typing.TextIO | None) -> None:
+        self.total = total
+        self.started = 0
+        self.finished = 0
+        self.failed = 0
+        self.status = status if status is not None and status.isatty() else None
+        self._shown = 0.0
+
+    def pulled(self, contexts: typing.Iterable[typing.Any]) -> typing.Iterator[typing.Any]:
+        for context in contexts:
+            self.started += 1
+            yield context
+
+    def add(self, result: ActionResult) -> None:
+        self.finished += 1
+        if not result.ok:
+            self.failed += 1
+        now = time.monotonic()
+        if self.status is not None and (now - self._shown >= 0.2 or self.finished == self.total):
+            self._shown = now
+            self.status.write(
+                f"\r\x1b[2Kstarted {self.started}/{self.total}  finished {self.finished}"
+                f"  not completed {self.failed}"
+            )
+            self.status.flush()
+
+    def clear(self) -> None:
+        if self.status is not None and self._shown:
+            self.status.write("\r\x1b[2K")
+            self.status.flush()
+
+
 async def start_command(
     mediator: SagaMediator,
     out: Out,
@@ -255,11 +293,43 @@ async def start_command(
     *,
     count: int = 1,
     as_json: bool = False,
+    status: typing.TextIO | None = None,
 ) -> int:
-    """Start ``count`` sagas with the planned context; 1 unless every one completed."""
+    """Start ``count`` sagas with the planned context; 1 unless every one completed.
+
+    Results are printed as they come (``--json``: one array, item by item) and only
+    counted, so memory does not grow with ``count``; on a terminal ``status`` shows a
+    progress line. Ctrl+C stops starting and says how many started.
+    """
+    tally = _StartTally(count, status)
     # A fresh context per saga: the steps write into it.
-    contexts = (
+    contexts = tally.pulled(
         parse_context(plan.saga_name, plan.context_type, plan.context_text) for _ in range(count)
     )
-    results = await operations.start_many(mediator, contexts, reason=REASON)
-    return _report(results, out, as_json)
+
+    def shown(_context: typing.Any, result: ActionResult) -> None:
+        if as_json:
+            out(("[" if tally.finished == 0 else ",") + textout.dumps(_result_json(result)))
+        else:
+            out(f"{result.saga_id}  {result.action}  {operations.outcome(result)}")
+        tally.add(result)
+
+    try:
+        await operations.start_many(
+            mediator, contexts, reason=REASON, on_result=shown, collect=False
+        )
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        tally.clear()
+        if as_json:
+            out("]" if tally.finished else "[]")  # what was printed stays valid JSON
+        running = tally.started - tally.finished
+        print(
+            f"started {tally.started} of {count} sagas, {tally.finished} finished;"
+            f" {running} left running for `recover --stale`",
+            file=sys.stderr,
+        )
+        raise
+    tally.clear()
+    if as_json:
+        out("]" if tally.finished else "[]")
+    return EXIT_OK if tally.failed == 0 else EXIT_FAILED

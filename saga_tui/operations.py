@@ -231,8 +231,14 @@ async def start_many(
     *,
     reason: str,
     concurrency: int = CONCURRENCY,
+    on_result: typing.Callable[[typing.Any, ActionResult], None] | None = None,
+    collect: bool = True,
 ) -> list[ActionResult]:
-    """Start one saga per context (pulled lazily), at most ``concurrency`` at a time."""
+    """Start one saga per context (pulled lazily), at most ``concurrency`` at a time.
+
+    ``on_result`` sees each result as it comes; without ``collect`` none is kept (a
+    count of a million streams its results in constant memory).
+    """
 
     async def one(context: typing.Any) -> ActionResult:
         saga_id = uuid.uuid4()
@@ -241,7 +247,9 @@ async def start_many(
         except Exception as exc:
             return ActionResult(saga_id, "start", error=_error_text(exc))
 
-    return await run_bounded(contexts, one, concurrency=concurrency)
+    return await run_bounded(
+        contexts, one, concurrency=concurrency, on_result=on_result, collect=collect
+    )
 
 
 # ---- results ------------------------------------------------------------------------

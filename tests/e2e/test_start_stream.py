@@ -1,0 +1,66 @@
+"""``start --count N`` streams: results as they come, Ctrl+C stops and says how many started."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import wait_for_sync
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+APP = ("--app", "tests.e2e.apps:reliable")
+
+
+def _completed(db: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            # The audit row is the last write of a start, just before its result is printed.
+            row = conn.execute("SELECT count(*) FROM saga_audit WHERE action = 'start'")
+            return int(row.fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the file exists before its tables do
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_stops_a_long_start_and_says_how_many_started(
+    tmp_path: pathlib.Path, as_json: bool
+) -> None:
+    db = str(tmp_path / "stream.db")
+    argv = [sys.executable, "-m", "saga_tui", "--db", db, *APP, "start", "OrderSaga"]
+    argv += ["--count", "1000000", *(["--json"] if as_json else [])]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for_sync(lambda: _completed(db) >= 5, timeout=120, what="a few sagas")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    said = re.search(r"started (\d+) of 1000000 sagas, (\d+) finished", err)
+    assert said, err
+    started, finished = int(said.group(1)), int(said.group(2))
+    assert finished <= started < 1000000 and started >= 5
+    if as_json:
+        results = json.loads(out)  # still one valid JSON array
+        assert len(results) == finished
+    else:
+        lines = out.strip().splitlines()
+        assert len(lines) == finished
+        assert all(line.endswith("start  COMPLETED") for line in lines)
+    recovered = subprocess.run(
+        [sys.executable, "-m", "saga_tui", "--db", db, *APP, "recover", "--stale", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stderr
