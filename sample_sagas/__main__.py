@@ -144,6 +144,8 @@ def run_load_command(argv: list[str]) -> int:
         )
         return EXIT_USAGE
     print(json.dumps(progress.as_dict()) if args.json else progress.summary())
+    if progress.gave_up:
+        print(f"sample_sagas: {ascii_safe(progress.gave_up)}", file=sys.stderr)
     return EXIT_OK if progress.errors == 0 else EXIT_BAD_LEDGER
 
 

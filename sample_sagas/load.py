@@ -11,6 +11,7 @@ import time
 import typing
 import uuid
 
+from engine.saga.failure import describe
 from engine.saga.mediator import SagaMediator
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.protocol import ISagaStorage
@@ -30,6 +31,9 @@ MIX: tuple[tuple[str, float], ...] = (
 
 _CONTEXT_TYPES = (OrderContext, TravelContext, SubscriptionContext)
 
+GIVE_UP_AFTER = 20
+"""Errors in a row (not saga outcomes: storage or engine failures) that stop the load."""
+
 
 @dataclasses.dataclass(slots=True)
 class Progress:
@@ -47,6 +51,9 @@ class Progress:
     ended_at: float | None = None
     stopping: bool = False
     """Set to start no further sagas; the ones running finish."""
+    errors_in_a_row: int = 0
+    gave_up: str | None = None
+    """Why the run stopped early: storage errors kept coming (a full disk, a lost server)."""
 
     @property
     def elapsed(self) -> float:
@@ -84,6 +91,7 @@ class Progress:
             "failed": self.failed,
             "errors": self.errors,
             "first_error": self.first_error,
+            "gave_up": self.gave_up,
             "seconds": round(self.elapsed, 3),
             "sagas_per_second": round(self.rate, 1),
         }
@@ -97,6 +105,7 @@ async def _outcome(
 ) -> None:
     if error is None:
         progress.completed += 1
+        progress.errors_in_a_row = 0
         return
     try:
         lease = await storage.get_lease(saga_id)
@@ -105,13 +114,22 @@ async def _outcome(
     status = lease.status if lease is not None else None
     if status is SagaStatus.COMPENSATED:
         progress.compensated += 1
+        progress.errors_in_a_row = 0
     elif status is SagaStatus.FAILED:
         progress.failed += 1
+        progress.errors_in_a_row = 0
     else:
         # Not a saga outcome: the storage or the engine itself failed.
         progress.errors += 1
+        progress.errors_in_a_row += 1
         if progress.first_error is None:
-            progress.first_error = f"{type(error).__name__}: {error}"
+            progress.first_error = describe(error)
+        if progress.errors_in_a_row >= GIVE_UP_AFTER and progress.gave_up is None:
+            # Starting more sagas would only add errors (and half-started sagas).
+            progress.gave_up = (
+                f"stopped after {progress.errors_in_a_row} errors in a row: {describe(error)}"
+            )
+            progress.stopping = True
 
 
 async def run_load(
