@@ -83,6 +83,10 @@ def read_context_option(text: str) -> str:
             return fh.read()
     except OSError as exc:
         raise UsageError(f"--context {text}: cannot read ({one_line(exc)})") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"--context {text}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
 
 
 def parse_context(saga_name: str, context_type: type, text: str) -> typing.Any:

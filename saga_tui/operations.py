@@ -52,6 +52,8 @@ def context_from_json(saga_name: str, context_type: type, text: str) -> typing.A
         raise ContextInputError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise ContextInputError("the JSON is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ContextInputError(
             f"the context must be a JSON object {{...}}, not {type(data).__name__}"

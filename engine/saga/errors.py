@@ -5,6 +5,7 @@ This module imports nothing from the engine, so any module may import it.
 
 from __future__ import annotations
 
+import typing
 import uuid
 
 
@@ -57,6 +58,24 @@ class SagaStorageError(SagaError):
 
 class SagaNotFoundError(SagaStorageError, ValueError):
     """No saga with that id."""
+
+
+class InvalidSagaIdError(SagaError, ValueError):
+    """A saga id that is not a UUID (refused before any query)."""
+
+
+def saga_uuid(value: object) -> typing.Any:
+    """``value`` as a ``uuid.UUID`` saga id; InvalidSagaIdError saying why otherwise."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise InvalidSagaIdError(f"not a saga id: {shown} (a UUID is expected)")
 
 
 class SagaExistsError(SagaStorageError, ValueError):

@@ -25,6 +25,7 @@ from engine.saga.errors import (
     SagaNotFoundError,
     SagaNotRegisteredError,
     SagaStorageError,
+    saga_uuid,
 )
 from engine.saga.execution import SagaRun
 from engine.saga.failure import describe
@@ -162,6 +163,8 @@ class SagaMediator:
     ) -> typing.AsyncIterator[SagaStepResult[typing.Any, typing.Any]]:
         """Run the saga for ``context``, yielding each step result after its events."""
         saga_type = self.saga_for_context(context)
+        if saga_id is not None:
+            saga_id = saga_uuid(saga_id)
         return self._stream(self._transaction(saga_type, context, saga_id))
 
     execute = stream
@@ -199,6 +202,7 @@ class SagaMediator:
     ) -> ActionResult:
         """Start a saga as an operator: audited, and a failure becomes the result."""
         saga_type = self.saga_for_context(context)
+        saga_id = saga_uuid(saga_id) if saga_id is not None else None
         transaction = self._transaction(saga_type, context, saga_id)
         error: str | None = None
         try:
@@ -219,6 +223,7 @@ class SagaMediator:
 
     async def recover_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
         """Resume a saga by id: forward if it was running, else finish compensation."""
+        saga_id = saga_uuid(saga_id)
         result = await self._recover(saga_id)
         await self._audit(saga_id, "recover", reason, result)
         return result
@@ -256,6 +261,7 @@ class SagaMediator:
 
     async def compensate_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
         """Compensate a saga (a rollback when COMPLETED); asks its owner if another runs it."""
+        saga_id = saga_uuid(saga_id)
         lease = await self._lease(saga_id)
         if lease.status is SagaStatus.COMPENSATED:
             result = ActionResult(saga_id, "compensate", lease.status)

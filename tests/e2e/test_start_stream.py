@@ -64,3 +64,26 @@ def test_ctrl_c_stops_a_long_start_and_says_how_many_started(
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert recovered.returncode == 0, recovered.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\xff\xfe{", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_context_file_that_cannot_be_read_is_a_usage_error(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+    needle: str,
+) -> None:
+    from saga_tui import cli
+
+    context = tmp_path / "context.json"
+    context.write_bytes(content)
+    db = str(tmp_path / "c.db")
+    code = cli.main(["--db", db, *APP, "start", "OrderSaga", "--context", f"@{context}"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

@@ -263,3 +263,21 @@ async def test_a_run_whose_lease_is_taken_over_cancels_its_step_and_writes_nothi
     lease = await storage.get_lease(saga_id)
     assert lease is not None and lease.owner == "other@host:1:t"
     await wait_for(lambda: mediator.running == 0, what="the run unregistered")
+
+
+@pytest.mark.parametrize("bad", ["nope", "3f2a9c1e", 42])
+async def test_a_saga_id_that_is_not_a_uuid_is_refused_in_words(
+    storage: ISagaStorage, bad: typing.Any
+) -> None:
+    from engine.saga.errors import InvalidSagaIdError
+
+    mediator = mediator_for(storage, Script())
+    for call in (
+        lambda: storage.get_saga(bad),
+        lambda: storage.get_lease(bad),
+        lambda: mediator.recover_saga(bad),
+        lambda: mediator.compensate_saga(bad),
+        lambda: mediator.run(Ctx("o1"), saga_id=bad),
+    ):
+        with pytest.raises(InvalidSagaIdError, match=r"not a saga id: .* \(a UUID is expected\)"):
+            await call()

@@ -10,6 +10,7 @@ import time
 import typing
 import uuid
 
+from engine.saga.errors import saga_uuid
 from engine.saga.storage.enums import (
     ACTIVE_STATUSES,
     RequestedAction,
@@ -230,7 +231,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
         """Who holds one saga."""
-        row = self._rows.get(saga_id.int)
+        row = self._rows.get(saga_uuid(saga_id).int)
         if row is None:
             return None
         return LeaseInfo(
@@ -343,7 +344,7 @@ class MemorySagaStorage(ISagaStorage):
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
-        row = self._rows.get(saga_id.int)
+        row = self._rows.get(saga_uuid(saga_id).int)
         if row is None:
             return None
         logs = self._entries(row)

@@ -12,7 +12,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from engine.saga.errors import ReadOnlyStorageError
+from engine.saga.errors import ReadOnlyStorageError, saga_uuid
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.models import (
     NEWEST_FIRST,
@@ -239,7 +239,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
 
     async def get_lease(self, saga_id: uuid.UUID) -> LeaseInfo | None:
         """Who holds one saga."""
-        return await self._read(queries.get_lease, saga_id)
+        return await self._read(queries.get_lease, saga_uuid(saga_id))
 
     async def lease_candidates(self, now: float, host: str, limit: int) -> list[LeaseInfo]:
         """Unfinished sagas with a free or expired lease, or held on ``host``."""
@@ -275,7 +275,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""
-        return await self._read(queries.get_saga, saga_id)
+        return await self._read(queries.get_saga, saga_uuid(saga_id))
 
     async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:
         """Ids whose text form starts with ``prefix``."""
@@ -321,7 +321,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
         """The saga's log ordered by id."""
         await self._ensure_ready()
         async with self._engine.connect() as conn:
-            return await conn.run_sync(commands.load_history, saga_id)
+            return await conn.run_sync(commands.load_history, saga_uuid(saga_id))
 
     async def get_sagas_for_recovery(
         self,
