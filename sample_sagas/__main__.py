@@ -138,10 +138,10 @@ def run_load_command(argv: list[str]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        print(
-            f"sample_sagas: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-            file=sys.stderr,
-        )
+        from engine.saga.failure import mask_secrets
+
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"sample_sagas: {ascii_safe(mask_secrets(text))}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(progress.as_dict()) if args.json else progress.summary())
     if progress.gave_up:
@@ -151,21 +151,22 @@ def run_load_command(argv: list[str]) -> int:
 
 def run_check_command(argv: list[str]) -> int:
     """Compare the ledger with every saga's status; report the effects it refused."""
-    from sample_sagas.ledger import read_refused
+    from engine.saga.failure import mask_secrets
 
     args = check_parser().parse_args(argv)
-    path = os.path.abspath(args.db)
-    if not os.path.isfile(path):
-        print(f"sample_sagas check: no database file at {path}", file=sys.stderr)
-        return EXIT_USAGE
+    if "://" in args.db and not args.db.startswith("sqlite"):
+        target = args.db
+    else:
+        path = os.path.abspath(args.db.split(":///", 1)[-1])
+        if not os.path.isfile(path):
+            print(f"sample_sagas check: no database file at {path}", file=sys.stderr)
+            return EXIT_USAGE
+        target = path
     try:
-        checked, bad = asyncio.run(_check(path))
-        refused = read_refused(path)
+        checked, bad, refused = asyncio.run(_check(target))
     except Exception as exc:
-        print(
-            f"sample_sagas check: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-            file=sys.stderr,
-        )
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"sample_sagas check: {ascii_safe(mask_secrets(text))}", file=sys.stderr)
         return EXIT_USAGE
     for item in bad:
         print(ascii_safe(item.describe()))
@@ -180,16 +181,30 @@ def run_check_command(argv: list[str]) -> int:
     return EXIT_BAD_LEDGER if bad else EXIT_OK
 
 
-async def _check(path: str) -> tuple[int, list[typing.Any]]:
+async def _check(target: str) -> tuple[int, list[typing.Any], list[typing.Any]]:
+    """(sagas checked, disagreements, refused effects) of a SQLite file or a server URL."""
     from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
     from sample_sagas.check import find_disagreements
-    from sample_sagas.ledger import read_ledger
+    from sample_sagas.ledger import read_ledger, read_refused
 
-    storage = SqlAlchemySagaStorage.from_url(_db_url(path), read_only=True)
+    if "://" not in target:
+        storage = SqlAlchemySagaStorage.from_url(_db_url(target), read_only=True)
+        try:
+            # Sagas first, ledger second: a saga read as terminal has all its rows committed.
+            checked, bad = await find_disagreements(storage, _LazyLedger(target, read_ledger))
+        finally:
+            await storage.close()
+        return checked, bad, read_refused(target)
+    from sample_sagas.ledger_pg import PostgresLedger
+
+    storage = SqlAlchemySagaStorage.from_url(target)
+    ledger = PostgresLedger(target)
     try:
-        # Sagas first, ledger second: a saga read as terminal has all its rows committed.
-        return await find_disagreements(storage, _LazyLedger(path, read_ledger))
+        # The rows are fetched after the sagas were read (find_disagreements awaits them).
+        checked, bad = await find_disagreements(storage, ledger.rows)
+        return checked, bad, await ledger.refused()
     finally:
+        await ledger.aclose()
         await storage.close()
 
 

@@ -29,15 +29,20 @@ SAGAS: tuple[tuple[type[SagaContext], type[Saga[typing.Any]]], ...] = (
     (SubscriptionContext, SubscriptionSaga),
 )
 
-_LEDGERS: dict[str, SqliteLedger] = {}
+_LEDGERS: dict[str, Ledger] = {}
 _LEDGERS_LOCK = threading.Lock()
+
+
+def database_url(storage: ISagaStorage) -> typing.Any:
+    """The SQLAlchemy URL behind a storage, None for memory."""
+    factory = getattr(storage, "session_factory", None)
+    bind = getattr(factory, "kw", {}).get("bind") if factory is not None else None
+    return getattr(bind, "url", None)
 
 
 def database_path(storage: ISagaStorage) -> str | None:
     """The SQLite file behind a storage, None for memory or a server database."""
-    factory = getattr(storage, "session_factory", None)
-    bind = getattr(factory, "kw", {}).get("bind") if factory is not None else None
-    url = getattr(bind, "url", None)
+    url = database_url(storage)
     if url is None or url.get_backend_name() != "sqlite":
         return None
     from engine.saga.storage.sqlalchemy.connect import sqlite_path
@@ -45,16 +50,34 @@ def database_path(storage: ISagaStorage) -> str | None:
     return sqlite_path(url)
 
 
-def ledger_for(storage: ISagaStorage) -> Ledger:
-    """The demo ledger in the storage's own database file (in memory otherwise)."""
+def _ledger_key(storage: ISagaStorage) -> str | None:
     path = database_path(storage)
-    if path is None:
+    if path is not None:
+        return path
+    url = database_url(storage)
+    if url is not None and url.get_backend_name() == "postgresql":
+        return str(url.render_as_string(hide_password=False))
+    return None
+
+
+def ledger_for(storage: ISagaStorage) -> Ledger:
+    """The demo ledger in the storage's own database (SQLite file or PostgreSQL).
+
+    In memory for a memory storage.
+    """
+    key = _ledger_key(storage)
+    if key is None:
         return MemoryLedger()
     with _LEDGERS_LOCK:
-        # One writer thread per file per process, however many mediators are built.
-        ledger = _LEDGERS.get(path)
+        # One writer per database per process, however many mediators are built.
+        ledger = _LEDGERS.get(key)
         if ledger is None:
-            ledger = _LEDGERS[path] = SqliteLedger(path)
+            if database_path(storage) is not None:
+                ledger = _LEDGERS[key] = SqliteLedger(key)
+            else:
+                from sample_sagas.ledger_pg import PostgresLedger
+
+                ledger = _LEDGERS[key] = PostgresLedger(key)
         return ledger
 
 
@@ -64,11 +87,11 @@ def close_ledger(storage: ISagaStorage) -> None:
     For code that opens many databases in one process (tests, tools): the ledger keeps
     a thread and a connection per file until closed.
     """
-    path = database_path(storage)
-    if path is None:
+    key = _ledger_key(storage)
+    if key is None:
         return
     with _LEDGERS_LOCK:
-        ledger = _LEDGERS.pop(path, None)
+        ledger = _LEDGERS.pop(key, None)
     if ledger is not None:
         ledger.close()
 

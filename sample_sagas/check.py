@@ -63,7 +63,7 @@ def judge(
 
 async def find_disagreements(
     storage: SagaReader,
-    ledger: typing.Iterable[LedgerRow],
+    ledger: typing.Iterable[LedgerRow] | typing.Callable[[], typing.Awaitable[list[LedgerRow]]],
     *,
     page_size: int = 1000,
 ) -> tuple[int, list[Disagreement]]:
@@ -71,6 +71,7 @@ async def find_disagreements(
 
     Sagas are read before the ledger is iterated: a status read as terminal was
     committed after every side effect it depends on, so the ledger read later has them.
+    ``ledger`` may be a coroutine function that fetches the rows (awaited then).
     """
     sagas: list[tuple[str, str, SagaStatus]] = []
     cursor: PageCursor | None = None
@@ -85,7 +86,8 @@ async def find_disagreements(
     # (saga, step) -> when its do and its undo were recorded: order matters, not only
     # the sets: a do recorded after its undo is an effect the rollback did not remove.
     seq: dict[tuple[str, str, str], int] = {}
-    for row in ledger:
+    rows = await ledger() if callable(ledger) else ledger
+    for row in rows:
         (done if row.action == "do" else undone)[row.saga_id].add(row.step)
         seq[(row.saga_id, row.step, row.action)] = row.seq
     bad: list[Disagreement] = []

@@ -195,6 +195,12 @@ async def main_async(
     from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
 
     storage = SqlAlchemySagaStorage.from_url(url)
+    try:
+        # An unreachable or foreign database is one clear error, not N failed sagas.
+        await storage.count_by_status()
+    except BaseException:
+        await storage.close()
+        raise
     mediator = create_mediator(storage, knobs=knobs)
     progress = Progress(total=count)
     reporter = asyncio.create_task(report_progress(progress, stream, interval))
