@@ -11,10 +11,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import typing
 
 import pytest
 
-from tests.support import wait_for_sync
+from tests.support import POSTGRES_URL, postgres_database, wait_for, wait_for_sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -90,3 +91,55 @@ def test_sigkill_then_recover_stale_leaves_every_saga_terminal_and_clean(
     after = _run("sample_sagas", "check", "--db", str(db))
     assert after.returncode == 0, after.stdout[-3000:]
     assert "0 disagree" in after.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES_URL, reason="SAGA_TEST_POSTGRES_URL is not set")
+async def test_sigkill_then_recover_stale_on_postgresql() -> None:
+    import asyncpg
+
+    async with postgres_database() as url:
+        plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+        async def count() -> int:
+            conn = await asyncpg.connect(plain)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM saga_executions"))
+            except asyncpg.UndefinedTableError:
+                return 0  # the database exists before its tables do
+            finally:
+                await conn.close()
+
+        load = subprocess.Popen(
+            [
+                sys.executable, "-m", "sample_sagas",
+                "--db", url,
+                "--count", "100000",
+                "--concurrency", "50",
+                "--failure-rate", "0.1",
+                "--compensation-failure-rate", "0.02",
+                "--latency-ms", "1-30",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_for(lambda: _at_least(count, 200), 120, interval=0.05, what="200 sagas")
+            os.kill(load.pid, signal.SIGKILL)
+        finally:
+            load.kill()
+            load.wait(timeout=30)
+        before = _run("sample_sagas", "check", "--db", url)
+        assert before.returncode == 1 and "not terminal" in before.stdout, before.stderr
+        recover = _run("saga_tui", "--db", url, "recover", "--stale", "--json")
+        assert recover.returncode in (0, 1), recover.stderr
+        results = json.loads(recover.stdout)
+        assert results and all(r["error"] is None for r in results), results
+        after = _run("sample_sagas", "check", "--db", url)
+        assert after.returncode == 0, after.stdout[-3000:]
+        assert "0 disagree" in after.stderr
+
+
+async def _at_least(count: typing.Callable[[], typing.Awaitable[int]], n: int) -> bool:
+    return await count() >= n
