@@ -106,7 +106,7 @@ def check_parser() -> argparse.ArgumentParser:
         prog="python -m sample_sagas check",
         description="Print every saga whose ledger disagrees with its status; exit 1 if any.",
     )
-    p.add_argument("--db", default="sagas.db", help="database file (default sagas.db)")
+    p.add_argument("--db", default="sagas.db", help="database file or URL (default sagas.db)")
     return p
 
 
