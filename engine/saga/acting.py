@@ -16,6 +16,8 @@ from engine.saga.circuit_breaker import should_use_fallback
 from engine.saga.current import _CURRENT
 from engine.saga.failure import error_info
 from engine.saga.fallback import Fallback
+from engine.saga.grouping import failure_mark
+from engine.saga.plan import StepPlan
 from engine.saga.settings import RunSettings
 from engine.saga.step import SagaStepHandler, SagaStepResult
 from engine.saga.storage.enums import SagaStepStatus
@@ -32,6 +34,7 @@ class ActingRun(typing.Protocol):
     context: typing.Any
     container: ContainerAdapter
     settings: RunSettings
+    plan: StepPlan
 
     async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
         """Apply one checkpoint under the run's lease."""
@@ -100,12 +103,14 @@ async def act_with_fallback(
         failed = LogWrite(
             primary, "act", SagaStepStatus.FAILED, err.message, err, duration_ms=ms_since(started)
         )
+        # The saga runs on through its fallback: grouped under this failure meanwhile.
         await run.write(
             Checkpoint(
                 run.saga_id,
                 run.owner,
                 logs=(failed, LogWrite(name, "act", SagaStepStatus.STARTED)),
                 current_step=name,
+                failure=failure_mark(run.plan.saga_name, primary, err),
             ),
         )
         fallback_started = time.perf_counter()

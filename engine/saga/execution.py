@@ -26,15 +26,18 @@ from engine.saga.errors import (
     SagaNotFoundError,
 )
 from engine.saga.failure import error_info
+from engine.saga.grouping import cause_in_history, failure_mark
 from engine.saga.lease import LeaseKeeper, owner_is_dead
-from engine.saga.plan import StepPlan
+from engine.saga.plan import StepPlan, search_key_of
 from engine.saga.settings import RunSettings
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.lanes import completed_act_steps, steps_to_compensate
 from engine.saga.storage.models import (
+    NO_FAILURE,
     Checkpoint,
     CheckpointResult,
+    FailureMark,
     LogWrite,
     NewSaga,
     SagaState,
@@ -88,6 +91,8 @@ class SagaRun:
         self._registered = False
         self.not_started: str | None = None
         self.emit: Emit | None = None
+        # The failure that made the saga roll back (its failure group once it ends).
+        self.cause: FailureMark | None = None
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -170,6 +175,7 @@ class SagaRun:
         self._register()
         self.status = state.status
         self._requested = state.requested_action
+        self.cause = cause_in_history(self.plan.saga_name, state.history)
         return state
 
     def _register(self) -> None:
@@ -190,7 +196,9 @@ class SagaRun:
         status = SagaStatus.RUNNING if first else SagaStatus.COMPLETED
         await self.write(
             self._cp(
-                create=NewSaga(self.plan.saga_name, context, len(self.plan)),
+                create=NewSaga(
+                    self.plan.saga_name, context, len(self.plan), search_key_of(self.plan, context)
+                ),
                 status=status,
                 logs=logs,
                 current_step=first,
@@ -359,11 +367,13 @@ class SagaRun:
         if isinstance(exc, ContextSerializationError):
             # act ran and changed the world; only its context could not be stored.
             self.completed.append(name)
+        self.cause = failure_mark(self.plan.saga_name, name, err)
         await self.write(
             self._cp(
                 logs=(LogWrite(name, "act", _FAILED, err.message, err, duration_ms=ms_since(t0)),),
                 status=SagaStatus.COMPENSATING,
                 error=err,
+                failure=self.cause,
             ),
         )
         self.status = SagaStatus.COMPENSATING
@@ -410,11 +420,17 @@ class SagaRun:
             context = dump_context(self.context)
         except ContextSerializationError:
             context = None
+        # Grouped by the undo that failed, else by what made the saga roll back.
+        if failure is not None:
+            mark = failure_mark(self.plan.saga_name, failure[0], failure[1])
+        else:
+            mark = self.cause or NO_FAILURE
         await self.write(
             self._cp(
                 status=status,
                 context=context,
-                error=failure,
+                error=failure[1] if failure else None,
+                failure=mark,
                 release_lease=True,
                 clear_requested_action=True,
                 current_step="",
