@@ -43,7 +43,9 @@ SAGAS: list[Binding] = [
         tooltip="Mark / unmark the saga for bulk recover and compensate",
     ),
     Binding(
-        "slash", "filter", "Filter", key_display="/", id="saga.filter",
+        # priority: handled as the key arrives, so the keys typed right behind it reach
+        # the filter line (a browser or a fast typist sends them in one burst).
+        "slash", "filter", "Filter", key_display="/", id="saga.filter", priority=True,
         tooltip="Filter: free text (id, error), status:failed,run (names or starts), name:Order",
     ),
     Binding(

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import inspect
 import os
-import selectors
+import queue
 import subprocess
+import threading
 import time
 import typing
 import uuid
+import weakref
 
 Condition = typing.Callable[[], typing.Any]
 
@@ -94,24 +96,51 @@ def wait_for_sync(
         sleep(interval)
 
 
+_READERS: weakref.WeakKeyDictionary[subprocess.Popen[str], queue.Queue[str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """A queue fed by one thread reading ``proc``'s stdout (None once it closes).
+
+    A thread, not ``select``: a select on the pipe cannot see lines already pulled into
+    Python's read buffer, so a second line arriving in the same chunk would be missed.
+    """
+    lines = _READERS.get(proc)
+    if lines is None:
+        assert proc.stdout is not None
+        stdout = proc.stdout
+        lines = _READERS[proc] = queue.Queue()
+
+        def pump(out: typing.IO[str] = stdout, into: queue.Queue[str | None] = lines) -> None:
+            try:
+                for line in out:
+                    into.put(line)
+            except (OSError, ValueError):
+                pass  # the pipe was closed under us
+            into.put(None)
+
+        threading.Thread(target=pump, daemon=True, name=f"stdout-{proc.pid}").start()
+    return lines
+
+
 def read_line(proc: subprocess.Popen[str], timeout: float = 30.0, *, what: str = "") -> str:
     """The next stdout line of ``proc`` (stripped).
 
     Fails with the process's stderr when it exits first, and after ``timeout`` seconds.
     """
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = proc.stdout.readline()
-                if line:
-                    return line.strip()
-            if proc.poll() is not None:
-                err = proc.stderr.read() if proc.stderr is not None else ""
-                raise AssertionError(f"process exited {proc.returncode} {what}: {err}")
-    raise AssertionError(f"process said nothing in {timeout}s {what}".rstrip())
+    lines = _lines(proc)
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"process said nothing in {timeout}s {what}".rstrip()) from None
+    if line is None:
+        lines.put(None)  # stays closed for the next reader
+        proc.wait(timeout=10)
+        err = proc.stderr.read() if proc.stderr is not None else ""
+        raise AssertionError(f"process exited {proc.returncode} {what}: {err}")
+    return line.strip()
 
 
 def read_until(

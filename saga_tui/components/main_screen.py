@@ -80,6 +80,10 @@ class MainScreen(Screen[None]):
         """The live step stream."""
         return self.query_one(LiveStream)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A slash typed into the filter line is text, not the filter key again."""
+        return not (action == "filter" and self.focused is self.filter_input)
+
     @property
     def filter_input(self) -> Input:
         """The filter line."""
@@ -267,7 +271,9 @@ class MainScreen(Screen[None]):
         field = self.filter_input
         field.value = format_filter(self.browse.saga_filter)
         field.display = True
-        field.focus()
+        # At once, not at the next idle moment as focus() does: keys already queued
+        # behind the slash (a fast typist, a browser) must reach the filter line.
+        self.set_focus(field)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:

@@ -124,3 +124,29 @@ async def test_the_live_stream_at_80_columns_still_shows_each_outcome(env: Env) 
         lines = [line for line in text.splitlines() if str(saga_id)[:8] in line]
         assert any("✓ " in line and " ms" in line for line in lines), lines
         assert all(len(line) <= 80 for line in text.splitlines())
+
+
+async def test_keys_typed_in_one_burst_after_slash_reach_the_filter(env: Env) -> None:
+    """A browser or a fast typist delivers '/status:failed' before the app repaints."""
+    from textual import events
+
+    failed = await add(env, "OrderSaga", SagaStatus.FAILED, "Boom")
+    await add(env, "OrderSaga", SagaStatus.COMPLETED)
+    app = env.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 2, what="both rows")
+        for char in "/status:failed":
+            key = "slash" if char == "/" else ("colon" if char == ":" else char)
+            app.post_message(events.Key(key, char))
+        app.post_message(events.Key("enter", "\r"))
+        await wait_for(pilot, lambda: table(app).order == [str(failed)], what="the filter")
+
+
+async def test_a_slash_typed_in_the_filter_line_is_text(env: Env) -> None:
+    await add(env, "OrderSaga", SagaStatus.FAILED, "a/b")
+    app = env.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 1, what="the row")
+        await pilot.press("slash", "a", "slash", "b")
+        field = app.screen.query_one("#filter")
+        await wait_for(pilot, lambda: field.value == "a/b", what="a/b in the filter line")
