@@ -30,9 +30,12 @@ from engine.saga.storage.models import (
     SagaSummary,
     StatusCounts,
 )
+from engine.saga.storage.oncall import Pulse
 from engine.saga.storage.reader import SagaReader
 from saga_tui.columns import sort_label
 from saga_tui.filters import format_filter
+
+Target = typing.Union[list[uuid.UUID], SagaFilter]  # noqa: UP007
 
 PAGE_SIZE = 50
 POLL_INTERVAL = 0.25
@@ -77,6 +80,10 @@ class LoadResult:
     """Sagas before the anchor (newer ones, newest first); at most a page is counted."""
     newer_more: bool = False
     """More than ``newer`` sagas are before the anchor."""
+    stranded: int = 0
+    """Unfinished sagas nobody runs (the header's STRANDED count)."""
+    pulse: Pulse | None = None
+    """Sagas that ended per ten seconds over the last ten minutes (the header's sparklines)."""
 
 
 @dataclasses.dataclass
@@ -90,6 +97,10 @@ class BrowseState:
     page_back: list[PageCursor | None] = dataclasses.field(default_factory=list)
     anchor: PageCursor | None = None
     marks: set[uuid.UUID] = dataclasses.field(default_factory=set)
+    marked_filter: SagaFilter | None = None
+    """Every saga matching this filter is marked (``*``); r and c act on the filter."""
+    marked_count: int = 0
+    """How many sagas matched ``marked_filter`` when it was marked (from the database)."""
     # Bumped by every change that makes a load in flight out of date (never painted).
     generation: int = 0
     stream: bool = True
@@ -139,9 +150,21 @@ class BrowseState:
         self._cursor_generation = self.generation
 
     def set_filter(self, saga_filter: SagaFilter) -> None:
-        """The first page of ``saga_filter``, cursor on its first row."""
+        """The first page of ``saga_filter``, cursor on its first row (marking all ends)."""
         self.saga_filter = saga_filter
+        self.marked_filter = None
         self.to_first_page()
+
+    def mark_all(self, saga_filter: SagaFilter, count: int) -> None:
+        """Mark every saga matching ``saga_filter`` (``count`` of them, as counted)."""
+        self.marks.clear()
+        self.marked_filter = saga_filter
+        self.marked_count = count
+
+    def clear_marks(self) -> None:
+        """No saga is marked."""
+        self.marks.clear()
+        self.marked_filter = None
 
     def set_order(self, order: SagaOrder) -> None:
         """The first page in ``order``, cursor on its first row."""
@@ -189,8 +212,10 @@ class BrowseState:
         self.marks.add(saga_id)
         return True
 
-    def targets(self, current: uuid.UUID | None, *, on_list: bool) -> list[uuid.UUID]:
-        """What r and c act on: the marked sagas on the list, else the current saga."""
+    def targets(self, current: uuid.UUID | None, *, on_list: bool) -> Target:
+        """What r and c act on: the marked filter or sagas on the list, else the current one."""
+        if self.marked_filter is not None and on_list:
+            return self.marked_filter
         if self.marks and on_list:
             return sorted(self.marks, key=str)
         return [current] if current is not None else []
@@ -217,6 +242,8 @@ class BrowseState:
             word = "newer" if self.order == NEWEST_FIRST else "above"
             hint = f"↑ {above}{'+' if above_more else ''} {word} (home) · "
         marks = f" · {len(self.marks)} marked" if self.marks else ""
+        if self.marked_filter is not None:
+            marks = f" · all {self.marked_count:,} matching marked (esc clears)"
         return f"{hint}{span}{marks} · {sort_label(self.order.key, self.order.descending)}"
 
 
@@ -321,7 +348,12 @@ class LiveFeed:
             newer_more = newer == len(head.items) and head.next_cursor is not None
         elapsed = time.perf_counter() - started
         detail = await reader.get_saga(request.follow) if request.follow else None
-        return LoadResult(request, counts, page, detail, elapsed, newer, newer_more)
+        # The on-call header: two cheap aggregates over their own indexes.
+        stranded = await reader.stranded_count()
+        pulse = await reader.pulse()
+        return LoadResult(
+            request, counts, page, detail, elapsed, newer, newer_more, stranded, pulse
+        )
 
     async def stream_lines(self, request: LoadRequest) -> list[LogRecord]:
         """Log entries above the watermark, oldest first (read after the page is shown)."""
