@@ -87,24 +87,29 @@ async def stranded_count(conn: AsyncConnection, now: float | None = None) -> int
 async def failure_groups(
     conn: AsyncConnection, now: float | None = None, limit: int = 500
 ) -> list[FailureGroup]:
-    """Failed, rolled-back and retrying sagas grouped by cause, the biggest group first."""
+    """Failed, rolled-back and retrying sagas grouped by cause, the biggest group first.
+
+    One grouped pass over the failure index, in its order (failure_key first, so no
+    sort): counts by status, first and last seen, and the newest example of each group
+    by one seek. The last hour's buckets are then read for the groups shown, each an
+    index range (``failure_key = k AND failed_at >= an hour ago``).
+    """
     now = time.time() if now is None else now
-    start = bucket_start(now, HOUR_BUCKET_SECONDS, HOUR_BUCKETS)
-    recent = _S.failed_at >= _when(start)
-    bucket = sa.case(
-        (recent, _bucket(conn, _S.failed_at, start, HOUR_BUCKET_SECONDS)), else_=-1
-    ).label("b")
+    statuses = {name: parse_status(name, SagaStatus) for name in GROUP_NAMES}
+    by_status = [
+        sa.func.sum(sa.case((_S.status == name, 1), else_=0)).label(f"n_{name.lower()}")
+        for name in statuses
+    ]
     grouped = (
         sa.select(
             _S.failure_key.label("k"),
-            _S.status.label("st"),
-            bucket,
             sa.func.count().label("n"),
             sa.func.min(_S.failed_at).label("first"),
             sa.func.max(_S.failed_at).label("last"),
+            *by_status,
         )
         .where(_S.failure_key.is_not(None), _S.status.in_(GROUP_NAMES))
-        .group_by(_S.failure_key, _S.status, bucket)
+        .group_by(_S.failure_key)
         .subquery("g")
     )
     newer = saga_executions.alias("newest")
@@ -116,66 +121,65 @@ async def failure_groups(
         .scalar_subquery()
     )
     ex = saga_executions.alias("ex")
-    rows = await conn.execute(
-        sa.select(
-            grouped,
-            ex.c.name,
-            ex.c.failure_step,
-            ex.c.failure_type,
-            ex.c.failure_message,
+    rows = list(
+        await conn.execute(
+            sa.select(
+                grouped, ex.c.name, ex.c.failure_step, ex.c.failure_type, ex.c.failure_message
+            )
+            .select_from(grouped)
+            .join(ex, ex.c.id == newest)
+            .order_by(grouped.c.n.desc(), grouped.c.last.desc(), grouped.c.k)
+            .limit(limit)
         )
-        .select_from(grouped)
-        .join(ex, ex.c.id == newest)
     )
-    return fold_groups(
-        ((r.k, r.st, r.b, r.n, r.first, r.last, *r[-4:]) for r in rows),
-        limit,
-    )
-
-
-GroupRow = tuple[str, str, int, int, typing.Any, typing.Any, str, str, str, str]
-"""(key, status, hour bucket or -1, count, first, last, name, step, type, example message)."""
-
-
-def fold_groups(rows: typing.Iterable[GroupRow], limit: int) -> list[FailureGroup]:
-    """Rows of the grouped query (one per key, status and bucket) as FailureGroups."""
-    acc: dict[str, dict[str, typing.Any]] = {}
-    for key, status, bucket, n, first, last, name, step, etype, message in rows:
-        group = acc.get(key)
-        first_t, last_t = db_values.time_from_db(first), db_values.time_from_db(last)
-        if group is None:
-            group = acc[key] = {
-                "head": (name or "", step or "", etype or "", message or ""),
-                "count": 0,
-                "first": first_t,
-                "last": last_t,
-                "by_status": {},
-                "hour": [0] * HOUR_BUCKETS,
-            }
-        group["count"] += int(n)
-        group["first"] = min(group["first"], first_t)
-        group["last"] = max(group["last"], last_t)
-        parsed = parse_status(status, SagaStatus)
-        group["by_status"][parsed] = group["by_status"].get(parsed, 0) + int(n)
-        if bucket is not None and 0 <= int(bucket) < HOUR_BUCKETS:
-            group["hour"][int(bucket)] += int(n)
-    groups = [
-        FailureGroup(
-            key,
-            g["head"][0],
-            g["head"][1],
-            g["head"][2],
-            example=g["head"][3],
-            count=g["count"],
-            first_seen=g["first"],
-            last_seen=g["last"],
-            by_status=g["by_status"],
-            hour=tuple(g["hour"]),
+    hours = await _hour_buckets(conn, [r.k for r in rows], now)
+    groups = []
+    for r in rows:
+        counts = {
+            statuses[name]: int(getattr(r, f"n_{name.lower()}") or 0)
+            for name in statuses
+            if getattr(r, f"n_{name.lower()}")
+        }
+        groups.append(
+            FailureGroup(
+                r.k,
+                r.name or "",
+                r.failure_step or "",
+                r.failure_type or "",
+                example=r.failure_message or "",
+                count=int(r.n),
+                first_seen=db_values.time_from_db(r.first),
+                last_seen=db_values.time_from_db(r.last),
+                by_status=counts,
+                hour=hours.get(r.k, (0,) * HOUR_BUCKETS),
+            )
         )
-        for key, g in acc.items()
-    ]
-    groups.sort(key=lambda g: (-g.count, -g.last_seen.timestamp(), g.key))
-    return groups[:limit]
+    return groups
+
+
+async def _hour_buckets(
+    conn: AsyncConnection, keys: list[str], now: float
+) -> dict[str, tuple[int, ...]]:
+    """Occurrences per five minutes over the last hour of each group in ``keys``."""
+    if not keys:
+        return {}
+    start = bucket_start(now, HOUR_BUCKET_SECONDS, HOUR_BUCKETS)
+    bucket = _bucket(conn, _S.failed_at, start, HOUR_BUCKET_SECONDS).label("b")
+    out: dict[str, list[int]] = {}
+    for first in range(0, len(keys), 500):
+        rows = await conn.execute(
+            sa.select(_S.failure_key, bucket, sa.func.count())
+            .where(
+                _S.failure_key.in_(keys[first : first + 500]),
+                _S.failed_at >= _when(start),
+                _S.status.in_(GROUP_NAMES),
+            )
+            .group_by(_S.failure_key, bucket)
+        )
+        for key, b, n in rows:
+            if b is not None and 0 <= int(b) < HOUR_BUCKETS:
+                out.setdefault(key, [0] * HOUR_BUCKETS)[int(b)] += int(n)
+    return {key: tuple(values) for key, values in out.items()}
 
 
 async def pulse(conn: AsyncConnection, now: float | None = None) -> Pulse:
@@ -183,17 +187,19 @@ async def pulse(conn: AsyncConnection, now: float | None = None) -> Pulse:
     now = time.time() if now is None else now
     start = bucket_start(now, PULSE_BUCKET_SECONDS, PULSE_BUCKETS)
     bucket = _bucket(conn, _S.finished_at, start, PULSE_BUCKET_SECONDS).label("b")
+    # Only the time range in the WHERE, and the status grouped as an expression: the
+    # planner then reads the finished index's last minutes (a bare status tempts it into
+    # walking the status index through every COMPLETED saga, for its order).
+    status = sa.func.coalesce(_S.status, "").label("st")
     rows = await conn.execute(
-        sa.select(_S.status, bucket, sa.func.count())
-        .where(
-            _S.finished_at >= _when(start),
-            _S.status.in_([s.name for s in PULSE_STATUSES]),
-        )
-        .group_by(_S.status, bucket),
+        sa.select(status, bucket, sa.func.count())
+        .where(_S.finished_at >= _when(start))
+        .group_by(status, bucket),
     )
     series = {status: [0] * PULSE_BUCKETS for status in PULSE_STATUSES}
+    wanted = {s.name for s in PULSE_STATUSES}
     for status, b, n in rows:
-        if b is not None and 0 <= int(b) < PULSE_BUCKETS:
+        if status in wanted and b is not None and 0 <= int(b) < PULSE_BUCKETS:
             series[parse_status(status, SagaStatus)][int(b)] += int(n)
     return Pulse(_when(start), PULSE_BUCKET_SECONDS, {k: tuple(v) for k, v in series.items()})
 
