@@ -46,6 +46,9 @@ MIN_RELOAD_GAP = 1.0
 FOLLOW_GAP = 0.25
 """The gap while a detail follows one saga: its steps take fractions of a second."""
 STREAM_BATCH = 500
+ROLLING_RELOAD = 5.0
+"""Seconds after which the list reloads with no change: time alone strands sagas (a
+lease runs out, a process dies) and rolls the pulse's buckets on."""
 
 CursorTo = typing.Literal["first", "last"] | None
 """Where the cursor goes when the next load shows a different page."""
@@ -304,7 +307,8 @@ class LiveFeed:
             if request is None or (self.paused and not forced):
                 continue
             token = await self.reader.change_token()
-            if token == self._token and not forced and not nudged:
+            rolled = time.monotonic() - self._last_reload >= ROLLING_RELOAD
+            if token == self._token and not forced and not nudged and not rolled:
                 continue
             if not forced and await self._forced_during_gap():
                 continue  # the operator asked for something meanwhile: that, at once

@@ -161,9 +161,11 @@ def plan_action(
         return skipped(why_not, _failed(saga_id, verb, why_not))
     undo = [clean(s) for s in reversed(steps_to_compensate(detail.logs))]
     owner = live_owner(summary)
-    if owner is not None and summary.current_step and clean(summary.current_step) not in undo:
+    if owner is not None and summary.current_step and summary.status is SagaStatus.RUNNING:
         # The owner undoes the step it is running too, before the ones already done.
-        undo.insert(0, f"{clean(summary.current_step)} (in flight)")
+        step = clean(summary.current_step)
+        undo = [u for u in undo if u != step]
+        undo.insert(0, f"{step} (in flight)")
     undo_text = ", ".join(undo) if undo else "nothing (no step left an effect)"
     if verb == "compensate":
         if status is SagaStatus.COMPENSATED:

@@ -20,7 +20,8 @@ from saga_tui.textfmt import aware, clean, ms, truncate
 if typing.TYPE_CHECKING:
     from engine.saga.storage.models import SagaDetail, SagaLogEntry
 
-BARS = " ▁▂▃▄▅▆▇█"
+BARS = "·▁▂▃▄▅▆▇█"
+"""Zero is a dot (a blank stretch reads as nothing drawn), then eight heights."""
 
 
 def squeeze(values: typing.Sequence[int], width: int) -> list[int]:
@@ -38,7 +39,7 @@ def squeeze(values: typing.Sequence[int], width: int) -> list[int]:
 
 
 def sparkline(values: typing.Sequence[int], width: int | None = None) -> str:
-    """``▁▃█`` for counts: the biggest a full bar, any count above zero at least ``▁``."""
+    """``·▁▃█`` for counts: the biggest a full bar, any count above zero at least ``▁``."""
     shown = squeeze(values, width) if width is not None else list(values)
     top = max(shown, default=0)
     if top <= 0:
