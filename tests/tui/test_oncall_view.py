@@ -18,6 +18,7 @@ import uuid
 import pytest
 from textual.widgets import DataTable, Static
 
+from engine.saga.context_codec import dump_context
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import Checkpoint, ErrorInfo, NewSaga, SagaFilter
 from saga_tui.components.confirm import ConfirmScreen
@@ -393,3 +394,39 @@ async def test_progress_is_told_as_a_bulk_action_goes(env: Env) -> None:
     )
     assert {r.saga_id for r in results} == set(ids)
     assert seen[0] == (0, 5) and seen[-1] == (5, 5)
+
+
+# ---- quitting with an action in flight -------------------------------------------------------
+
+
+async def test_quitting_while_an_action_runs_asks_first(env: Env) -> None:
+    saga_id = uuid.uuid4()
+    await env.storage.apply(
+        Checkpoint(
+            saga_id,
+            create=NewSaga("OrderSaga", dump_context(example_context("OrderSaga")), 3),
+            status=SagaStatus.RUNNING,
+            current_step="ReserveInventory",
+        )
+    )
+    slow = dataclasses.replace(FAST, latency_ms=(700.0, 700.0))
+    app = env.app(slow)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, saga_id)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="ask")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app._in_flight == 1, what="the action running")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="quit?")
+        assert "1 action still running: quit anyway?" in confirm_text(app)
+        await pilot.press("n")
+        await wait_for(
+            pilot,
+            lambda: any(f"recover {str(saga_id)[:8]}: COMPLETED" in n for n in notifications(app)),
+            timeout=30,
+            what="the recovery done",
+        )
+        assert app.is_running
+        await pilot.press("q")  # nothing in flight: quits at once
+        await wait_for(pilot, lambda: not app.is_running, what="quit")
