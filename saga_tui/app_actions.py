@@ -19,6 +19,7 @@ from engine.saga.storage.models import SagaFilter
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
 from saga_tui.components.groups import GroupsScreen
+from saga_tui.components.steps import StepsScreen
 from saga_tui.messages import (
     ActionProgress,
     ActionsFinished,
@@ -211,6 +212,15 @@ class ActionsMixin(App[int]):
     def _group_chosen(self, key: str | None) -> None:
         if key:
             self.main_screen.set_filter(SagaFilter(failure_key=key))
+
+    def action_steps(self) -> None:
+        """Open the Steps view (p50/p95 and failure rate per step)."""
+        if not isinstance(self.screen, StepsScreen):
+            self.push_screen(StepsScreen(self.reader, self.palette), self._saga_type_chosen)
+
+    def _saga_type_chosen(self, name: str | None) -> None:
+        if name:
+            self.main_screen.set_filter(SagaFilter(name=name))
 
     # ---- quitting ------------------------------------------------------------------------
 

@@ -56,6 +56,10 @@ SAGAS: list[Binding] = [
         tooltip="Failures grouped by cause: count, last hour, example; enter filters, r/c act",
     ),
     Binding(
+        "i", "app.steps", "Steps", show=False, id="saga.steps",
+        tooltip="Steps view: p50/p95 duration and failure rate of each step, from recent runs",
+    ),
+    Binding(
         # priority: handled as the key arrives, so the keys typed right behind it reach
         # the filter line (a browser or a fast typist sends them in one burst).
         "slash", "filter", "Filter", key_display="/", id="saga.filter", priority=True,
@@ -202,6 +206,15 @@ GROUPS_VIEW: list[Binding] = [
     Binding("escape,g", "close", "Back", id="groups.back", tooltip="Back to the list"),
 ]  # fmt: skip
 
+# The Steps view's keys.
+STEPS_VIEW: list[Binding] = [
+    Binding(
+        "enter", "filter_saga", "Show sagas", id="steps.filter",
+        tooltip="Show the saga type under the cursor in the list",
+    ),
+    Binding("escape,i", "close", "Back", id="steps.back", tooltip="Back to the list"),
+]  # fmt: skip
+
 START_FORM: list[Binding] = [
     Binding(
         "ctrl+s",
@@ -234,6 +247,7 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Moving in the list", TABLE[1:]),
     ("Detail", DETAIL),
     ("Failure groups", GROUPS_VIEW),
+    ("Steps", STEPS_VIEW),
     ("Confirmation", CONFIRM),
     ("Start form", [*START_FORM, *START_EDITOR]),
     ("Help", HELP),

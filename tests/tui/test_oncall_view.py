@@ -25,6 +25,7 @@ from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
 from saga_tui.components.groups import GroupsScreen
 from saga_tui.components.status_bar import PulseBar, StrandedChip
+from saga_tui.components.steps import StepsScreen
 from saga_tui.operations import submit_action
 from sample_sagas import create_mediator
 from sample_sagas.app import example_context
@@ -430,3 +431,25 @@ async def test_quitting_while_an_action_runs_asks_first(env: Env) -> None:
         assert app.is_running
         await pilot.press("q")  # nothing in flight: quits at once
         await wait_for(pilot, lambda: not app.is_running, what="quit")
+
+
+async def test_steps_view_has_each_steps_runs_percentiles_and_failure_rate(env: Env) -> None:
+    for _ in range(3):
+        await env.run_saga()
+    await fail_in(env, "OrderSaga", "ChargePayment", 2, random.Random(5))
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(table(app).order) == 5, what="rows")
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, StepsScreen), what="steps")
+        grid = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: grid.row_count >= 3, what="figures")
+        rows = {
+            tuple(str(c) for c in grid.get_row_at(i)[:3]): [str(c) for c in grid.get_row_at(i)]
+            for i in range(grid.row_count)
+        }
+        charge = rows[("OrderSaga", "ChargePayment", "act")]
+        assert charge[3] == "5" and charge[6] == "2 (40%)" and charge[4] and charge[5]
+        assert rows[("OrderSaga", "ReserveInventory", "compensate")][3] == "2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.browse.saga_filter.name == "OrderSaga", what="filter")
