@@ -46,6 +46,7 @@ MIN_RELOAD_GAP = 1.0
 FOLLOW_GAP = 0.25
 """The gap while a detail follows one saga: its steps take fractions of a second."""
 STREAM_BATCH = 500
+ONCALL_GAP = 1.0
 ROLLING_RELOAD = 5.0
 """Seconds after which the list reloads with no change: time alone strands sagas (a
 lease runs out, a process dies) and rolls the pulse's buckets on."""
@@ -282,6 +283,7 @@ class LiveFeed:
         self._nudged = False
         self._token: int | None = None
         self._last_reload = 0.0
+        self._oncall_read: tuple[float, int, Pulse] | None = None
 
     def want(self, request: LoadRequest) -> None:
         """Load ``request`` now, and keep it as what a change reloads."""
@@ -352,12 +354,20 @@ class LiveFeed:
             newer_more = newer == len(head.items) and head.next_cursor is not None
         elapsed = time.perf_counter() - started
         detail = await reader.get_saga(request.follow) if request.follow else None
-        # The on-call header: two cheap aggregates over their own indexes.
-        stranded = await reader.stranded_count()
-        pulse = await reader.pulse()
+        stranded, pulse = await self._oncall()
         return LoadResult(
             request, counts, page, detail, elapsed, newer, newer_more, stranded, pulse
         )
+
+    async def _oncall(self) -> tuple[int, Pulse]:
+        """The header's STRANDED count and pulse: read at most once a second (two
+        aggregates over their own indexes), so a reload of the page costs no more."""
+        now = time.monotonic()
+        if self._oncall_read is None or now - self._oncall_read[0] >= ONCALL_GAP:
+            stranded = await self.reader.stranded_count()
+            pulse = await self.reader.pulse()
+            self._oncall_read = (now, stranded, pulse)
+        return self._oncall_read[1], self._oncall_read[2]
 
     async def stream_lines(self, request: LoadRequest) -> list[LogRecord]:
         """Log entries above the watermark, oldest first (read after the page is shown)."""
