@@ -8,6 +8,7 @@ milliseconds on a million sagas.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 import typing
@@ -36,6 +37,8 @@ from engine.saga.storage.sqlalchemy.filtering import (
     ACTIVE_NAMES,
     GROUP_NAMES,
     filter_clauses,
+    group_where,
+    lapsed_where,
     matching_names,
 )
 from engine.saga.storage.sqlalchemy.schema import saga_executions, saga_logs
@@ -60,6 +63,15 @@ def _bucket(
 
 async def count_sagas(conn: AsyncConnection, f: SagaFilter) -> int:
     """How many sagas match ``f`` (already resolved by the storage)."""
+    bare = dataclasses.replace(f, stranded=False, failure_key=None, now=None, dead_owners=())
+    if bare.is_empty and not (f.stranded and f.failure_key):
+        # Only stranded, or only one group: counted inside its index, no table row read.
+        if f.stranded:
+            where = lapsed_where(f, saga_executions)
+        else:
+            where = group_where(f.failure_key or "", saga_executions)
+        q = sa.select(sa.func.count()).select_from(saga_executions).where(where)
+        return int((await conn.execute(q)).scalar() or 0)
     names = await matching_names(conn, f.name) if f.name else None
     if names == []:
         return 0
@@ -89,72 +101,76 @@ async def failure_groups(
 ) -> list[FailureGroup]:
     """Failed, rolled-back and retrying sagas grouped by cause, the biggest group first.
 
-    One grouped pass over the failure index, in its order (failure_key first, so no
-    sort): counts by status, first and last seen, and the newest example of each group
-    by one seek. The last hour's buckets are then read for the groups shown, each an
-    index range (``failure_key = k AND failed_at >= an hour ago``).
+    One grouped statement over the failure index (failure_key, status, failed_at): the
+    sagas are counted per (key, status) in the index's order, with nothing computed per
+    saga; first and last seen and the newest example are then one seek each per (key,
+    status). The last hour's buckets are read for the groups shown, each an index range.
     """
     now = time.time() if now is None else now
-    statuses = {name: parse_status(name, SagaStatus) for name in GROUP_NAMES}
-    by_status = [
-        sa.func.sum(sa.case((_S.status == name, 1), else_=0)).label(f"n_{name.lower()}")
-        for name in statuses
-    ]
     grouped = (
-        sa.select(
-            _S.failure_key.label("k"),
-            sa.func.count().label("n"),
-            sa.func.min(_S.failed_at).label("first"),
-            sa.func.max(_S.failed_at).label("last"),
-            *by_status,
-        )
-        .where(_S.failure_key.is_not(None), _S.status.in_(GROUP_NAMES))
-        .group_by(_S.failure_key)
+        sa.select(_S.failure_key.label("k"), _S.status.label("st"), sa.func.count().label("n"))
+        .where(_S.failure_key.is_not(None))
+        .group_by(_S.failure_key, _S.status)
+        .having(_S.status.in_(GROUP_NAMES))
         .subquery("g")
     )
-    newer = saga_executions.alias("newest")
+    inner = saga_executions.alias("inner")
+    same = sa.and_(inner.c.failure_key == grouped.c.k, inner.c.status == grouped.c.st)
+    first = sa.select(sa.func.min(inner.c.failed_at)).where(same).scalar_subquery()
+    last = sa.select(sa.func.max(inner.c.failed_at)).where(same).scalar_subquery()
     newest = (
-        sa.select(newer.c.id)
-        .where(newer.c.failure_key == grouped.c.k, newer.c.status.in_(GROUP_NAMES))
-        .order_by(newer.c.failed_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+        sa.select(inner.c.id).where(same).order_by(inner.c.failed_at.desc()).limit(1)
+    ).scalar_subquery()
     ex = saga_executions.alias("ex")
-    rows = list(
-        await conn.execute(
-            sa.select(
-                grouped, ex.c.name, ex.c.failure_step, ex.c.failure_type, ex.c.failure_message
-            )
-            .select_from(grouped)
-            .join(ex, ex.c.id == newest)
-            .order_by(grouped.c.n.desc(), grouped.c.last.desc(), grouped.c.k)
-            .limit(limit)
+    rows = await conn.execute(
+        sa.select(
+            grouped.c.k,
+            grouped.c.st,
+            grouped.c.n,
+            first.label("first"),
+            last.label("last"),
+            ex.c.name,
+            ex.c.failure_step,
+            ex.c.failure_type,
+            ex.c.failure_message,
         )
+        .select_from(grouped)
+        .join(ex, ex.c.id == newest)
     )
-    hours = await _hour_buckets(conn, [r.k for r in rows], now)
-    groups = []
+    acc: dict[str, dict[str, typing.Any]] = {}
     for r in rows:
-        counts = {
-            statuses[name]: int(getattr(r, f"n_{name.lower()}") or 0)
-            for name in statuses
-            if getattr(r, f"n_{name.lower()}")
-        }
-        groups.append(
+        first_t, last_t = db_values.time_from_db(r.first), db_values.time_from_db(r.last)
+        group = acc.setdefault(
+            r.k, {"count": 0, "first": first_t, "last": last_t, "by": {}, "head": None}
+        )
+        if group["head"] is None or last_t >= group["last"]:
+            group["head"] = (r.name, r.failure_step, r.failure_type, r.failure_message)
+        group["count"] += int(r.n)
+        group["first"] = min(group["first"], first_t)
+        group["last"] = max(group["last"], last_t)
+        group["by"][parse_status(r.st, SagaStatus)] = int(r.n)
+    keys = sorted(acc, key=lambda k: (-acc[k]["count"], -acc[k]["last"].timestamp(), k))
+    keys = keys[:limit]
+    hours = await _hour_buckets(conn, keys, now)
+    out = []
+    for key in keys:
+        group = acc[key]
+        name, step, etype, message = group["head"]
+        out.append(
             FailureGroup(
-                r.k,
-                r.name or "",
-                r.failure_step or "",
-                r.failure_type or "",
-                example=r.failure_message or "",
-                count=int(r.n),
-                first_seen=db_values.time_from_db(r.first),
-                last_seen=db_values.time_from_db(r.last),
-                by_status=counts,
-                hour=hours.get(r.k, (0,) * HOUR_BUCKETS),
+                key,
+                name or "",
+                step or "",
+                etype or "",
+                example=message or "",
+                count=group["count"],
+                first_seen=group["first"],
+                last_seen=group["last"],
+                by_status=group["by"],
+                hour=hours.get(key, (0,) * HOUR_BUCKETS),
             )
         )
-    return groups
+    return out
 
 
 async def _hour_buckets(

@@ -159,6 +159,18 @@ async def list_sagas(
     backwards = [c.asc() if order.descending else c.desc() for c in columns]
 
     async def fetch(where: list[typing.Any], ordering: list[typing.Any]) -> list[typing.Any]:
+        if f.stranded or f.failure_key:
+            # Narrowed filters sort their rows first: TRIES is then read for the page only.
+            page = (
+                sa.select(saga_executions.c.id)
+                .where(*clauses, *where)
+                .order_by(*ordering)
+                .limit(limit + 1)
+                .subquery("page")
+            )
+            chosen = saga_executions.c.id.in_(sa.select(page.c.id))
+            q = sa.select(*_SUMMARY_COLUMNS, _TRIES).where(chosen).order_by(*ordering)
+            return list(await conn.execute(q))
         q = sa.select(*_SUMMARY_COLUMNS, _TRIES).where(*clauses, *where).order_by(*ordering)
         return list(await conn.execute(q.limit(limit + 1)))
 

@@ -106,12 +106,13 @@ SAGA_INDEXES = (
         sqlite_where=saga_executions.c.search_key.is_not(None),
         postgresql_where=saga_executions.c.search_key.is_not(None),
     ),
-    # Failure groups: one grouped pass over the failed sagas, inside the index.
+    # Failure groups: counted by (key, status) in the index's order; first and last seen
+    # and the newest example are each one seek per (key, status); a group's sagas a range.
     sa.Index(
-        "ix_saga_executions_failure",
+        "ix_saga_executions_failure_cause",
         saga_executions.c.failure_key,
-        saga_executions.c.failed_at,
         saga_executions.c.status,
+        saga_executions.c.failed_at,
         sqlite_where=saga_executions.c.failure_key.is_not(None),
         postgresql_where=saga_executions.c.failure_key.is_not(None),
     ),
