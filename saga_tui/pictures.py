@@ -141,7 +141,8 @@ def timeline_text(
 ) -> Text:
     """One line per step: its act (█, ✗ per failed try) and compensation (▒) on one axis."""
     parts = segments(detail.logs)
-    out = Text(end="")
+    # One screen line per step, always: a bar that does not fit is cut, never wrapped.
+    out = Text(end="", no_wrap=True, overflow="crop")
     out.append("Timeline", style="bold")
     if not parts:
         out.append("  (no step has run yet)", style="dim")
@@ -161,10 +162,8 @@ def timeline_text(
             stop = (part.end or aware(now)) - start
             last = max(first, int(stop.total_seconds() / span * (cells - 1)))
             char, role = _FILL[part.status]
-            if part.action == "compensate" and part.status is SagaStepStatus.FAILED:
-                char = "✗"
-            elif part.action == "compensate" and part.status is None:
-                char, role = "▒", "busy"
+            if part.action == "compensate" and part.status is not SagaStepStatus.FAILED:
+                char, role = "▒", "back" if part.status is not None else "busy"
             for cell in range(first, min(last, cells - 1) + 1):
                 row[cell] = (char, role)
         out.append(truncate(clean(step), LABEL_WIDTH - 1).ljust(LABEL_WIDTH))

@@ -218,9 +218,10 @@ class DetailScreen(Screen[None]):
     def _show_timeline(
         self, detail: SagaDetail, palette: Palette | None, now: datetime.datetime
     ) -> None:
-        width = max(40, (self.size.width or self.app.size.width) - 6)
-        text = timeline_text(detail, width, now, palette)
-        self.query_one("#detail-timeline", Static).update(text)
+        widget = self.query_one("#detail-timeline", Static)
+        # The bars fill the box's inside (borders, padding and the scrollbar taken off).
+        inside = widget.content_size.width or (self.size.width or self.app.size.width) - 8
+        widget.update(timeline_text(detail, max(40, inside), now, palette))
 
     def _show_error(self, detail: SagaDetail, palette: Palette | None) -> None:
         s = detail.summary
