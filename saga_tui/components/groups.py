@@ -31,19 +31,22 @@ REFRESH = 3.0
 
 
 def group_cells(group: FailureGroup, palette: Palette | None = None) -> list[Text]:
-    """COUNT, SAGA, STEP, ERROR, FIRST, LAST, LAST HOUR and MESSAGE of one group."""
+    """COUNT, LAST HOUR, SAGA, STEP, ERROR, LAST, FIRST and MESSAGE of one group.
+
+    The count and its sparkline come first, so a narrow terminal still shows them.
+    """
     now = utcnow()
     count = f"{group.count:,}"
     if group.retrying:
-        count += f" ({group.retrying} retrying)"
+        count += f" ({group.retrying}↻)"
     return [
         Text(count, end=""),
+        paint(Text(sparkline(group.hour), style="bad", end=""), palette),
         safe(group.saga_name),
         safe(group.step),
         paint(safe(group.error_type, "bad"), palette),
-        Text(age(group.first_seen, now), end=""),
         Text(age(group.last_seen, now), end=""),
-        paint(Text(sparkline(group.hour), style="bad", end=""), palette),
+        Text(age(group.first_seen, now), end=""),
         safe(group.pattern),
     ]
 
@@ -71,10 +74,10 @@ class GroupsScreen(Screen[str | None]):
         """Columns, the first read, then a read every few seconds."""
         table = self.query_one(DataTable)
         minutes = HOUR_BUCKET_SECONDS // 60
-        for label in ("COUNT", "SAGA", "STEP", "ERROR", "FIRST", "LAST"):
+        table.add_column("COUNT", key="count")
+        table.add_column(f"LAST HOUR/{minutes}m", key="hour")
+        for label in ("SAGA", "STEP", "ERROR", "LAST", "FIRST", "MESSAGE"):
             table.add_column(label, key=label.lower())
-        table.add_column(f"LAST HOUR ({minutes}m)", key="hour")
-        table.add_column("MESSAGE", key="message")
         table.focus()
         self.load()
         self.set_interval(REFRESH, self.load)
@@ -97,8 +100,8 @@ class GroupsScreen(Screen[str | None]):
             table.move_cursor(row=keys_.index(keep), animate=False)
         total = sum(g.count for g in groups)
         title = (
-            f"Failure groups · {len(groups)} causes · {total:,} sagas "
-            "(failed, compensated, or retrying) · enter: show sagas · r/c: act on the group"
+            f"Failure groups · {len(groups)} causes, {total:,} sagas · enter shows them · "
+            "r/c act on all (↻ retrying)"
         )
         if not groups:
             title = "Failure groups · no failures: nothing failed, rolled back or retries"
