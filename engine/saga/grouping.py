@@ -30,7 +30,8 @@ _UUID = re.compile(
 # A word of letters and digits mixed (``ord-9ca8f0``, ``res_1a2b``, ``0x1f``, ``a1b2c3``).
 _MIXED = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{3,}\b")
 _HEX = re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}\b")
-_NUMBER = re.compile(r"[-+]?\d+(?:[.,:]\d+)*")
+# A sign belongs to a number only where a number can start (``-5``, not ``2026-12``).
+_NUMBER = re.compile(r"(?<![\w-])[-+]?\d+(?:[.,:]\d+)*|\d+(?:[.,:]\d+)*")
 _SPACE = re.compile(r"\s+")
 
 

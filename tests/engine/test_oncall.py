@@ -85,6 +85,9 @@ def test_messages_differing_only_in_numbers_ids_and_quoted_values_are_one_cause(
         "gateway <n> timed out after <n>s"
     )
     assert normalise_message("can't reach 'db-7'") == "can't reach <q>"
+    # A date's dashes are not minus signs; a number's own sign is part of it.
+    assert normalise_message("no seats 'Lima' on 2026-12-11") == "no seats <q> on <n>-<n>-<n>"
+    assert normalise_message("balance -5.20 below 0") == "balance <n> below <n>"
 
 
 def test_percentile_is_nearest_rank() -> None:
