@@ -171,6 +171,10 @@ class DetailScreen(Screen[None]):
         line = Text(end="")
         line.append(clean(s.name), style="bold")
         line.append(f"  {s.id}  ")
+        if s.search_key:
+            line.append("key ")
+            line.append(clean(s.search_key), style="bold")
+            line.append("  ")
         stranded = is_stranded(s, now.timestamp())
         line.append_text(status_text(s.status, palette))
         if stranded:

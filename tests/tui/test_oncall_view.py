@@ -38,11 +38,18 @@ from tests.tui.conftest import (
     screen_text,
     select,
     table,
-    wait_for,
 )
+from tests.tui.conftest import wait_for as wait_up_to
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SIZE = (140, 40)
+
+
+async def wait_for(
+    pilot: typing.Any, condition: typing.Callable[[], object], timeout: float = 30.0, what: str = ""
+) -> typing.Any:
+    """conftest's wait_for with a longer deadline: these flows read a lot on a busy machine."""
+    return await wait_up_to(pilot, condition, timeout, what=what or "condition")
 
 
 def stranded_chip(app: typing.Any) -> str:
@@ -381,6 +388,20 @@ async def test_business_key_is_filtered_by_key_and_by_plain_text(env: Env) -> No
             app.main_screen.query_one("#filter").value = typed  # type: ignore[attr-defined]
             await pilot.press("enter")
             await wait_for(pilot, lambda: table(app).order == [str(wanted)], what=typed)
+            if typed.startswith("key:"):
+                # The detail names the business key.
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+                await wait_for(
+                    pilot,
+                    lambda: (
+                        "key ord-9ca8f0"
+                        in str(app.screen.query_one("#detail-header", Static).render())
+                    ),
+                    what="the key in the header",
+                )
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: app.screen is app.main_screen, what="list")
             await pilot.press("escape")
             await wait_for(pilot, lambda: len(table(app).order) == 4, what="all again")
 
