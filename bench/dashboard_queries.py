@@ -25,6 +25,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from engine.saga.grouping import failure_key
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import PageCursor, SagaFilter, SagaOrder
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage, schema
@@ -53,7 +54,9 @@ ERRORS = (
     ("ValueError", "hotel rejected booking: no rooms left"),
 )
 LOGS_PER_SAGA = 5
-TARGETS_MS = {"counts": 50.0, "page": 20.0, "saga": 10.0, "probe": 1.0}
+TARGETS_MS = {"counts": 50.0, "page": 20.0, "saga": 10.0, "probe": 1.0, "oncall": 50.0}
+GROUPS_TARGET_MS = 100.0
+"""Issue 11: the failure groups view is one grouped query, under 100 ms at a million."""
 
 
 def _ts(t: datetime.datetime) -> str:
@@ -81,15 +84,22 @@ def build(path: str, sagas: int) -> None:
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         conn.execute(f"DROP TRIGGER {name}")
     rng = random.Random(42)
-    start = datetime.datetime(2026, 1, 1)
+    # The newest sagas are from the last minutes, so the pulse and the groups' last hour
+    # have rows to count (30 days up to the build).
     span = 30 * 86400.0
+    start = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        seconds=span
+    )
     statuses = [s for s, _ in STATUSES]
     weights = [w for _, w in STATUSES]
     saga_sql = (
         "INSERT INTO saga_executions (id, name, status, context, version, created_at, updated_at,"
         " recovery_attempts, step_count, steps_done, current_step, error_type, error_message,"
-        " error_traceback, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " error_traceback, finished_at, lease_owner, lease_expires, search_key, failure_key,"
+        " failure_step, failure_type, failure_message, failed_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
+    now = time.time()
     log_sql = (
         "INSERT INTO saga_logs (saga_id, step_name, action, status, created_at, error_type,"
         " error_message, attempt, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)"
@@ -110,6 +120,19 @@ def build(path: str, sagas: int) -> None:
                 error = rng.choice(ERRORS)
             done = len(steps) if status is SagaStatus.COMPLETED else rng.randrange(len(steps))
             finished = _ts(updated) if status.is_terminal else None
+            step_now = steps[min(done, len(steps) - 1)]
+            message = f"{error[1]} (order {i})" if error else None
+            mark: tuple[str | None, ...] = (None,) * 5
+            if error is not None and message is not None:
+                key = failure_key(name, step_now, error[0], message)
+                mark = (key, step_now, error[0], message, _ts(updated))
+            owner: str | None = None
+            expires: float | None = None
+            if not status.is_terminal:
+                # Half of the unfinished sagas are stranded (lease run out), half run
+                # elsewhere (another host's owner, lease ahead).
+                owner = f"otherhost:{1000 + i % 7}:0"
+                expires = now - 600 if i % 2 else now + 86400 * 365
             saga_rows.append(
                 (
                     hex_id,
@@ -122,13 +145,17 @@ def build(path: str, sagas: int) -> None:
                     1 if status is SagaStatus.FAILED else 0,
                     len(steps),
                     done,
-                    steps[min(done, len(steps) - 1)],
+                    step_now,
                     error[0] if error else None,
-                    f"{error[1]} (order {i})" if error else None,
+                    message,
                     f"Traceback (most recent call last):\n  ...\n{error[0]}: {error[1]}"
                     if error
                     else None,
                     finished,
+                    owner,
+                    expires,
+                    f"ord-{i:08d}",
+                    *mark,
                 ),
             )
             t = created
@@ -275,13 +302,51 @@ async def measure(path: str, runs: int) -> bool:
         )
         cases.append(("saga", "get_saga with history", lambda: storage.get_saga(next(rotating))))
         cases.append(("probe", "change_token", storage.change_token))
+        # Issue 11's on-call queries, each one statement over its own index.
+        groups = await storage.failure_groups()
+        print(f"failure groups: {len(groups)}, {sum(g.count for g in groups):,} sagas")
+        key_of = f"ord-{counts.total // 3:08d}"
+        stranded = SagaFilter(stranded=True)
+        cases += [
+            ("oncall", "stranded count (header)", storage.stranded_count),
+            ("groups", "failure groups (g view)", storage.failure_groups),
+            ("oncall", "pulse sparklines (header)", storage.pulse),
+            (
+                "oncall",
+                f"business key key:{key_of}",
+                lambda: storage.list_sagas(SagaFilter(key=key_of), limit=50),
+            ),
+            (
+                "oncall",
+                f"plain text {key_of} (a key)",
+                lambda: storage.list_sagas(SagaFilter(text=key_of), limit=50),
+            ),
+            ("oncall", "first page, status:stranded", lambda: storage.list_sagas(stranded)),
+            (
+                "oncall",
+                "count of status:stranded (mark all)",
+                lambda: storage.count_sagas(stranded),
+            ),
+            (
+                "oncall",
+                "count of one group (mark all)",
+                lambda: storage.count_sagas(SagaFilter(failure_key=groups[0].key)),
+            ),
+            (
+                "page",
+                "first page of one group",
+                lambda: storage.list_sagas(SagaFilter(failure_key=groups[0].key)),
+            ),
+        ]
         print(f"{'query':42} {'median':>9} {'p95':>9} {'target':>9}")
         for kind, label, fn in cases:
             times = await timed(fn, runs)
             med, top = statistics.median(times), p95(times)
-            target = TARGETS_MS[kind]
-            verdict = "ok" if top < target else "SLOW"
-            ok = ok and top < target
+            target = GROUPS_TARGET_MS if kind == "groups" else TARGETS_MS[kind]
+            # The on-call targets are medians (issue 11: "each under 50 ms median").
+            judged = med if kind in ("oncall", "groups") else top
+            verdict = "ok" if judged < target else "SLOW"
+            ok = ok and judged < target
             print(f"{label:42} {med:8.2f}ms {top:8.2f}ms {'<':>2}{target:5.0f}ms  {verdict}")
     finally:
         await storage.close()

@@ -57,6 +57,11 @@ async def main() -> None:
     no_keymap = path.with_name("keymap.toml")
     app = make_app(str(path), "sample_sagas:create_mediator", demo=True, keymap_file=no_keymap)
     async with app.run_test(size=(120, 36)) as pilot:
+        # Until the first load is on screen (slow on a busy machine), then some demo life.
+        for _ in range(300):
+            if len(app.main_screen.table.order) >= 20:
+                break
+            await pilot.pause(0.1)
         await pilot.pause(3.5)
         target = HERE / "dashboard.svg"
         target.write_text(app.export_screenshot(title="saga-tui"))

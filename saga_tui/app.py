@@ -18,8 +18,8 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from saga_tui import clipboard, examples, keys
+from saga_tui.app_actions import REASON, ActionsMixin
 from saga_tui.commands import SagaCommands
-from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
 from saga_tui.components.help import HelpScreen
 from saga_tui.components.main_screen import MainScreen
@@ -33,20 +33,8 @@ from saga_tui.messages import (
     FollowChanged,
     Loaded,
     LoadFailed,
-    PlansReady,
 )
-from saga_tui.operations import (
-    READ_ONLY_WHY,
-    ActionPlan,
-    Verb,
-    all_ok,
-    carry_out,
-    read_plans,
-    refusal,
-    start_many,
-    summarize,
-    why_not_runnable,
-)
+from saga_tui.operations import READ_ONLY_WHY, start_many, why_not_runnable
 from saga_tui.render import Palette, palette_from_theme
 from saga_tui.textfmt import one_line, plural, utcnow, zone
 
@@ -54,12 +42,11 @@ if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
     from engine.saga.storage.reader import SagaReader
 
-REASON = "dashboard"
 AGE_STEP = 1.0
 """Seconds between repaints of the ages (they read in whole seconds)."""
 
 
-class SagaApp(App[int]):
+class SagaApp(ActionsMixin):
     """Sagas of one database, live; start, recover and compensate from the keyboard."""
 
     CSS_PATH = "app.tcss"
@@ -106,11 +93,6 @@ class SagaApp(App[int]):
     def get_default_screen(self) -> MainScreen:
         """The saga list is the bottom screen."""
         return MainScreen(self.browse, read_only=self.read_only)
-
-    @property
-    def main_screen(self) -> MainScreen:
-        """The list screen at the bottom of the stack (whatever is shown above it)."""
-        return typing.cast(MainScreen, self.screen_stack[0])
 
     def _alive(self) -> bool:
         # Messages and timers can fire while the app shuts down.
@@ -253,13 +235,6 @@ class SagaApp(App[int]):
     def _row_selected(self) -> None:
         self.action_open_detail()
 
-    async def action_quit(self) -> None:
-        """Quit; demo sagas in flight get a moment to finish first."""
-        if self._demo is not None and self.mediator is not None and self.mediator.running:
-            self.notify(f"Finishing {self.mediator.running} demo saga(s) in flight…")
-            await self._demo.stop(grace=2.0)
-        self.exit(0)
-
     def action_open_detail(self) -> None:
         """Open the saga under the cursor; it follows live until frozen or closed."""
         saga_id = self.main_screen.table.current_id
@@ -333,14 +308,6 @@ class SagaApp(App[int]):
 
     # ---- actions --------------------------------------------------------------------------
 
-    def _refused(self, verb: str) -> bool:
-        reason = refusal(
-            verb, read_only=self.read_only, mediator=self.mediator, why=self.read_only_why
-        )
-        if reason is not None:
-            self.notify(reason, severity="warning", markup=False)
-        return reason is not None
-
     def action_new(self) -> None:
         """Open the start form."""
         if self._refused("start") or self.mediator is None:
@@ -361,59 +328,3 @@ class SagaApp(App[int]):
         assert self.mediator is not None
         results = await start_many(self.mediator, request.contexts, reason=REASON)
         self.post_message(ActionsFinished("start", results))
-
-    def action_recover(self) -> None:
-        """Recover the current or marked sagas (after confirmation)."""
-        self._ask("recover")
-
-    def action_compensate(self) -> None:
-        """Compensate the current or marked sagas (after confirmation)."""
-        self._ask("compensate")
-
-    def _ask(self, verb: Verb) -> None:
-        if self._refused(verb):
-            return
-        on_list = not isinstance(self.screen, DetailScreen)
-        ids = self.browse.targets(self.current_id(), on_list=on_list)
-        if ids:
-            self._plan(verb, ids)
-
-    @work(exclusive=True, group="plan", exit_on_error=False)
-    async def _plan(self, verb: Verb, ids: list[uuid.UUID]) -> None:
-        """Read each saga and say what the action will do (and undo)."""
-        self.post_message(PlansReady(verb, await read_plans(self.reader, self.mediator, verb, ids)))
-
-    @on(PlansReady)
-    def _confirm_plans(self, message: PlansReady) -> None:
-        verb = typing.cast(Verb, message.verb)
-        runnable = [p for p in message.plans if p.runnable]
-        if not runnable:
-            reason = "; ".join(p.line() for p in message.plans) or "nothing to do"
-            self.notify(f"{verb}: {reason}", severity="warning", markup=False, timeout=8)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.notify(f"{verb}: {plural(len(runnable), 'saga')} in progress…", timeout=2)
-                self._act(verb, runnable)
-
-        dialog = ConfirmScreen.for_plans(verb, message.plans, self.user_keys.keymap)
-        self.push_screen(dialog, answered)
-
-    @work(group="actions", exit_on_error=False)
-    async def _act(self, verb: Verb, plans: list[ActionPlan]) -> None:
-        assert self.mediator is not None
-        results = await carry_out(self.mediator, plans, reason=REASON)
-        self.post_message(ActionsFinished(verb, results))
-
-    @on(ActionsFinished)
-    def _actions_finished(self, message: ActionsFinished) -> None:
-        if not self._alive():
-            return
-        self.main_screen.unmark([result.saga_id for result in message.results])
-        text = summarize(message.verb, message.results)
-        if all_ok(message.results):
-            self.notify(text, markup=False, timeout=6)
-        else:
-            self.notify(text, severity="error", markup=False, timeout=6)
-        self.reload()

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=shared, help="the newest sagas")
     p.add_argument("--status", action="append", default=[], help="e.g. failed or running,pending")
     p.add_argument("--name", help="saga name contains this")
+    p.add_argument("--stranded", action="store_true", help="only unfinished sagas nobody runs")
+    p.add_argument("--filter", help="the dashboard's filter, e.g. 'status:failed key:ord-9ca8'")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("groups", parents=shared, help="failures grouped by cause")
     p.add_argument("--limit", type=_positive, default=50)
     p.add_argument("--json", action="store_true")
 
@@ -84,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", parents=shared, help="resume sagas whose runner stopped")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--stale", action="store_true", help="every saga whose runner is gone")
+    p.add_argument("--filter", help="every saga matching, e.g. 'status:failed name:Order'")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("compensate", parents=shared, help="undo sagas (asks first)")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--filter", help="every saga matching, e.g. 'group:3f2a9c1e0b7d4a21'")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.add_argument("--json", action="store_true")
 
@@ -151,8 +159,16 @@ async def _run(args: argparse.Namespace) -> int:
     writes = command in ("recover", "compensate", "start")
     if writes and args.read_only:
         raise UsageError(f"{command} writes to the database; drop --read-only")
-    if command == "recover" and bool(args.ids) == bool(args.stale):
-        raise UsageError("recover takes saga ids or --stale (one of them)")
+    saga_filter = None
+    if getattr(args, "filter", None) is not None:
+        saga_filter = headless.filter_option(args.filter)
+    if (
+        command == "recover"
+        and [bool(args.ids), args.stale, saga_filter is not None].count(True) != 1
+    ):
+        raise UsageError("recover takes saga ids, --stale or --filter (one of them)")
+    if command == "compensate" and bool(args.ids) == (saga_filter is not None):
+        raise UsageError("compensate takes saga ids or --filter (one of them)")
     # Import the app before opening the database: a broken --app must not create files.
     # An --app given to a read command must import too (exit 2), though list and show
     # never call it: a typo is reported, never silently ignored.
@@ -167,6 +183,12 @@ async def _run(args: argparse.Namespace) -> int:
                 name=args.name,
                 limit=args.limit,
                 as_json=args.json,
+                stranded=args.stranded,
+                saga_filter=saga_filter,
+            )
+        if command == "groups":
+            return await headless.groups_command(
+                storage, _print, limit=args.limit, as_json=args.json
             )
         if command == "show":
             return await headless.show_command(storage, _print, args.id, as_json=args.json)
@@ -174,11 +196,21 @@ async def _run(args: argparse.Namespace) -> int:
         mediator = build_mediator(factory, storage, app_spec)
         if command == "recover":
             return await headless.recover_command(
-                mediator, _print, args.ids, stale=args.stale, as_json=args.json
+                mediator,
+                _print,
+                args.ids,
+                stale=args.stale,
+                saga_filter=saga_filter,
+                as_json=args.json,
             )
         if command == "compensate":
             return await headless.compensate_command(
-                mediator, _print, args.ids, confirm=_confirm_with(args), as_json=args.json
+                mediator,
+                _print,
+                args.ids,
+                confirm=_confirm_with(args),
+                saga_filter=saga_filter,
+                as_json=args.json,
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(

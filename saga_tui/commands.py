@@ -44,6 +44,13 @@ class SagaCommands(Provider):
         run = partial(app.run_action, default_namespace=screen)
         out = binding_commands(bindings, run, app.user_keys.keymap)
         if isinstance(screen, MainScreen):
+            out.append(
+                (
+                    "Recover all stranded",
+                    app.recover_stranded,
+                    "every unfinished saga nobody runs; asks first, listing what each will do",
+                ),
+            )
             for status in SagaStatus:
                 out.append(
                     (

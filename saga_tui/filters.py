@@ -1,9 +1,11 @@
 """The filter syntax: ``status:failed name:Order free text`` <-> SagaFilter.
 
-Mistakes are errors with one line that says what to type instead: an unknown key
-(``foo:bar``, ``is:stale``), a key with no value (``name:``), a status no name starts
-with. A status word is a name or the start of names (``comp`` is completed,
-compensating and compensated). Text that holds a colon is free text when quoted.
+``status:stranded`` (or ``is:stale``) keeps unfinished sagas nobody runs, ``key:ord-9ca8``
+business keys starting so, ``group:KEY`` one failure group. Mistakes are errors with one
+line that says what to type instead: an unknown key (``foo:bar``, ``is:done``), a key with
+no value (``name:``), a status no name starts with. A status word is a name or the start
+of names (``comp`` is completed, compensating and compensated). Text that holds a colon
+is free text when quoted.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ class FilterError(ValueError):
 
 _STATUS_KEYS = ("status", "s")
 _NAME_KEYS = ("name", "saga", "n")
+_IS_KEYS = ("is",)
+_BUSINESS_KEYS = ("key", "k")
+_GROUP_KEYS = ("group",)
 _KEY = re.compile(r"([A-Za-z_]+):(.*)", re.S)
-HELP = 'use status:NAME, name:TEXT or free text (quote text that holds a colon: "a:b")'
+STRANDED_WORDS = ("stranded", "stale")
+"""``status:stranded`` / ``is:stale``: unfinished sagas nobody runs (not a stored status)."""
+HELP = (
+    "use status:NAME (or status:stranded), name:TEXT, key:BUSINESS-KEY, group:KEY "
+    'or free text (quote text that holds a colon: "a:b")'
+)
 
 
 def parse_status(word: str) -> tuple[SagaStatus, ...]:
@@ -41,12 +51,20 @@ def parse_status(word: str) -> tuple[SagaStatus, ...]:
 
 def parse_statuses(values: typing.Iterable[str]) -> tuple[SagaStatus, ...]:
     """Statuses from comma-separated words (``failed,run``), each once, in order."""
+    return _statuses(values)[0]
+
+
+def _statuses(values: typing.Iterable[str]) -> tuple[tuple[SagaStatus, ...], bool]:
+    """The statuses named, and whether ``stranded`` (or ``stale``) was one of the words."""
     out: list[SagaStatus] = []
+    stranded = False
     for value in values:
         for part in value.split(","):
-            if part.strip():
+            if part.strip().lower() in STRANDED_WORDS:
+                stranded = True
+            elif part.strip():
                 out += [s for s in parse_status(part) if s not in out]
-    return tuple(out)
+    return tuple(out), stranded
 
 
 def _words(text: str) -> list[tuple[str, bool]]:
@@ -85,6 +103,9 @@ def parse_filter(text: str) -> SagaFilter:
     statuses: list[SagaStatus] = []
     names: list[str] = []
     free: list[str] = []
+    stranded = False
+    business: str | None = None
+    group: str | None = None
     for word, quoted in _words(text):
         if not quoted and looks_like_id(word):
             free.append(id_prefix(word) or word)  # any spelling of a whole id
@@ -94,29 +115,59 @@ def parse_filter(text: str) -> SagaFilter:
             free.append(word)
             continue
         key, value = found.group(1).lower(), found.group(2)
-        if key not in _STATUS_KEYS + _NAME_KEYS:
+        if key not in _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS:
             raise FilterError(f"unknown filter {word!r}: {HELP}")
         if not value.strip():
             raise FilterError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
         if key in _STATUS_KEYS:
-            statuses += [s for s in parse_statuses([value]) if s not in statuses]
+            named, strand = _statuses([value])
+            statuses += [s for s in named if s not in statuses]
+            stranded = stranded or strand
+        elif key in _IS_KEYS:
+            if value.strip().lower() not in STRANDED_WORDS:
+                raise FilterError(f"unknown filter {word!r}: is: takes stranded or stale")
+            stranded = True
+        elif key in _BUSINESS_KEYS:
+            business = value.strip()
+        elif key in _GROUP_KEYS:
+            group = value.strip().lower()
         else:
             names.append(value)
     return SagaFilter(
         statuses=tuple(statuses),
         name=" ".join(names) or None,
         text=" ".join(free) or None,
+        stranded=stranded,
+        key=business,
+        failure_key=group,
     )
 
 
-_EXAMPLES = {"status": "failed", "s": "failed", "name": "Order", "saga": "Order", "n": "Order"}
+_EXAMPLES = {
+    "status": "failed",
+    "s": "failed",
+    "name": "Order",
+    "saga": "Order",
+    "n": "Order",
+    "is": "stranded",
+    "key": "ord-9ca8",
+    "k": "ord-9ca8",
+    "group": "3f2a9c1e0b7d4a21",
+}
 
 
 def format_filter(saga_filter: SagaFilter) -> str:
     """The filter as text the parser reads back to the same SagaFilter."""
     parts: list[str] = []
-    if saga_filter.statuses:
-        parts.append("status:" + ",".join(s.name.lower() for s in saga_filter.statuses))
+    words = [s.name.lower() for s in saga_filter.statuses]
+    if saga_filter.stranded:
+        words.append("stranded")
+    if words:
+        parts.append("status:" + ",".join(words))
+    if saga_filter.key:
+        parts.append("key:" + _quote(saga_filter.key))
+    if saga_filter.failure_key:
+        parts.append("group:" + saga_filter.failure_key)
     if saga_filter.name:
         parts.append("name:" + _quote(saga_filter.name))
     if saga_filter.text:

@@ -1,4 +1,4 @@
-"""The headless commands: list, show, recover, compensate, start.
+"""The headless commands: list, show, groups, recover, compensate, start.
 
 Each returns an exit code (0 done, 1 an action failed) and raises UsageError for bad
 input before any action runs, so a typo never leaves half of a batch done.
@@ -21,9 +21,9 @@ from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
 from saga_tui import operations, textout
 from saga_tui.examples import example_for
-from saga_tui.filters import FilterError, parse_statuses
+from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
-from saga_tui.operations import ActionPlan, ContextInputError, Verb
+from saga_tui.operations import ContextInputError
 from saga_tui.target import UsageError
 from saga_tui.textfmt import clean, one_line, short_id
 
@@ -42,6 +42,17 @@ def status_option(values: typing.Sequence[str]) -> tuple[SagaStatus, ...]:
         return parse_statuses(values)
     except FilterError as exc:
         raise UsageError(f"--status: {exc}") from None
+
+
+def filter_option(text: str, option: str = "--filter") -> SagaFilter:
+    """A filter in the dashboard's syntax (``status:failed name:Order``); exit 2 if wrong."""
+    try:
+        saga_filter = parse_filter(text)
+    except FilterError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if saga_filter.is_empty:
+        raise UsageError(f"{option}: the filter matches every saga; say which, e.g. status:failed")
+    return saga_filter
 
 
 async def resolve_id(reader: SagaReader, text: str) -> uuid.UUID:
@@ -108,9 +119,18 @@ async def list_command(
     name: str | None = None,
     limit: int = 50,
     as_json: bool = False,
+    stranded: bool = False,
+    saga_filter: SagaFilter | None = None,
 ) -> int:
-    """Print the newest sagas matching the filter."""
-    page = await reader.list_sagas(SagaFilter(statuses=statuses, name=name), limit=limit)
+    """Print the newest sagas matching the filter (``stranded``: only those nobody runs)."""
+    f = saga_filter or SagaFilter()
+    f = dataclasses.replace(
+        f,
+        statuses=tuple(dict.fromkeys((*f.statuses, *statuses))),
+        name=" ".join(n for n in (f.name, name) if n) or None,
+        stranded=f.stranded or stranded,
+    )
+    page = await reader.list_sagas(f, limit=limit)
     if as_json:
         out(textout.dumps([textout.summary_json(s) for s in page.items]))
         return EXIT_OK
@@ -138,6 +158,22 @@ async def show_command(reader: SagaReader, out: Out, ident: str, *, as_json: boo
     return EXIT_OK
 
 
+async def groups_command(
+    reader: SagaReader, out: Out, *, limit: int = 50, as_json: bool = False
+) -> int:
+    """Print the failure groups: failed, rolled-back and retrying sagas by cause."""
+    groups = await reader.failure_groups(limit=limit)
+    if as_json:
+        out(textout.dumps([textout.group_json(g) for g in groups]))
+        return EXIT_OK
+    if not groups:
+        out("no failure groups: nothing failed, rolled back or retries")
+        return EXIT_OK
+    for line in textout.groups_table(groups):
+        out(line)
+    return EXIT_OK
+
+
 # ---- actions ------------------------------------------------------------------------
 
 
@@ -161,11 +197,12 @@ def _report(results: typing.Sequence[ActionResult], out: Out, as_json: bool) -> 
     return EXIT_OK if operations.all_ok(results) else EXIT_FAILED
 
 
-async def _plans(
-    mediator: SagaMediator, verb: Verb, idents: typing.Sequence[str]
-) -> list[ActionPlan]:
-    ids = await resolve_ids(mediator.storage, idents)
-    return await operations.read_plans(mediator.storage, mediator, verb, ids)
+async def _target(
+    mediator: SagaMediator, idents: typing.Sequence[str], saga_filter: SagaFilter | None
+) -> operations.Target:
+    if saga_filter is not None:
+        return saga_filter
+    return await resolve_ids(mediator.storage, idents)
 
 
 async def recover_command(
@@ -174,17 +211,22 @@ async def recover_command(
     idents: typing.Sequence[str],
     *,
     stale: bool = False,
+    saga_filter: SagaFilter | None = None,
     as_json: bool = False,
 ) -> int:
-    """Recover sagas by id, or every stale one (runner gone)."""
+    """Recover sagas by id, every stale one (runner gone), or every one matching a filter."""
     if stale:
         results = await recover_all_stale(mediator)
         if not as_json and not results:
             out("no stale sagas")
             return EXIT_OK
         return _report(results, out, as_json)
-    plans = await _plans(mediator, "recover", idents)
-    return _report(await operations.carry_out(mediator, plans, reason=REASON), out, as_json)
+    target = await _target(mediator, idents, saga_filter)
+    results = await operations.submit_action(mediator, "recover", target, reason=REASON)
+    if not as_json and not results:
+        out("no saga matches the filter")
+        return EXIT_OK
+    return _report(results, out, as_json)
 
 
 async def recover_all_stale(mediator: SagaMediator, batch: int = 1000) -> list[ActionResult]:
@@ -211,20 +253,24 @@ async def compensate_command(
     idents: typing.Sequence[str],
     *,
     confirm: typing.Callable[[str], bool],
+    saga_filter: SagaFilter | None = None,
     as_json: bool = False,
 ) -> int:
-    """Compensate sagas by id after confirmation (a rollback for COMPLETED ones).
+    """Compensate sagas by id, or every one matching a filter, after confirmation.
 
     The question carries the same plan lines as the dashboard's confirmation.
     """
-    plans = await _plans(mediator, "compensate", idents)
-    title, lines = operations.confirmation("compensate", plans)
+    target = await _target(mediator, idents, saga_filter)
+    preview = await operations.preview_action(mediator.storage, mediator, "compensate", target)
+    title, lines = preview.question()
     # Nothing to ask when every saga is skipped: their results say why.
-    if any(plan.runnable for plan in plans) and not confirm(
-        "\n".join([title, *(f"  {line}" for line in lines)])
-    ):
+    if preview.runnable and not confirm("\n".join([title, *(f"  {line}" for line in lines)])):
         raise UsageError("compensation cancelled")
-    return _report(await operations.carry_out(mediator, plans, reason=REASON), out, as_json)
+    results = await operations.submit_action(mediator, "compensate", target, reason=REASON)
+    if not as_json and not results:
+        out("no saga matches the filter")
+        return EXIT_OK
+    return _report(results, out, as_json)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

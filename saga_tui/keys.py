@@ -43,6 +43,23 @@ SAGAS: list[Binding] = [
         tooltip="Mark / unmark the saga for bulk recover and compensate",
     ),
     Binding(
+        "asterisk,ctrl+a", "app.mark_all", "Mark all", show=False, key_display="* / ctrl+a",
+        id="saga.mark_all",
+        tooltip="Mark every saga matching the filter (counted in the database, not the page)",
+    ),
+    Binding(
+        "S", "stranded", "Stranded", id="saga.stranded",
+        tooltip="Show the stranded sagas (unfinished, nobody runs them), or every saga again",
+    ),
+    Binding(
+        "g", "app.groups", "Groups", id="saga.groups",
+        tooltip="Failures grouped by cause: count, last hour, example; enter filters, r/c act",
+    ),
+    Binding(
+        "i", "app.steps", "Steps", show=False, id="saga.steps",
+        tooltip="Steps view: p50/p95 duration and failure rate of each step, from recent runs",
+    ),
+    Binding(
         # priority: handled as the key arrives, so the keys typed right behind it reach
         # the filter line (a browser or a fast typist sends them in one burst).
         "slash", "filter", "Filter", key_display="/", id="saga.filter", priority=True,
@@ -114,7 +131,7 @@ TABLE: list[Binding] = [
         id="saga.pagedown", tooltip="Cursor down one screen",
     ),
     Binding(
-        "home,g,ctrl+home", "first", "Top", show=False, id="saga.top",
+        "home,ctrl+home", "first", "Top", show=False, id="saga.top",
         tooltip="First row of the first page: the list follows new sagas again",
     ),
     Binding(
@@ -154,18 +171,49 @@ DETAIL: list[Binding] = [
     ),
 ]
 
+# Destructive questions default to cancel: only y confirms; a stray enter cancels.
 CONFIRM: list[Binding] = [
     Binding(
-        "y,enter",
+        "y",
         "answer(True)",
         "Confirm",
         id="confirm.yes",
         tooltip="Confirm: recover or compensate",
     ),
     Binding(
-        "n,escape", "answer(False)", "Cancel", id="confirm.no", tooltip="Cancel: nothing is done"
+        "n,escape,enter",
+        "answer(False)",
+        "Cancel",
+        id="confirm.no",
+        tooltip="Cancel: nothing is done (enter cancels too)",
     ),
 ]
+
+# The failure groups view's keys.
+GROUPS_VIEW: list[Binding] = [
+    Binding(
+        "enter", "filter_group", "Show sagas", id="groups.filter",
+        tooltip="Show the group's sagas in the list (filter group:KEY)",
+    ),
+    Binding(
+        "r", "act('recover')", "Recover group", id="groups.recover",
+        tooltip="Recover every saga of the group (asks first)",
+    ),
+    Binding(
+        "c", "act('compensate')", "Compensate group", id="groups.compensate",
+        tooltip="Compensate every saga of the group (asks first)",
+    ),
+    Binding("escape,g", "close", "Back", id="groups.back", tooltip="Back to the list"),
+]  # fmt: skip
+
+# The Steps view's keys.
+STEPS_VIEW: list[Binding] = [
+    Binding(
+        "enter", "filter_saga", "Show sagas", id="steps.filter",
+        tooltip="Show the saga type under the cursor in the list",
+    ),
+    Binding("escape,i", "close", "Back", id="steps.back", tooltip="Back to the list"),
+]  # fmt: skip
 
 START_FORM: list[Binding] = [
     Binding(
@@ -198,6 +246,8 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Sagas", [*SAGAS, PALETTE]),
     ("Moving in the list", TABLE[1:]),
     ("Detail", DETAIL),
+    ("Failure groups", GROUPS_VIEW),
+    ("Steps", STEPS_VIEW),
     ("Confirmation", CONFIRM),
     ("Start form", [*START_FORM, *START_EDITOR]),
     ("Help", HELP),
@@ -214,6 +264,7 @@ _KEY_NAMES = {
     "question_mark": "?",
     "slash": "/",
     "right_square_bracket": "]",
+    "asterisk": "*",
     "left_square_bracket": "[",
 }
 
@@ -308,6 +359,8 @@ FOOTER_ORDER = (
     "saga.filter",
     "detail.follow",
     "saga.mark",
+    "saga.groups",
+    "saga.stranded",
     "saga.pause",
     "saga.stream",
     "saga.sort",

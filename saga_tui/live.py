@@ -30,9 +30,12 @@ from engine.saga.storage.models import (
     SagaSummary,
     StatusCounts,
 )
+from engine.saga.storage.oncall import Pulse
 from engine.saga.storage.reader import SagaReader
 from saga_tui.columns import sort_label
 from saga_tui.filters import format_filter
+
+Target = typing.Union[list[uuid.UUID], SagaFilter]  # noqa: UP007
 
 PAGE_SIZE = 50
 POLL_INTERVAL = 0.25
@@ -43,6 +46,10 @@ MIN_RELOAD_GAP = 1.0
 FOLLOW_GAP = 0.25
 """The gap while a detail follows one saga: its steps take fractions of a second."""
 STREAM_BATCH = 500
+ONCALL_GAP = 1.0
+ROLLING_RELOAD = 5.0
+"""Seconds after which the list reloads with no change: time alone strands sagas (a
+lease runs out, a process dies) and rolls the pulse's buckets on."""
 
 CursorTo = typing.Literal["first", "last"] | None
 """Where the cursor goes when the next load shows a different page."""
@@ -77,6 +84,10 @@ class LoadResult:
     """Sagas before the anchor (newer ones, newest first); at most a page is counted."""
     newer_more: bool = False
     """More than ``newer`` sagas are before the anchor."""
+    stranded: int = 0
+    """Unfinished sagas nobody runs (the header's STRANDED count)."""
+    pulse: Pulse | None = None
+    """Sagas that ended per ten seconds over the last ten minutes (the header's sparklines)."""
 
 
 @dataclasses.dataclass
@@ -90,6 +101,10 @@ class BrowseState:
     page_back: list[PageCursor | None] = dataclasses.field(default_factory=list)
     anchor: PageCursor | None = None
     marks: set[uuid.UUID] = dataclasses.field(default_factory=set)
+    marked_filter: SagaFilter | None = None
+    """Every saga matching this filter is marked (``*``); r and c act on the filter."""
+    marked_count: int = 0
+    """How many sagas matched ``marked_filter`` when it was marked (from the database)."""
     # Bumped by every change that makes a load in flight out of date (never painted).
     generation: int = 0
     stream: bool = True
@@ -139,9 +154,21 @@ class BrowseState:
         self._cursor_generation = self.generation
 
     def set_filter(self, saga_filter: SagaFilter) -> None:
-        """The first page of ``saga_filter``, cursor on its first row."""
+        """The first page of ``saga_filter``, cursor on its first row (marking all ends)."""
         self.saga_filter = saga_filter
+        self.marked_filter = None
         self.to_first_page()
+
+    def mark_all(self, saga_filter: SagaFilter, count: int) -> None:
+        """Mark every saga matching ``saga_filter`` (``count`` of them, as counted)."""
+        self.marks.clear()
+        self.marked_filter = saga_filter
+        self.marked_count = count
+
+    def clear_marks(self) -> None:
+        """No saga is marked."""
+        self.marks.clear()
+        self.marked_filter = None
 
     def set_order(self, order: SagaOrder) -> None:
         """The first page in ``order``, cursor on its first row."""
@@ -189,8 +216,10 @@ class BrowseState:
         self.marks.add(saga_id)
         return True
 
-    def targets(self, current: uuid.UUID | None, *, on_list: bool) -> list[uuid.UUID]:
-        """What r and c act on: the marked sagas on the list, else the current saga."""
+    def targets(self, current: uuid.UUID | None, *, on_list: bool) -> Target:
+        """What r and c act on: the marked filter or sagas on the list, else the current one."""
+        if self.marked_filter is not None and on_list:
+            return self.marked_filter
         if self.marks and on_list:
             return sorted(self.marks, key=str)
         return [current] if current is not None else []
@@ -217,6 +246,8 @@ class BrowseState:
             word = "newer" if self.order == NEWEST_FIRST else "above"
             hint = f"↑ {above}{'+' if above_more else ''} {word} (home) · "
         marks = f" · {len(self.marks)} marked" if self.marks else ""
+        if self.marked_filter is not None:
+            marks = f" · all {self.marked_count:,} matching marked (esc clears)"
         return f"{hint}{span}{marks} · {sort_label(self.order.key, self.order.descending)}"
 
 
@@ -252,6 +283,7 @@ class LiveFeed:
         self._nudged = False
         self._token: int | None = None
         self._last_reload = 0.0
+        self._oncall_read: tuple[float, int, Pulse] | None = None
 
     def want(self, request: LoadRequest) -> None:
         """Load ``request`` now, and keep it as what a change reloads."""
@@ -277,7 +309,8 @@ class LiveFeed:
             if request is None or (self.paused and not forced):
                 continue
             token = await self.reader.change_token()
-            if token == self._token and not forced and not nudged:
+            rolled = time.monotonic() - self._last_reload >= ROLLING_RELOAD
+            if token == self._token and not forced and not nudged and not rolled:
                 continue
             if not forced and await self._forced_during_gap():
                 continue  # the operator asked for something meanwhile: that, at once
@@ -321,7 +354,20 @@ class LiveFeed:
             newer_more = newer == len(head.items) and head.next_cursor is not None
         elapsed = time.perf_counter() - started
         detail = await reader.get_saga(request.follow) if request.follow else None
-        return LoadResult(request, counts, page, detail, elapsed, newer, newer_more)
+        stranded, pulse = await self._oncall()
+        return LoadResult(
+            request, counts, page, detail, elapsed, newer, newer_more, stranded, pulse
+        )
+
+    async def _oncall(self) -> tuple[int, Pulse]:
+        """The header's STRANDED count and pulse: read at most once a second (two
+        aggregates over their own indexes), so a reload of the page costs no more."""
+        now = time.monotonic()
+        if self._oncall_read is None or now - self._oncall_read[0] >= ONCALL_GAP:
+            stranded = await self.reader.stranded_count()
+            pulse = await self.reader.pulse()
+            self._oncall_read = (now, stranded, pulse)
+        return self._oncall_read[1], self._oncall_read[2]
 
     async def stream_lines(self, request: LoadRequest) -> list[LogRecord]:
         """Log entries above the watermark, oldest first (read after the page is shown)."""

@@ -9,9 +9,9 @@ from textual.message import Message
 
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
-from engine.saga.storage.models import LogRecord
+from engine.saga.storage.models import LogRecord, SagaFilter
 from saga_tui.live import LoadResult
-from saga_tui.operations import ActionPlan
+from saga_tui.operations import ActionPlan, Preview
 
 
 @dataclasses.dataclass
@@ -46,8 +46,17 @@ class FollowChanged(Message):
 class PlansReady(Message):
     """What a recover or compensate will do, read from the database, ready to confirm."""
 
-    verb: str
-    plans: list[ActionPlan]
+    preview: Preview
+
+    @property
+    def verb(self) -> str:
+        """recover or compensate."""
+        return self.preview.verb
+
+    @property
+    def plans(self) -> list[ActionPlan]:
+        """The plans read (for a filter: of its first sagas)."""
+        return self.preview.plans
 
 
 @dataclasses.dataclass
@@ -63,3 +72,24 @@ class StatusChosen(Message):
     """A status count was clicked: filter by it (None for all)."""
 
     status: SagaStatus | None
+
+
+class StrandedChosen(Message):
+    """The STRANDED count was clicked: filter by stranded sagas."""
+
+
+@dataclasses.dataclass
+class ActionProgress(Message):
+    """A bulk action went on: ``done`` of ``total`` sagas acted on."""
+
+    verb: str
+    done: int
+    total: int
+
+
+@dataclasses.dataclass
+class MarkAllCounted(Message):
+    """Every saga matching ``saga_filter`` is marked: ``count`` of them in the database."""
+
+    saga_filter: SagaFilter
+    count: int

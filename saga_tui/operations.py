@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import typing
 import uuid
 
@@ -18,9 +19,12 @@ import pydantic
 from engine.saga.bulk import run_bounded
 from engine.saga.context_codec import load_context
 from engine.saga.errors import SagaError, SagaNotRegisteredError
+from engine.saga.lease import lease_lapsed
 from engine.saga.operator import ActionResult
-from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.lanes import steps_to_compensate
+from engine.saga.storage.models import SagaFilter
+from saga_tui.filters import format_filter
 from saga_tui.textfmt import clean, one_line, plural, short_id
 
 if typing.TYPE_CHECKING:
@@ -29,7 +33,15 @@ if typing.TYPE_CHECKING:
     from engine.saga.storage.reader import SagaReader
 
 Verb = typing.Literal["recover", "compensate"]
+Target = typing.Union[typing.Sequence[uuid.UUID], SagaFilter]  # noqa: UP007
+"""What an action acts on: these sagas, or every saga matching a filter (read when it runs)."""
+Progress = typing.Callable[[int, int], None]
+"""Told ``(done, total)`` as a bulk action goes."""
 CONCURRENCY = 16
+ID_PAGE = 1000
+CHUNK = 200
+PREVIEW = 20
+"""Plan lines a confirmation shows for a filter; the rest are counted."""
 NO_APP = "no application is loaded (--app), so sagas cannot be run here"
 
 
@@ -150,11 +162,20 @@ def plan_action(
     if why_not is not None:
         return skipped(why_not, _failed(saga_id, verb, why_not))
     undo = [clean(s) for s in reversed(steps_to_compensate(detail.logs))]
+    owner = live_owner(summary)
+    if owner is not None and summary.current_step and summary.status is SagaStatus.RUNNING:
+        # The owner undoes the step it is running too, before the ones already done.
+        step = clean(summary.current_step)
+        undo = [u for u in undo if u != step]
+        undo.insert(0, f"{step} (in flight)")
     undo_text = ", ".join(undo) if undo else "nothing (no step left an effect)"
     if verb == "compensate":
         if status is SagaStatus.COMPENSATED:
             return skipped("already compensated", ActionResult(saga_id, verb, status))
-        return ActionPlan(saga_id, verb, name, status, f"will UNDO {undo_text}")
+        what = f"will UNDO {undo_text}"
+        if owner is not None:
+            what = f"live process {clean(owner)} runs it: the request goes to it; it {what}"
+        return ActionPlan(saga_id, verb, name, status, what)
     if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
         return skipped(
             f"already {status.name}, nothing to recover", ActionResult(saga_id, verb, status)
@@ -166,7 +187,19 @@ def plan_action(
     else:
         step = clean(summary.current_step) if summary.current_step else "the first step"
         what = f"will resume forward from {step} (a step in flight runs again)"
+    if owner is not None:
+        what = f"live process {clean(owner)} runs it: the request goes to it ({what})"
     return ActionPlan(saga_id, verb, name, status, what)
+
+
+def live_owner(summary: typing.Any, now: float | None = None) -> str | None:
+    """The process that runs an unfinished saga now (None when nobody does: stranded)."""
+    if summary.status not in ACTIVE_STATUSES:
+        return None
+    moment = time.time() if now is None else now
+    if lease_lapsed(summary.lease_owner, summary.lease_expires, moment):
+        return None
+    return typing.cast(str, summary.lease_owner)
 
 
 def _failed(saga_id: uuid.UUID, verb: Verb, reason: str) -> ActionResult:
@@ -192,6 +225,104 @@ def confirmation(verb: Verb, plans: typing.Sequence[ActionPlan]) -> tuple[str, l
     if verb == "compensate":
         title += "  This undoes completed steps."
     return title, [plan.line() for plan in plans]
+
+
+def target_text(target: Target) -> str:
+    """``3 sagas`` or ``every saga matching status:failed`` (for questions and summaries)."""
+    if isinstance(target, SagaFilter):
+        return f"every saga matching {format_filter(target) or '(all)'}"
+    return plural(len(target), "saga")
+
+
+async def target_ids(reader: SagaReader, target: Target) -> list[uuid.UUID]:
+    """The sagas a target names: its ids, or every saga matching its filter now.
+
+    A filter is read to the end before anything runs: acting changes what matches
+    (a recovered FAILED saga is no longer failed), so paging while acting would skip.
+    """
+    if not isinstance(target, SagaFilter):
+        return list(dict.fromkeys(target))
+    ids: list[uuid.UUID] = []
+    after = None
+    while True:
+        page = await reader.list_sagas(target, limit=ID_PAGE, after=after)
+        ids.extend(s.id for s in page.items)
+        if page.next_cursor is None or not page.items:
+            return ids
+        after = page.next_cursor
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Preview:
+    """What a confirmation shows: the plans of the first sagas and how many in all."""
+
+    verb: Verb
+    target: Target
+    plans: list[ActionPlan]
+    total: int
+
+    @property
+    def runnable(self) -> bool:
+        """Something will run (a filter counts as runnable while it matches anything)."""
+        if isinstance(self.target, SagaFilter):
+            return self.total > 0
+        return any(plan.runnable for plan in self.plans)
+
+    def question(self) -> tuple[str, list[str]]:
+        """The title and the plan lines; for a filter, its size and the first sagas."""
+        title, lines = confirmation(self.verb, self.plans)
+        if isinstance(self.target, SagaFilter):
+            matching = format_filter(self.target) or "(all)"
+            noun = "saga" if self.total == 1 else "sagas"
+            title = f"{self.verb.capitalize()} {self.total:,} {noun} matching {matching}?"
+            if self.verb == "compensate":
+                title += "  This undoes completed steps."
+            more = self.total - len(self.plans)
+            if more > 0:
+                lines.append(f"… and {more:,} more, each planned the same way when it runs")
+        return title, lines
+
+
+async def preview_action(
+    reader: SagaReader, mediator: SagaMediator | None, verb: Verb, target: Target
+) -> Preview:
+    """Plan the action on (the first sagas of) its target, for the confirmation."""
+    if isinstance(target, SagaFilter):
+        page = await reader.list_sagas(target, limit=PREVIEW)
+        total = await reader.count_sagas(target)
+        plans = await read_plans(reader, mediator, verb, [s.id for s in page.items])
+        return Preview(verb, target, plans, total)
+    plans = await read_plans(reader, mediator, verb, list(target))
+    return Preview(verb, target, plans, len(plans))
+
+
+async def submit_action(
+    mediator: SagaMediator,
+    verb: Verb,
+    target: Target,
+    *,
+    reason: str,
+    progress: Progress | None = None,
+    concurrency: int = CONCURRENCY,
+) -> list[ActionResult]:
+    """THE entry point of every operator action (dashboard, palette, groups, command line).
+
+    Recover or compensate the sagas of ``target`` (ids, or everything matching a filter,
+    read when this runs): each saga is planned by the one rule of ``plan_action`` just
+    before it is acted on, a chunk at a time; ``progress`` hears ``(done, total)``.
+    One saga's failure is its result; the others still run.
+    """
+    reader = mediator.storage
+    ids = await target_ids(reader, target)
+    results: list[ActionResult] = []
+    if progress is not None:
+        progress(0, len(ids))
+    for start in range(0, len(ids), CHUNK):
+        plans = await read_plans(reader, mediator, verb, ids[start : start + CHUNK])
+        results += await carry_out(mediator, plans, reason=reason, concurrency=concurrency)
+        if progress is not None:
+            progress(len(results), len(ids))
+    return results
 
 
 # ---- running ------------------------------------------------------------------------

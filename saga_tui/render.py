@@ -11,7 +11,8 @@ import datetime
 
 from rich.text import Text
 
-from engine.saga.storage.enums import SagaStatus, SagaStepStatus
+from engine.saga.lease import DeadOwners, lease_lapsed
+from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaSummary
 from saga_tui.textfmt import (
     UNREADABLE,
@@ -64,6 +65,9 @@ STEP_STYLES: dict[SagaStepStatus | None, str] = {
     SagaStepStatus.COMPENSATED: "back",
 }
 
+STRANDED_MARK = "⚠"
+"""A stranded saga's own mark: unfinished, and nobody runs it (lease lapsed, owner gone)."""
+
 Palette = dict[str, str]
 
 # Plain ANSI colours for when no theme is at hand (tests, the CLI).
@@ -74,6 +78,7 @@ DEFAULT_PALETTE: Palette = {
     "back": "blue",
     "dim": "dim",
     "mark": "bold",
+    "stranded": "bold magenta",
 }
 
 
@@ -86,6 +91,7 @@ def palette_from_theme(variables: dict[str, str]) -> Palette:
         "back": variables.get("primary", "blue"),
         "dim": "dim",
         "mark": f"bold {variables.get('accent', '')}".strip(),
+        "stranded": f"bold {variables.get('secondary', 'magenta')}",
     }
 
 
@@ -105,10 +111,24 @@ def paint(text: Text, palette: Palette | None = None) -> Text:
     return text
 
 
-def status_text(status: SagaStatus, palette: Palette | None = None) -> Text:
-    """A status with its mark and colour, e.g. ``✗ FAILED``."""
+def status_text(
+    status: SagaStatus, palette: Palette | None = None, *, stranded: bool = False
+) -> Text:
+    """A status with its mark and colour, e.g. ``✗ FAILED`` (``⚠ STRANDED`` when stranded)."""
+    if stranded:
+        return paint(Text(f"{STRANDED_MARK} STRANDED", style="stranded", end=""), palette)
     out = Text(f"{STATUS_MARKS[status]} {status.name}", style=STATUS_STYLES[status], end="")
     return paint(out, palette)
+
+
+_DEAD = DeadOwners(ttl=2.0)
+
+
+def is_stranded(summary: SagaSummary, now: float) -> bool:
+    """Unfinished and nobody runs it: no lease, an expired one, or its owner's process gone."""
+    if summary.status not in ACTIVE_STATUSES:
+        return False
+    return lease_lapsed(summary.lease_owner, summary.lease_expires, now, _DEAD)
 
 
 _FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
@@ -182,6 +202,7 @@ def summary_cells(
 ) -> dict[str, Text]:
     """The cells of one saga table row by column key (all Text: nothing is parsed as markup)."""
     now = now or utcnow()
+    stranded = is_stranded(summary, now.timestamp())
     cells = {
         "mark": paint(Text("*" if marked else " ", style="mark", end=""), palette),
         "id": Text(short_id(summary.id), end=""),
@@ -189,7 +210,7 @@ def summary_cells(
         "status": (
             paint(Text(f"? {UNREADABLE}", style="bad", end=""), palette)
             if summary.unreadable
-            else status_text(summary.status, palette)
+            else status_text(summary.status, palette, stranded=stranded)
         ),
         "progress": progress_text(summary, palette=palette, step=step),
         "updated": time_text(summary.updated_at, now, absolute),

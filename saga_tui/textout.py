@@ -8,8 +8,11 @@ output relies on ``json.dumps``'s escaping.
 from __future__ import annotations
 
 import json
+import time
 import typing
 
+from engine.saga.lease import lease_lapsed
+from engine.saga.storage.enums import ACTIVE_STATUSES
 from engine.saga.storage.models import (
     LaneView,
     LogRecord,
@@ -18,6 +21,7 @@ from engine.saga.storage.models import (
     SagaSummary,
     StepView,
 )
+from engine.saga.storage.oncall import FailureGroup
 from saga_tui.textfmt import (
     age,
     clean,
@@ -54,7 +58,18 @@ def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
         "requested_action": summary.requested_action.name if summary.requested_action else None,
         "version": summary.version,
         "unreadable": summary.unreadable,
+        "stranded": stranded(summary),
+        "search_key": summary.search_key,
+        "failure_key": summary.failure_key,
     }
+
+
+def stranded(summary: SagaSummary, now: float | None = None) -> bool:
+    """Unfinished and nobody runs it: lease free or expired, or its owner's process gone."""
+    if summary.status not in ACTIVE_STATUSES:
+        return False
+    moment = time.time() if now is None else now
+    return lease_lapsed(summary.lease_owner, summary.lease_expires, moment)
 
 
 def _lane_json(lane: LaneView) -> dict[str, typing.Any]:
@@ -126,7 +141,7 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
         [
             short_id(s.id),
             clean(s.name),
-            status_word(s),
+            "STRANDED" if stranded(s) else status_word(s),
             clean(progress(s)),
             age(s.updated_at),
             took(s),
@@ -218,3 +233,47 @@ def detail_text(detail: SagaDetail) -> list[str]:
     # Every line once more through the sanitizer: any field missed above (a step name
     # in a lane, the current step in the progress) cannot reach the terminal raw.
     return [clean(line) for line in lines]
+
+
+def group_json(group: FailureGroup) -> dict[str, typing.Any]:
+    """One failure group as JSON."""
+    return {
+        "key": group.key,
+        "saga": group.saga_name,
+        "step": group.step,
+        "error_type": group.error_type,
+        "pattern": group.pattern,
+        "example": group.example,
+        "count": group.count,
+        "by_status": {status.name: n for status, n in group.by_status.items()},
+        "first_seen": group.first_seen.isoformat(),
+        "last_seen": group.last_seen.isoformat(),
+        "last_hour": list(group.hour),
+        "filter": f"group:{group.key}",
+    }
+
+
+GROUP_COLUMNS = ("COUNT", "SAGA", "STEP", "ERROR", "LAST", "GROUP", "MESSAGE")
+
+
+def groups_table(groups: typing.Sequence[FailureGroup]) -> list[str]:
+    """The failure groups as aligned lines (GROUP is what ``group:KEY`` filters by)."""
+    cells = [
+        [
+            f"{g.count:,}",
+            clean(g.saga_name),
+            clean(g.step),
+            clean(g.error_type),
+            age(g.last_seen),
+            g.key,
+            clean(g.pattern)[:70],
+        ]
+        for g in groups
+    ]
+    widths = [len(h) for h in GROUP_COLUMNS]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [list(GROUP_COLUMNS), *cells]
+    ]

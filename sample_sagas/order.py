@@ -76,7 +76,8 @@ class ReserveInventory(_OrderStep):
 
     async def act(self, context: OrderContext) -> SagaStepResult[OrderContext, StepDone]:
         """Reserve every line of the order."""
-        await self.do(f"out of stock: {context.lines[0].sku if context.lines else 'empty order'}")
+        sku = context.lines[0].sku if context.lines else "empty order"
+        await self.do(f"out of stock: '{sku}'")
         context.reservation_id = context.reservation_id or _ref("res")
         self._events.append(
             InventoryReserved(order_id=context.order_id, reservation_id=context.reservation_id)
@@ -91,7 +92,7 @@ class ChargePayment(_OrderStep):
 
     async def act(self, context: OrderContext) -> SagaStepResult[OrderContext, StepDone]:
         """Charge the total."""
-        await self.do(f"card of {context.customer} declined for {context.total}")
+        await self.do(f"card of '{context.customer}' declined for {context.total}")
         context.payment_id = context.payment_id or _ref("pay")
         self._events.append(
             PaymentCharged(
@@ -108,7 +109,7 @@ class ShipOrder(_OrderStep):
 
     async def act(self, context: OrderContext) -> SagaStepResult[OrderContext, StepDone]:
         """Book the shipment."""
-        await self.do(f"no carrier delivers to {context.address}")
+        await self.do(f"no carrier delivers to '{context.address}'")
         context.tracking_number = context.tracking_number or _ref("trk")
         self._events.append(
             OrderShipped(order_id=context.order_id, tracking_number=context.tracking_number)
@@ -120,6 +121,7 @@ class OrderSaga(Saga[OrderContext]):
     """Reserve, charge, ship; undone in reverse when a step fails."""
 
     steps = [ReserveInventory, ChargePayment, ShipOrder]
+    search_keys = ("order_id",)
 
 
 class NotifyCustomer(EventHandler[DomainEvent]):

@@ -40,7 +40,7 @@ class CreateAccount(ServiceStep[SubscriptionContext, Done]):
 
     async def act(self, context: SubscriptionContext) -> SagaStepResult[SubscriptionContext, Done]:
         """Create the account."""
-        await self.do(f"account for {context.customer} could not be created")
+        await self.do(f"account for '{context.customer}' could not be created")
         context.account_id = context.account_id or _ref("acc")
         return self._generate_step_result(Done(reference=context.account_id))
 
@@ -68,7 +68,7 @@ class ProvisionService(ServiceStep[SubscriptionContext, Done]):
 
     async def act(self, context: SubscriptionContext) -> SagaStepResult[SubscriptionContext, Done]:
         """Provision the plan."""
-        await self.do(f"plan {context.plan} could not be provisioned")
+        await self.do(f"plan '{context.plan}' could not be provisioned")
         context.provisioned = True
         return self._generate_step_result(Done(reference=context.subscription_id))
 
@@ -77,3 +77,4 @@ class SubscriptionSaga(Saga[SubscriptionContext]):
     """Account, charge, provision; a declined refund leaves it FAILED for an operator."""
 
     steps = [CreateAccount, ChargeFirstMonth, ProvisionService]
+    search_keys = ("subscription_id",)

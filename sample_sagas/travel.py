@@ -42,7 +42,9 @@ class BookFlight(ServiceStep[TravelContext, Booking]):
 
     async def act(self, context: TravelContext) -> SagaStepResult[TravelContext, Booking]:
         """Book the flight."""
-        await self.do(f"no seats {context.origin} -> {context.destination} on {context.depart_on}")
+        await self.do(
+            f"no seats '{context.origin}' -> '{context.destination}' on {context.depart_on}"
+        )
         context.flight_booking = context.flight_booking or _ref("flt")
         return self._generate_step_result(
             Booking(reference=context.flight_booking, provider="SkyAir")
@@ -60,7 +62,7 @@ class BookHotel(ServiceStep[TravelContext, Booking]):
         # service's own guard as well, as a real booking API would refuse a second stay.
         if await self.services.done(PartnerHotel.__name__):
             raise HotelFullError("the partner hotel already holds this trip")
-        await self.do(f"hotel in {context.destination} full for {context.nights} nights")
+        await self.do(f"hotel in '{context.destination}' full for {context.nights} nights")
         context.hotel_booking = context.hotel_booking or _ref("htl")
         context.hotel_provider = "Grand Hotel"
         return self._generate_step_result(
@@ -75,7 +77,7 @@ class PartnerHotel(ServiceStep[TravelContext, Booking]):
 
     async def act(self, context: TravelContext) -> SagaStepResult[TravelContext, Booking]:
         """Book the partner hotel."""
-        await self.do(f"partner hotels in {context.destination} full too")
+        await self.do(f"partner hotels in '{context.destination}' full too")
         context.hotel_booking = context.hotel_booking or _ref("ptn")
         context.hotel_provider = "Partner Inn"
         return self._generate_step_result(
@@ -90,7 +92,7 @@ class RentCar(ServiceStep[TravelContext, Booking]):
 
     async def act(self, context: TravelContext) -> SagaStepResult[TravelContext, Booking]:
         """Rent the car."""
-        await self.do(f"no cars left in {context.destination}")
+        await self.do(f"no cars left in '{context.destination}'")
         context.car_booking = context.car_booking or _ref("car")
         return self._generate_step_result(
             Booking(reference=context.car_booking, provider="DriveNow")
@@ -105,3 +107,4 @@ class TravelSaga(Saga[TravelContext]):
         Fallback(BookHotel, PartnerHotel, failure_exceptions=(HotelFullError,)),
         RentCar,
     ]
+    search_keys = ("trip_id",)

@@ -17,6 +17,8 @@ from engine.saga.circuit_breaker import should_use_fallback
 from engine.saga.current import _CURRENT
 from engine.saga.failure import error_info
 from engine.saga.fallback import Fallback
+from engine.saga.grouping import failure_mark
+from engine.saga.plan import StepPlan
 from engine.saga.settings import RunSettings
 from engine.saga.step import SagaStepHandler, SagaStepResult
 from engine.saga.storage.enums import SagaStepStatus
@@ -34,6 +36,7 @@ class ActingRun(typing.Protocol):
     context: typing.Any
     container: ContainerAdapter
     settings: RunSettings
+    plan: StepPlan
     step_task: asyncio.Task[typing.Any] | None
 
     def step_stopped(self, task: asyncio.Task[typing.Any] | None) -> Exception | None:
@@ -115,6 +118,7 @@ async def act_with_fallback(
         failed = LogWrite(
             primary, "act", SagaStepStatus.FAILED, err.message, err, duration_ms=ms_since(started)
         )
+        # The saga runs on through its fallback: grouped under this failure meanwhile.
         await run.write(
             Checkpoint(
                 run.saga_id,
@@ -122,6 +126,7 @@ async def act_with_fallback(
                 logs=(failed, LogWrite(name, "act", SagaStepStatus.STARTED)),
                 current_step=name,
                 fence=run.fence,
+                failure=failure_mark(run.plan.saga_name, primary, err),
             ),
         )
         fallback_started = time.perf_counter()

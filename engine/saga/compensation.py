@@ -16,10 +16,11 @@ from engine.saga.acting import ActingRun, ms_since
 from engine.saga.current import _CURRENT
 from engine.saga.errors import LeaseLostError
 from engine.saga.failure import error_info
-from engine.saga.plan import Handler, StepPlan
+from engine.saga.grouping import failure_mark
+from engine.saga.plan import Handler
 from engine.saga.settings import RunSettings
 from engine.saga.storage.enums import SagaStepStatus
-from engine.saga.storage.models import Checkpoint, ErrorInfo, LogWrite
+from engine.saga.storage.models import Checkpoint, ErrorInfo, FailureMark, LogWrite
 
 logger = logging.getLogger("engine.saga")
 
@@ -31,10 +32,11 @@ _FAILED = SagaStepStatus.FAILED
 class CompensatingRun(ActingRun, typing.Protocol):
     """What compensation needs of a run (``SagaRun`` provides it).
 
-    What a step's act needs, and the saga's plan to find each handler by its logged name.
+    What a step's act needs, and the failure the saga rolls back for (None when it was
+    asked to): an undo that is retried groups the saga under its error only without one.
     """
 
-    plan: StepPlan
+    cause: FailureMark | None
 
 
 def backoff_delay(settings: RunSettings, attempt: int) -> float:
@@ -44,17 +46,21 @@ def backoff_delay(settings: RunSettings, attempt: int) -> float:
     )
 
 
-async def undo_steps(run: CompensatingRun, names: list[str]) -> ErrorInfo | None:
-    """Compensate ``names`` (given in execution order) in reverse; the last failure or None."""
-    failure: ErrorInfo | None = None
+async def undo_steps(run: CompensatingRun, names: list[str]) -> tuple[str, ErrorInfo] | None:
+    """Compensate ``names`` (given in execution order) in reverse.
+
+    Returns the last failure that remained (the step and its error), or None.
+    """
+    failure: tuple[str, ErrorInfo] | None = None
     for name in reversed(names):
         handler = run.plan.handlers.get(name)
         if handler is None:
-            failure = ErrorInfo("UnknownStep", f"step {name} is not a step of {run.plan.saga_name}")
+            missing = f"step {name} is not a step of {run.plan.saga_name}"
+            failure = (name, ErrorInfo("UnknownStep", missing))
             continue
         error = await _undo_with_retry(run, name, handler)
         if error is not None:
-            failure = error
+            failure = (name, error)
     return failure
 
 
@@ -83,7 +89,12 @@ async def _undo_with_retry(run: CompensatingRun, name: str, handler: Handler) ->
             failed = LogWrite(
                 name, "compensate", _FAILED, error.message, error, attempt=attempt, duration_ms=took
             )
-            await run.write(Checkpoint(run.saga_id, run.owner, logs=(failed,), fence=run.fence))
+            # Retrying: a rollback nobody asked for a reason is grouped under this error.
+            retrying = attempt < attempts and run.cause is None
+            mark = failure_mark(run.plan.saga_name, name, error) if retrying else None
+            await run.write(
+                Checkpoint(run.saga_id, run.owner, logs=(failed,), fence=run.fence, failure=mark)
+            )
             if attempt < attempts:
                 await settings.sleep(backoff_delay(settings, attempt))
             continue

@@ -21,10 +21,11 @@ from engine.saga.errors import (
     SagaNotFoundError,
 )
 from engine.saga.failure import error_info, safe_text, without_traceback
+from engine.saga.grouping import cause_in_history, failure_mark
 from engine.saga.leased_run import LeasedRun
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.lanes import steps_to_compensate
-from engine.saga.storage.models import ErrorInfo, LogWrite, SagaState
+from engine.saga.storage.models import NO_FAILURE, ErrorInfo, FailureMark, LogWrite, SagaState
 
 _REFUSED_TEXT = "the database refused the text of this error"
 
@@ -38,11 +39,25 @@ def last_error(state: SagaState) -> str:
     return "no error was recorded (each run stopped before it could record one)"
 
 
+def _last_step(state: SagaState) -> str:
+    """The step the saga's log last mentions ("" before any)."""
+    return state.history[-1].step_name if state.history else ""
+
+
 class EndingRun(LeasedRun):
     """A leased run that can fail a step, compensate, and give a saga up."""
 
     completed: list[str]
     compensated: bool
+    cause: FailureMark | None
+    """The failure that made the saga roll back (its failure group once it ends)."""
+
+    async def claim(self) -> SagaState | None:
+        """Take the lease (see ``LeasedRun.claim``) and recall why the saga rolls back."""
+        state = await super().claim()
+        if state is not None:
+            self.cause = cause_in_history(self.plan.saga_name, state.history)
+        return state
 
     async def fail_step(self, name: str, exc: Exception, t0: float, *, acted: bool) -> None:
         """Record that step ``name`` failed with ``exc``, then compensate.
@@ -61,11 +76,13 @@ class EndingRun(LeasedRun):
             self.completed.append(name)
         log = LogWrite(name, "act", SagaStepStatus.FAILED, None, err, duration_ms=ms_since(t0))
         saga_error = without_traceback(err)
+        self.cause = failure_mark(self.plan.saga_name, name, err)
+        refused = ErrorInfo(err.type, _REFUSED_TEXT)
         # The full record first; when the database refuses it, a simpler one.
         attempts: tuple[dict[str, typing.Any], ...] = (
-            {"logs": (log,), "error": saga_error},
-            {"error": saga_error},
-            {"error": ErrorInfo(err.type, _REFUSED_TEXT)},
+            {"logs": (log,), "error": saga_error, "failure": self.cause},
+            {"error": saga_error, "failure": self.cause},
+            {"error": refused, "failure": failure_mark(self.plan.saga_name, name, refused)},
         )
         for index, fields in enumerate(attempts):
             try:
@@ -80,10 +97,12 @@ class EndingRun(LeasedRun):
     async def give_up(self, state: SagaState, attempts: int) -> RecoveryGaveUpError:
         """Set the saga FAILED: it was recovered ``attempts`` times without reaching an end."""
         message = f"recovery gave up after {attempts} attempts: {last_error(state)}"
+        error = ErrorInfo("RecoveryGaveUp", safe_text(message))
         await self.write(
             self._cp(
                 status=SagaStatus.FAILED,
-                error=ErrorInfo("RecoveryGaveUp", safe_text(message)),
+                error=error,
+                failure=failure_mark(self.plan.saga_name, _last_step(state), error),
                 release_lease=True,
                 current_step="",
             )
@@ -132,9 +151,15 @@ class EndingRun(LeasedRun):
             context = dump_context(self.context)
         except ContextSerializationError:
             context = None
+        # Grouped by the undo that failed, else by what made the saga roll back.
+        if failure is not None:
+            mark = failure_mark(self.plan.saga_name, failure[0], failure[1])
+        else:
+            mark = self.cause or NO_FAILURE
         end = {
             "status": status,
-            "error": without_traceback(failure),
+            "error": without_traceback(failure[1] if failure else None),
+            "failure": mark,
             "release_lease": True,
             "clear_requested_action": True,
             "current_step": "",

@@ -24,7 +24,7 @@ from engine.saga.errors import (
     SagaDataError,
 )
 from engine.saga.lease import LeaseKeeper
-from engine.saga.plan import StepPlan
+from engine.saga.plan import StepPlan, search_key_of
 from engine.saga.settings import RunSettings
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import (
@@ -34,7 +34,7 @@ from engine.saga.storage.enums import (
     SagaStepStatus,
 )
 from engine.saga.storage.lanes import completed_act_steps, steps_to_compensate
-from engine.saga.storage.models import Checkpoint, LogWrite, NewSaga, SagaState
+from engine.saga.storage.models import Checkpoint, FailureMark, LogWrite, NewSaga, SagaState
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.rows import FIRST_FENCE
 
@@ -71,6 +71,8 @@ class SagaRun(EndingRun):
         self.completed: list[str] = []
         self.compensated = False
         self.emit: Emit | None = None
+        # The failure that made the saga roll back (its failure group once it ends).
+        self.cause: FailureMark | None = None
 
     def _compensated_on_request(self) -> CompensationRequestedError:
         return CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
@@ -105,7 +107,9 @@ class SagaRun(EndingRun):
         self.lease_expires = self.keeper.expiry()
         await self.write(
             self._cp(
-                create=NewSaga(self.plan.saga_name, context, len(self.plan)),
+                create=NewSaga(
+                    self.plan.saga_name, context, len(self.plan), search_key_of(self.plan, context)
+                ),
                 status=status,
                 logs=logs,
                 current_step=first,

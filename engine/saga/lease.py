@@ -92,6 +92,41 @@ class Leased(typing.Protocol):
         ...
 
 
+def lease_lapsed(
+    owner: str | None,
+    expires: float | None,
+    now: float,
+    dead: typing.Callable[[str], bool] = owner_is_dead,
+) -> bool:
+    """True when nobody runs a saga under this lease: no owner, expired, or its owner dead.
+
+    The rule of stranded sagas (and of ``recover_stale``); ``dead`` may be a cached
+    ``owner_is_dead``, which only ever declares owners on this host dead.
+    """
+    if owner is None or expires is None or expires < now:
+        return True
+    return dead(owner)
+
+
+class DeadOwners:
+    """``owner_is_dead`` remembered for ``ttl`` seconds: a screen asks it for every row."""
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    def __call__(self, owner: str) -> bool:
+        now = time.monotonic()
+        seen = self._seen.get(owner)
+        if seen is not None and now - seen[0] < self.ttl:
+            return seen[1]
+        dead = owner_is_dead(owner)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[owner] = (now, dead)
+        return dead
+
+
 class LeaseKeeper:
     """Renews the lease of every saga this process runs, and stops runs that lost theirs.
 

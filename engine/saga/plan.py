@@ -28,6 +28,8 @@ class StepPlan:
     steps: tuple[PlannedStep, ...]
     handlers: typing.Mapping[str, Handler]
     """Step name -> handler class, fallbacks included (compensation looks steps up here)."""
+    search_keys: tuple[str, ...] = ()
+    """Context fields whose values identify a saga (its business key), stored at creation."""
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -46,8 +48,10 @@ class StepPlan:
         return [step.names for step in self.steps]
 
 
-def plan_steps(saga_name: str, steps: typing.Iterable[typing.Any]) -> StepPlan:
-    """The plan of a saga's (already validated) ``steps``."""
+def plan_steps(
+    saga_name: str, steps: typing.Iterable[typing.Any], search_keys: tuple[str, ...] = ()
+) -> StepPlan:
+    """The plan of a saga's (already validated) ``steps`` and ``search_keys``."""
     planned: list[PlannedStep] = []
     handlers: dict[str, Handler] = {}
     for item in steps:
@@ -58,4 +62,13 @@ def plan_steps(saga_name: str, steps: typing.Iterable[typing.Any]) -> StepPlan:
         else:
             planned.append(PlannedStep(item, (item.__name__,), False))
             handlers[item.__name__] = item
-    return StepPlan(saga_name, tuple(planned), handlers)
+    return StepPlan(saga_name, tuple(planned), handlers, search_keys)
+
+
+def search_key_of(plan: StepPlan, context: typing.Mapping[str, typing.Any]) -> str | None:
+    """The business key of a stored context: its ``search_keys`` values, space-separated."""
+    if not plan.search_keys:
+        return None
+    values = [context.get(key) for key in plan.search_keys]
+    text = " ".join(str(v) for v in values if v is not None and str(v) != "")
+    return text[:255] or None

@@ -17,7 +17,7 @@ from engine.saga.settings import RunSettings, Sleep
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.protocol import ISagaStorage
-from engine.saga.validation import context_type_of, validate_steps
+from engine.saga.validation import context_type_of, validate_search_keys, validate_steps
 
 
 class SagaTransaction(typing.Generic[ContextT]):
@@ -122,13 +122,17 @@ class Saga(typing.Generic[ContextT]):
     """
 
     steps: typing.ClassVar[list[typing.Any]] = []
+    search_keys: typing.ClassVar[tuple[str, ...]] = ()
+    """Context fields that identify a saga (``("order_id",)``): stored, shown and searched."""
     step_plan: typing.ClassVar[StepPlan] = plan_steps("Saga", ())
     """The steps with the names they log under; set for each subclass at its creation."""
 
     def __init_subclass__(cls, **kwargs: typing.Any) -> None:
         super().__init_subclass__(**kwargs)
-        validate_steps(cls.__name__, context_type_of(cls, Saga), cls.steps)
-        cls.step_plan = plan_steps(cls.__name__, cls.steps)
+        context = context_type_of(cls, Saga)
+        validate_steps(cls.__name__, context, cls.steps)
+        keys = validate_search_keys(cls.__name__, context, cls.search_keys)
+        cls.step_plan = plan_steps(cls.__name__, cls.steps, keys)
 
     @classmethod
     def context_type(cls) -> type | None:

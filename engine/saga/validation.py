@@ -53,3 +53,34 @@ def validate_steps(saga_name: str, context_type: type | None, steps: typing.Any)
             if name in names:
                 raise TypeError(f"{saga_name}: step {name} appears twice; step names are keys")
             names.add(name)
+
+
+def validate_search_keys(
+    saga_name: str, context_type: type | None, keys: typing.Any
+) -> tuple[str, ...]:
+    """The saga's ``search_keys`` as a tuple; TypeError when one is not a context field."""
+    if isinstance(keys, str) or not isinstance(keys, list | tuple):
+        raise TypeError(
+            f"{saga_name}.search_keys must be a tuple of field names, like ('order_id',)"
+        )
+    fields = _field_names(context_type)
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{saga_name}.search_keys: {key!r} is not a field name")
+        if fields is not None and key not in fields:
+            context = context_type.__name__ if context_type else "its context"
+            raise TypeError(f"{saga_name}.search_keys: {context} has no field {key!r}")
+    return tuple(keys)
+
+
+def _field_names(context_type: type | None) -> set[str] | None:
+    """The field names of a dataclass or pydantic context; None when they cannot be known."""
+    if context_type is None:
+        return None
+    fields = getattr(context_type, "__dataclass_fields__", None)
+    if fields is not None:
+        return set(fields)
+    model_fields = getattr(context_type, "model_fields", None)
+    if isinstance(model_fields, dict):
+        return set(model_fields)
+    return None

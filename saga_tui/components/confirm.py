@@ -1,4 +1,7 @@
-"""A yes/no modal for destructive actions: says what will be done and undone, then waits."""
+"""A yes/no modal for destructive actions: says what will be done and undone, then waits.
+
+Only ``y`` confirms; ``n``, ``esc`` and ``enter`` cancel (a stray enter never acts).
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,23 @@ class ConfirmScreen(ModalScreen[bool]):
     ) -> ConfirmScreen:
         """The question for a recover or compensate: one plan line per saga."""
         title, lines = confirmation(verb, plans)
+        return cls.asking(title, lines, keymap)
+
+    @classmethod
+    def asking(
+        cls,
+        title: str,
+        lines: typing.Sequence[str],
+        keymap: typing.Mapping[str, str],
+        *,
+        verb: str = "confirm",
+    ) -> ConfirmScreen:
+        """The question ``title`` with one line per saga (already cleaned)."""
         yes, no = (keys.key_label(binding, keymap) for binding in keys.CONFIRM)
-        return cls(title, Text("\n".join(lines), end=""), f"{yes}: confirm    {no}: cancel")
+        hint = f"{yes}: {verb}    {no}: cancel"
+        if verb != "confirm":
+            hint = f"{yes}: confirm, {verb}    {no}: cancel"
+        return cls(title, Text("\n".join(lines), end=""), hint)
 
     def compose(self) -> ComposeResult:
         """Title, explanation, key hint."""

@@ -19,8 +19,18 @@ from textual.widgets import DataTable, Footer, Static
 from engine.saga.storage.models import SagaDetail
 from saga_tui import keys
 from saga_tui.messages import FollowChanged
-from saga_tui.render import Palette, lane_text, paint, safe, status_text, time_text
+from saga_tui.pictures import timeline_text
+from saga_tui.render import (
+    Palette,
+    is_stranded,
+    lane_text,
+    paint,
+    safe,
+    status_text,
+    time_text,
+)
 from saga_tui.textfmt import (
+    age,
     aware,
     clean,
     error_line,
@@ -82,6 +92,7 @@ class DetailScreen(Screen[None]):
         with VerticalScroll(id="detail-body"):
             steps: DataTable[object] = DataTable(id="detail-steps", cursor_type="row")
             yield steps
+            yield Static("", id="detail-timeline")
             yield Static("", id="detail-error")
             yield Static("", id="detail-context")
             yield Static("", id="detail-history")
@@ -135,6 +146,7 @@ class DetailScreen(Screen[None]):
         self.palette = palette
         self._show_header(detail, palette, utcnow())
         self._show_steps(detail, palette)
+        self._show_timeline(detail, palette, utcnow())
         self._show_error(detail, palette)
         self._show_context(detail)
         self._show_history(detail, palette)
@@ -143,6 +155,8 @@ class DetailScreen(Screen[None]):
         """The clock moved: a running saga's TOOK and the steps' ages."""
         if self.detail is not None:
             self._show_header(self.detail, self.palette, now)
+            if self.detail.summary.finished_at is None:
+                self._show_timeline(self.detail, self.palette, now)
             if not self.absolute:
                 self._show_steps(self.detail, self.palette)
 
@@ -157,13 +171,23 @@ class DetailScreen(Screen[None]):
         line = Text(end="")
         line.append(clean(s.name), style="bold")
         line.append(f"  {s.id}  ")
+        if s.search_key:
+            line.append("key ")
+            line.append(clean(s.search_key), style="bold")
+            line.append("  ")
+        stranded = is_stranded(s, now.timestamp())
         line.append_text(status_text(s.status, palette))
+        if stranded:
+            line.append("  ")
+            line.append_text(status_text(s.status, palette, stranded=True))
         # TOOK and TRIES mean what the list's columns mean; recoveries are counted apart.
         line.append(f"  created {timestamp(s.created_at, millis=True)} {zone(s.created_at)}")
         line.append(f"  took {took(s, now)}  tries {s.tries}  recoveries {s.recovery_attempts}")
         if s.lease_owner:
             line.append("  owner ")
             line.append(clean(s.lease_owner))
+        if stranded:
+            line.append(f"  {_gone(s, now)}", style="bold")
         if s.requested_action:
             line.append(f"  requested: {s.requested_action.name}")
         if s.unreadable:
@@ -197,6 +221,14 @@ class DetailScreen(Screen[None]):
         table.styles.height = len(detail.steps) + 2
         if detail.steps:
             table.move_cursor(row=min(row, len(detail.steps) - 1), animate=False)
+
+    def _show_timeline(
+        self, detail: SagaDetail, palette: Palette | None, now: datetime.datetime
+    ) -> None:
+        widget = self.query_one("#detail-timeline", Static)
+        # The bars fill the box's inside (borders, padding and the scrollbar taken off).
+        inside = widget.content_size.width or (self.size.width or self.app.size.width) - 8
+        widget.update(timeline_text(detail, max(40, inside), now, palette))
 
     def _show_error(self, detail: SagaDetail, palette: Palette | None) -> None:
         s = detail.summary
@@ -264,3 +296,14 @@ class DetailScreen(Screen[None]):
         text.append(f"  (local times, {zone()} {zone_offset()})\n", style="dim")
         text.append_text(Text("\n").join(line for _, line in rows))
         self.query_one("#detail-history", Static).update(paint(text, palette))
+
+
+def _gone(summary: typing.Any, now: datetime.datetime) -> str:
+    """``nobody runs it: owner gone for 2m`` (how long its lease has been lapsed)."""
+    if summary.lease_owner is None:
+        return "nobody runs it (no owner)"
+    expires = summary.lease_expires
+    if expires is not None and expires < now.timestamp():
+        lapsed = datetime.datetime.fromtimestamp(expires, datetime.UTC)
+        return f"nobody runs it: owner gone for {age(lapsed, now)}"
+    return "nobody runs it: the owner's process is gone"

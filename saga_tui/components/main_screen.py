@@ -23,10 +23,10 @@ from saga_tui import keys
 from saga_tui.columns import BY_KEY, header_sort, next_sort
 from saga_tui.components.live_stream import LiveStream
 from saga_tui.components.saga_table import SagaTable
-from saga_tui.components.status_bar import CountsBar, TitleBar
+from saga_tui.components.status_bar import CountsBar, PulseBar, TitleBar
 from saga_tui.filters import FilterError, format_filter, parse_filter
 from saga_tui.live import BrowseState, LoadResult
-from saga_tui.messages import BrowseChanged, StatusChosen
+from saga_tui.messages import BrowseChanged, StatusChosen, StrandedChosen
 from saga_tui.render import Palette
 from saga_tui.textfmt import clean, utcnow
 
@@ -51,11 +51,13 @@ class MainScreen(Screen[None]):
         self._newer = (0, False)
         self._applied = -1  # the generation whose cursor move was applied
         self._land_above: str | None = None
+        self._progress: str | None = None
 
     def compose(self) -> ComposeResult:
         """Title, counts, table, filter input, live stream, footer."""
         yield TitleBar(id="title")
         yield CountsBar(id="counts")
+        yield PulseBar(id="pulse")
         with Vertical(id="main"):
             yield SagaTable(id="sagas")
             yield Input(placeholder="status:failed name:Order free text", id="filter")
@@ -150,9 +152,12 @@ class MainScreen(Screen[None]):
             cursor_to=result.request.cursor_to if fresh else None,
             follow=browse.following,
             land_above=self._land_above,
+            all_marked=browse.marked_filter is not None,
         )
         self._land_above = None
-        self.query_one(CountsBar).show(result.counts, browse.saga_filter.statuses)
+        f = browse.saga_filter
+        self.query_one(CountsBar).show(result.counts, f.statuses, result.stranded, f.stranded)
+        self.query_one(PulseBar).show(result.pulse, palette)
         self._sync_anchor()
 
     def show_titles(self) -> None:
@@ -164,6 +169,8 @@ class MainScreen(Screen[None]):
         subtitle = self.browse.subtitle(
             len(table.order), self._next_page is not None, above, more and above >= newer
         )
+        if self._progress:
+            subtitle = f"{self._progress} · {subtitle}"
         table.border_subtitle = Text(subtitle, end="")  # type: ignore[assignment]
 
     def show_title(self, label: str, live: str, running: int, clock: str) -> None:
@@ -175,6 +182,19 @@ class MainScreen(Screen[None]):
     def add_logs(self, records: list[LogRecord], palette: Palette) -> None:
         """New lines for the live stream."""
         self.stream.add(records, palette)
+
+    def show_progress(self, text: str | None) -> None:
+        """``recover: 1,200 / 10,000 sagas`` below the table while a bulk action runs."""
+        self._progress = text
+        self.show_titles()
+
+    def show_marks(self) -> None:
+        """Draw the marks again after they changed all at once (mark all, clear)."""
+        table = self.table
+        table.all_marked = self.browse.marked_filter is not None
+        table.marks = set(self.browse.marks)
+        table.refresh()
+        self.show_titles()
 
     def unmark(self, ids: list[uuid.UUID]) -> None:
         """Drop these sagas' marks (after an action on them)."""
@@ -298,6 +318,16 @@ class MainScreen(Screen[None]):
         self.table.move_cursor(row=0)
         self._changed()
 
+    @on(StrandedChosen)
+    def _stranded_chosen(self, message: StrandedChosen) -> None:
+        message.stop()
+        self.set_filter(SagaFilter(stranded=True))
+
+    def action_stranded(self) -> None:
+        """Show only the stranded sagas; pressed again, every saga."""
+        stranded = not self.browse.saga_filter.stranded
+        self.set_filter(SagaFilter(stranded=True) if stranded else SagaFilter())
+
     @on(StatusChosen)
     def filter_by_status(self, message: StatusChosen) -> None:
         """A status count was clicked (or chosen in the palette): filter by it."""
@@ -310,7 +340,10 @@ class MainScreen(Screen[None]):
         """Esc: close the filter line, else clear the marks, else clear the filter."""
         if self._close_filter():
             return
-        if self.browse.marks:
+        if self.browse.marked_filter is not None:
+            self.browse.clear_marks()
+            self.show_marks()
+        elif self.browse.marks:
             self.unmark(list(self.browse.marks))
         elif not self.browse.saga_filter.is_empty or not self.browse.following:
             self.set_filter(SagaFilter())
@@ -342,6 +375,9 @@ class MainScreen(Screen[None]):
         table = self.table
         saga_id = table.current_id
         if saga_id is None:
+            return
+        if self.browse.marked_filter is not None:
+            self.notify("every matching saga is marked: esc clears the marks", timeout=3)
             return
         table.set_mark(saga_id, self.browse.toggle_mark(saga_id))
         if table.cursor_row < len(table.order) - 1:

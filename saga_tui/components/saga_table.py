@@ -28,7 +28,7 @@ from textual.widget import Widget
 from engine.saga.storage.models import SagaOrder, SagaSummary
 from saga_tui import keys
 from saga_tui.columns import BY_KEY, GAP, Layout, column_at, fit, total_width
-from saga_tui.render import Palette, summary_cells
+from saga_tui.render import Palette, is_stranded, summary_cells
 from saga_tui.textfmt import age, took, utcnow, when
 
 RowKey = tuple[object, ...]
@@ -91,6 +91,8 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         self.order: list[str] = []
         self.cursor_row = 0
         self.marks: set[uuid.UUID] = set()
+        self.all_marked = False
+        """Every row is marked: the operator marked everything matching the filter."""
         self.palette: Palette = {}
         self.absolute = False
         self.wide = False
@@ -129,6 +131,7 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         cursor_to: str | None = None,
         follow: bool = False,
         land_above: str | None = None,
+        all_marked: bool = False,
     ) -> None:
         """Show ``items``: the cursor stays on its saga, on the same screen line.
 
@@ -142,6 +145,7 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
         self.order = [str(s.id) for s in items]
         self.summaries = dict(zip(self.order, items, strict=True))
         self.marks = set(marks)
+        self.all_marked = all_marked
         self.palette = palette
         count = len(self.order)
         index = {key: i for i, key in enumerate(self.order)}
@@ -202,7 +206,9 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
                 continue
             summary = cached[0][0]
             assert isinstance(summary, SagaSummary)
-            if self._ages(summary) != cached[0][-3:]:
+            # A lease runs out with no write: the row turns stranded as the clock moves.
+            stranded = is_stranded(summary, self.now.timestamp())
+            if self._ages(summary) != cached[0][-3:] or stranded != cached[0][-4]:
                 self.refresh_lines(top + y)
 
     def set_view(
@@ -285,7 +291,7 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
     def _row(self, index: int) -> Strip:
         key = self.order[index]
         summary = self.summaries[key]
-        marked = summary.id in self.marks
+        marked = self.all_marked or summary.id in self.marks
         cursor = index == self.cursor_row
         # What the row shows, ages included: the row is rendered again only when it changes.
         shown = (
@@ -295,6 +301,7 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
             self._cursor if cursor else self._base,
             self.columns,
             id(self.palette),
+            is_stranded(summary, self.now.timestamp()),
             *self._ages(summary),
         )
         cached = self._rows.get(key)

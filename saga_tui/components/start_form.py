@@ -74,6 +74,7 @@ class StartForm(ModalScreen[StartRequest | None]):
     def __init__(self, choices: list[SagaChoice]) -> None:
         super().__init__()
         self.choices = {c.name: c for c in choices}
+        self._shown = next(iter(self.choices))  # the saga whose example the editor holds
 
     def compose(self) -> ComposeResult:
         """Saga select, context editor, count, error line, buttons."""
@@ -103,7 +104,10 @@ class StartForm(ModalScreen[StartRequest | None]):
     @on(Select.Changed, "#start-saga")
     def _saga_changed(self, event: Select.Changed) -> None:
         choice = self.choices.get(str(event.value))
-        if choice is not None:
+        # The select announces its first value after mount: that is no change, and text
+        # typed meanwhile must stay.
+        if choice is not None and choice.name != self._shown:
+            self._shown = choice.name
             self.query_one("#start-context", TextArea).text = _pretty(choice.example)
             self._error("")
 

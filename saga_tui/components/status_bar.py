@@ -11,8 +11,10 @@ from textual.widgets import Static
 
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import StatusCounts
-from saga_tui.messages import StatusChosen
-from saga_tui.render import STATUS_MARKS
+from engine.saga.storage.oncall import Pulse
+from saga_tui.messages import StatusChosen, StrandedChosen
+from saga_tui.pictures import pulse_text
+from saga_tui.render import STATUS_MARKS, STRANDED_MARK, Palette
 from saga_tui.textfmt import clean
 
 CHIP_GAP = 3
@@ -70,6 +72,42 @@ class CountChip(Static):
         self.post_message(StatusChosen(self.status))
 
 
+class StrandedChip(CountChip):
+    """``⚠ STRANDED 48``: unfinished sagas nobody runs; clicking it filters by them."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(None, **kwargs)
+        self.set_classes("stranded")
+
+    def show(self, count: int, active: bool) -> None:
+        """Render ``⚠ STRANDED 48``."""
+        text = f"{STRANDED_MARK} STRANDED {count:,}"
+        if text != self.text:
+            self.update(Text(text, end=""), layout=len(text) != len(self.text))
+            self.text = text
+        self.set_class(active, "-active")
+        self.set_class(count > 0, "-some")
+
+    def on_click(self) -> None:
+        """Filter by stranded sagas."""
+        self.post_message(StrandedChosen())
+
+
+class PulseBar(Static):
+    """The last ten minutes: sparklines of sagas completed, compensated and failed."""
+
+    _shown: Text | None = None
+
+    def show(self, pulse: Pulse | None, palette: Palette) -> None:
+        """Draw the pulse for the width the bar has."""
+        if pulse is None:
+            return
+        text = pulse_text(pulse, max(20, (self.size.width or self.app.size.width) - 2), palette)
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
+
+
 class CountsBar(Grid):
     """ALL, then one chip per status in lifecycle order; on a narrow terminal, two rows.
 
@@ -94,12 +132,21 @@ class CountsBar(Grid):
         yield CountChip(None, id="count-all")
         for status in SagaStatus:
             yield CountChip(status, id=f"count-{status.name.lower()}")
+        yield StrandedChip(id="count-stranded")
 
-    def show(self, counts: StatusCounts, active: tuple[SagaStatus, ...]) -> None:
+    def show(
+        self,
+        counts: StatusCounts,
+        active: tuple[SagaStatus, ...],
+        stranded: int = 0,
+        stranded_active: bool = False,
+    ) -> None:
         """Update every chip, then lay them out for the width."""
         for chip in self.query(CountChip):
-            if chip.status is None:
-                chip.show(counts.total, not active)
+            if isinstance(chip, StrandedChip):
+                chip.show(stranded, stranded_active)
+            elif chip.status is None:
+                chip.show(counts.total, not active and not stranded_active)
             else:
                 chip.show(counts[chip.status], chip.status in active)
         self.wrap()

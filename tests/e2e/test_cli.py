@@ -196,7 +196,7 @@ def test_recover_a_failed_saga_fails_again_then_succeeds(db: str) -> None:
 def test_recover_stale_with_nothing_to_do(db: str) -> None:
     run = saga_tui("--db", db, "--app", RELIABLE, "recover", "--stale")
     assert run.returncode == 0 and run.stdout.strip() == "no stale sagas"
-    usage_error(saga_tui("--db", db, "recover"), "saga ids or --stale")
+    usage_error(saga_tui("--db", db, "recover"), "saga ids, --stale or --filter")
 
 
 def test_missing_database_is_not_created(tmp_path: pathlib.Path) -> None:

@@ -117,7 +117,7 @@ async def test_recover_saga_left_by_killed_process(env: Env) -> None:
         await select(pilot, app, saga_id)
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
-        await pilot.press("enter")
+        await pilot.press("y")
         await wait_for(
             pilot, lambda: row_status(app, saga_id) == "COMPLETED", timeout=20, what="done"
         )

@@ -285,8 +285,12 @@ async def test_unregistered_saga_says_why(env: Env) -> None:
         assert not isinstance(app.screen, ConfirmScreen)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
-        header = str(app.screen.query_one("#detail-header", Static).render())
-        assert "cannot be recovered here" in header and "GhostSaga" in header
+
+        def header() -> str:
+            return str(app.screen.query_one("#detail-header", Static).render())
+
+        await wait_for(pilot, lambda: "cannot be recovered here" in header(), what="the reason")
+        assert "GhostSaga" in header()
 
 
 async def test_cursor_stays_when_rows_change(env: Env) -> None:

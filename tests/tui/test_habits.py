@@ -223,7 +223,7 @@ async def test_4_j_k_g_G_home_end_pageup_pagedown_move_the_cursor(env: Env) -> N
         assert t.cursor_row == 2
         await pilot.press("G")
         assert t.cursor_row == 29
-        await pilot.press("g")
+        await pilot.press("ctrl+home")
         assert t.cursor_row == 0
         await pilot.press("end")
         assert t.cursor_row == 29
@@ -246,7 +246,7 @@ async def test_4_j_k_g_G_home_end_pageup_pagedown_move_the_cursor(env: Env) -> N
     ("typed", "says"),
     [
         ("foo:bar", "unknown filter 'foo:bar'"),
-        ("is:stale", "unknown filter 'is:stale'"),
+        ("is:done", "unknown filter 'is:done'"),
         ("name:", "name: needs a value"),
     ],
 )

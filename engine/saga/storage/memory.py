@@ -11,6 +11,7 @@ import typing
 import uuid
 
 from engine.saga.errors import saga_uuid
+from engine.saga.storage import memory_oncall
 from engine.saga.storage.enums import (
     ACTIVE_STATUSES,
     RequestedAction,
@@ -91,10 +92,12 @@ def _summary(row: _Row) -> SagaSummary:
         requested_action=_requested(row),
         finished_at=_dt(finished) if finished else None,
         version=row["version"],
+        search_key=row.get("search_key"),
+        failure_key=row.get("failure_key"),
     )
 
 
-class MemorySagaStorage(ISagaStorage):
+class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
     """Keeps sagas in dictionaries; for tests, examples and short-lived processes."""
 
     def __init__(self) -> None:
@@ -278,12 +281,14 @@ class MemorySagaStorage(ISagaStorage):
         return StatusCounts(counts)
 
     @staticmethod
-    def _matches(row: _Row, f: SagaFilter) -> bool:
+    def _matches(row: _Row, f: SagaFilter, now: float = 0.0) -> bool:
+        if not memory_oncall.matches_oncall(row, f, now or _time()):
+            return False
         if f.statuses and _status(row) not in f.statuses:
             return False
         if f.name and f.name.lower() not in row["name"].lower():
             return False
-        if f.text:
+        if f.text and not f.text_in_keys:
             prefix = f.id_prefix
             if prefix is not None:
                 if not str(row["id"]).startswith(prefix):
@@ -309,8 +314,10 @@ class MemorySagaStorage(ISagaStorage):
         at: PageCursor | None = None,
     ) -> SagaPage:
         """A keyset page in ``order`` (newest first by default)."""
-        saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
-        items = [_summary(r) for r in self._rows.values() if self._matches(r, saga_filter)]
+        saga_filter = await self._resolve(saga_filter)
+        now = _time()
+        rows = self._rows.values()
+        items = [_summary(r) for r in rows if self._matches(r, saga_filter, now)]
 
         def key(value: str | None, created: datetime.datetime, saga_id: uuid.UUID) -> tuple:
             return (value or "", created, str(saga_id))
@@ -341,6 +348,9 @@ class MemorySagaStorage(ISagaStorage):
         next_cursor = order.cursor(chunk[-1]) if more else None
         prev_cursor = order.cursor(chunk[0]) if chunk and start > 0 else None
         return SagaPage(chunk, next_cursor, prev_cursor)
+
+    async def _resolve(self, saga_filter: SagaFilter) -> SagaFilter:
+        return await resolve_text_filter(saga_filter, self.find_ids, self._has_key)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""

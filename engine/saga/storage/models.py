@@ -87,6 +87,26 @@ class NewSaga:
     name: str
     context: dict[str, typing.Any]
     step_count: int
+    search_key: str | None = None
+    """The saga's business key: the values of its ``search_keys`` fields, space-separated."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailureMark:
+    """A failure's cause as stored on its saga, for grouping: key, step, type, message.
+
+    ``key`` is ``engine.saga.grouping.failure_key`` of the rest; an empty key clears the
+    saga's mark (a rollback that ended clean, with no failure behind it).
+    """
+
+    key: str
+    step: str
+    type: str
+    message: str
+
+
+NO_FAILURE = FailureMark("", "", "", "")
+"""The mark that clears a saga's failure columns."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -113,6 +133,8 @@ class Checkpoint:
     clear_requested_action: bool = False
     bump_recovery_attempts: bool = False
     fence: int | None = None
+    failure: FailureMark | None = None
+    """The failure to group the saga by (``NO_FAILURE`` clears it); None leaves it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,11 +202,32 @@ class SagaFilter:
     until: datetime.datetime | None = None
     text_in_errors_only: bool = False
     """Set by storage when no id starts with an id-like ``text``: search errors instead."""
+    stranded: bool = False
+    """Only unfinished sagas nobody runs: lease free or expired, or a dead owner here."""
+    key: str | None = None
+    """The start of a business key (``key:ord-9ca8``)."""
+    failure_key: str | None = None
+    """One failure group (``group:KEY``): sagas grouped under that cause."""
+    text_in_keys: bool = False
+    """Set by storage when ``text`` starts a business key: match keys, not errors."""
+    dead_owners: tuple[str, ...] = ()
+    """Set by storage for ``stranded``: owners on this host whose process is gone."""
+    now: float | None = None
+    """Set by storage for ``stranded``: the time leases are judged at."""
 
     @property
     def is_empty(self) -> bool:
         """True when the filter matches every saga."""
-        return not (self.statuses or self.name or self.text or self.since or self.until)
+        return not (
+            self.statuses
+            or self.name
+            or self.text
+            or self.since
+            or self.until
+            or self.stranded
+            or self.key
+            or self.failure_key
+        )
 
     @property
     def id_prefix(self) -> str | None:
@@ -197,7 +240,7 @@ class SagaFilter:
         searched: no index can serve them on a million sagas.
         """
         text = (self.text or "").strip().lower()
-        if self.text_in_errors_only:
+        if self.text_in_errors_only or self.text_in_keys:
             return None
         if len(text) >= 4 and _ID_START.fullmatch(text) and any(c.isdigit() for c in text):
             return text
@@ -207,10 +250,19 @@ class SagaFilter:
 async def resolve_text_filter(
     saga_filter: SagaFilter,
     find_ids: typing.Callable[[str, int], typing.Awaitable[list[uuid.UUID]]],
+    has_key: typing.Callable[[str], typing.Awaitable[bool]] | None = None,
 ) -> SagaFilter:
-    """The filter to run: id-like text that starts no saga id searches errors instead."""
+    """The filter to run: text that starts a saga id matches ids, else text that starts
+    a business key matches keys, else it searches the errors (each an index seek)."""
+    text = (saga_filter.text or "").strip()
+    if not text or saga_filter.text_in_errors_only or saga_filter.text_in_keys:
+        return saga_filter
     prefix = saga_filter.id_prefix
-    if prefix is not None and not await find_ids(prefix, 1):
+    if prefix is not None and await find_ids(prefix, 1):
+        return saga_filter
+    if has_key is not None and await has_key(text):
+        return dataclasses.replace(saga_filter, text_in_keys=True)
+    if prefix is not None:
         return dataclasses.replace(saga_filter, text_in_errors_only=True)
     return saga_filter
 
@@ -282,6 +334,10 @@ class SagaSummary:
     unreadable: str | None = None
     """Why the stored row could not be read (an unknown status, a time or number that
     does not parse): the row is shown as unreadable with this reason, never guessed."""
+    search_key: str | None = None
+    """The business key (the values of the saga's ``search_keys`` fields)."""
+    failure_key: str | None = None
+    """The failure group the saga is in (see ``engine.saga.grouping``)."""
 
     @property
     def duration(self) -> datetime.timedelta:

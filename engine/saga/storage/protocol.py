@@ -7,7 +7,9 @@ Three groups of methods:
 * the runner's protocol: one atomic ``apply`` per checkpoint, leases (``claim``,
   ``renew_leases``, ``lease_candidates``), requested actions and the operator audit;
 * the query API for readers (``count_by_status``, ``list_sagas``, ``get_saga``,
-  ``find_ids``, ``logs_after``, ``change_token``), returning plain dataclasses.
+  ``find_ids``, ``logs_after``, ``change_token``, and for the operator on call
+  ``count_sagas``, ``stranded_count``, ``failure_groups``, ``pulse``, ``step_stats``),
+  returning plain dataclasses.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from engine.saga.storage.models import (
     SagaState,
     StatusCounts,
 )
+from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
 
 
 class ISagaStorage(abc.ABC):
@@ -143,6 +146,28 @@ class ISagaStorage(abc.ABC):
     @abc.abstractmethod
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga with its steps, log and operator history."""
+
+    @abc.abstractmethod
+    async def count_sagas(self, saga_filter: SagaFilter = SagaFilter()) -> int:
+        """How many sagas match the filter (a selection's size, from the database)."""
+
+    @abc.abstractmethod
+    async def stranded_count(self) -> int:
+        """Unfinished sagas nobody runs: lease free or expired, or a dead owner here."""
+
+    @abc.abstractmethod
+    async def failure_groups(self, limit: int = 500) -> list[FailureGroup]:
+        """Failed, rolled-back and retrying sagas grouped by cause, the biggest first."""
+
+    @abc.abstractmethod
+    async def pulse(self) -> Pulse:
+        """Sagas that ended per ten seconds over the last ten minutes, by status."""
+
+    @abc.abstractmethod
+    async def step_stats(
+        self, saga_name: str | None = None, recent: int = RECENT_LOG_ROWS
+    ) -> StepStats:
+        """Per-step p50/p95 and failure rate from the newest ``recent`` log rows."""
 
     @abc.abstractmethod
     async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:

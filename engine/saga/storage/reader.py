@@ -19,6 +19,7 @@ from engine.saga.storage.models import (
     SagaPage,
     StatusCounts,
 )
+from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
 
 
 @typing.runtime_checkable
@@ -46,6 +47,28 @@ class SagaReader(typing.Protocol):
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga with its steps, log and operator history."""
+        ...
+
+    async def count_sagas(self, saga_filter: SagaFilter = ...) -> int:
+        """How many sagas match the filter."""
+        ...
+
+    async def stranded_count(self) -> int:
+        """Unfinished sagas nobody runs."""
+        ...
+
+    async def failure_groups(self, limit: int = 500) -> list[FailureGroup]:
+        """Sagas grouped by the cause of their failure, the biggest group first."""
+        ...
+
+    async def pulse(self) -> Pulse:
+        """Sagas that ended per ten seconds over the last ten minutes."""
+        ...
+
+    async def step_stats(
+        self, saga_name: str | None = None, recent: int = RECENT_LOG_ROWS
+    ) -> StepStats:
+        """Per-step timings and failure rates from recent log rows."""
         ...
 
     async def find_ids(self, prefix: str, limit: int = 2) -> list[uuid.UUID]:

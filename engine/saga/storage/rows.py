@@ -24,7 +24,7 @@ from engine.saga.storage.enums import (
     SagaStepStatus,
     parse_status,
 )
-from engine.saga.storage.models import Checkpoint, SagaLogEntry
+from engine.saga.storage.models import Checkpoint, FailureMark, SagaLogEntry
 
 SAGA_COLUMNS = (
     "id",
@@ -46,6 +46,12 @@ SAGA_COLUMNS = (
     "error_traceback",
     "finished_at",
     "fence",
+    "search_key",
+    "failure_key",
+    "failure_step",
+    "failure_type",
+    "failure_message",
+    "failed_at",
 )
 """The saga_executions columns, in table order."""
 
@@ -181,7 +187,25 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
         increment = (*increment, "recovery_attempts")
     if cp.clear_requested_action:
         update["requested_action"] = None
+    if cp.failure is not None:
+        update.update(_failure_columns(cp.failure, now))
     return None, update, increment, checkpoint_guard(cp), logs
+
+
+def _failure_columns(mark: FailureMark | None, now: typing.Any) -> dict[str, typing.Any]:
+    """The failure columns for ``mark`` (all None for none, or for NO_FAILURE)."""
+    if mark is None or not mark.key:
+        return dict.fromkeys(_FAILURE_COLUMNS)
+    return {
+        "failure_key": mark.key,
+        "failure_step": mark.step,
+        "failure_type": mark.type,
+        "failure_message": mark.message,
+        "failed_at": now,
+    }
+
+
+_FAILURE_COLUMNS = ("failure_key", "failure_step", "failure_type", "failure_message", "failed_at")
 
 
 def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
@@ -210,6 +234,8 @@ def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:
         "error_traceback": error.traceback if error else None,
         "finished_at": now if status._name_ in _TERMINAL_NAMES else None,
         "fence": FIRST_FENCE,
+        "search_key": create.search_key,
+        **_failure_columns(cp.failure, now),
     }
 
 

@@ -6,7 +6,6 @@ Every query is shaped to walk an index of ``schema`` in its order and stop after
 from __future__ import annotations
 
 import datetime
-import re
 import typing
 import uuid
 
@@ -34,6 +33,12 @@ from engine.saga.storage.models import (
     StatusCounts,
 )
 from engine.saga.storage.sqlalchemy import db_values
+from engine.saga.storage.sqlalchemy.filtering import (
+    UUID_PREFIX,
+    filter_clauses,
+    id_prefix_clause,
+    matching_names,
+)
 from engine.saga.storage.sqlalchemy.reading import (
     LOG_SELECT,
     SUMMARY_COLUMNS,
@@ -51,9 +56,6 @@ from engine.saga.storage.sqlalchemy.schema import (
     saga_status_counts,
 )
 
-_UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
-
-
 _STARTED = (SagaStepStatus.STARTED.name, SagaStepStatus.STARTED.value)
 # A saga's TRIES: the most starts of one step action, read with its row through the log
 # index (a correlated subquery costs a few index seeks per row of the page).
@@ -65,103 +67,6 @@ _LANES = (
     .subquery()
 )
 _TRIES = sa.select(sa.func.max(_LANES.c.n)).scalar_subquery().label("tries")
-
-
-def _native_uuid(conn: AsyncConnection) -> bool:
-    return bool(conn.dialect.supports_native_uuid)
-
-
-def _id_text(conn: AsyncConnection) -> sa.ColumnElement[str]:
-    """The id as stored text: 32 hex digits without native UUID, else its dashed form."""
-    if _native_uuid(conn):
-        return sa.cast(saga_executions.c.id, sa.String)
-    return sa.type_coerce(saga_executions.c.id, sa.String)
-
-
-def _icontains(
-    conn: AsyncConnection,
-    column: sa.ColumnElement[typing.Any],
-    text: str,
-) -> sa.ColumnElement[bool]:
-    """Case-insensitive substring match.
-
-    SQLite's LIKE already ignores ASCII case; wrapping both sides in lower(), as
-    ``ilike`` does, makes a scan three times slower there.
-    """
-    if conn.dialect.name == "sqlite":
-        return column.contains(text, autoescape=True)
-    return column.icontains(text, autoescape=True)
-
-
-def _filter_clauses(
-    conn: AsyncConnection,
-    f: SagaFilter,
-    names: list[str] | None = None,
-) -> list[sa.ColumnElement[bool]]:
-    clauses: list[sa.ColumnElement[bool]] = []
-    if f.statuses:
-        clauses.append(saga_executions.c.status.in_([s.name for s in f.statuses]))
-    if names is not None:
-        clauses.append(saga_executions.c.name.in_(names))
-    elif f.name:
-        clauses.append(_icontains(conn, saga_executions.c.name, f.name))
-    if f.text:
-        prefix = f.id_prefix
-        if prefix is not None:
-            clauses.append(_id_prefix_clause(conn, prefix))
-        else:
-            # error_type IS NOT NULL lets the planner walk the partial covering index.
-            clauses.append(saga_executions.c.error_type.is_not(None))
-            clauses.append(
-                sa.or_(
-                    _icontains(conn, saga_executions.c.error_message, f.text),
-                    _icontains(conn, saga_executions.c.error_type, f.text),
-                ),
-            )
-    if f.since:
-        clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
-    if f.until:
-        clauses.append(saga_executions.c.created_at <= db_values.as_utc(f.until))
-    return clauses
-
-
-def _id_prefix_clause(conn: AsyncConnection, prefix: str) -> sa.ColumnElement[bool]:
-    """Ids whose text form starts with ``prefix``, as a range on the primary key."""
-    if _native_uuid(conn):
-        return _id_text(conn).startswith(prefix, autoescape=True)
-    stored = prefix.replace("-", "")
-    # 'g' sorts after every hex digit, so the range is exactly the prefix.
-    return sa.and_(_id_text(conn) >= stored, _id_text(conn) < stored + "g")
-
-
-MAX_NAMES = 5000
-"""Above this many saga names the name filter falls back to a LIKE scan."""
-
-
-async def _matching_names(conn: AsyncConnection, needle: str) -> list[str] | None:
-    """Saga names containing ``needle`` (case-insensitive), None when there are too many.
-
-    Names are few, so they are listed by hopping the name index one distinct value at a
-    time (a recursive CTE, one seek per name); the page then asks for ``name IN (...)``
-    and a name that matches nothing returns at once instead of scanning every saga.
-    """
-    first = sa.select(sa.func.min(saga_executions.c.name).label("name")).cte(
-        "names", recursive=True
-    )
-    following = sa.select(
-        sa.select(sa.func.min(saga_executions.c.name))
-        .where(saga_executions.c.name > first.c.name)
-        .scalar_subquery(),
-    ).where(first.c.name.is_not(None))
-    walk = first.union_all(following)
-    rows = await conn.execute(
-        sa.select(walk.c.name).where(walk.c.name.is_not(None)).limit(MAX_NAMES + 1),
-    )
-    names = [r[0] for r in rows]
-    if len(names) > MAX_NAMES:
-        return None
-    lowered = needle.lower()
-    return [n for n in names if lowered in n.lower()]
 
 
 def _keyset(order: SagaOrder) -> list[sa.ColumnElement[typing.Any]]:
@@ -189,10 +94,10 @@ async def list_sagas(
     at: PageCursor | None = None,
 ) -> SagaPage:
     """A keyset page in ``order``, as memory.py pages it; ``at`` starts at the cursor's row."""
-    names = await _matching_names(conn, f.name) if f.name else None
+    names = await matching_names(conn, f.name) if f.name else None
     if names == []:
         return SagaPage([], None, None)
-    clauses = _filter_clauses(conn, f, names)
+    clauses = filter_clauses(conn, f, names)
     columns = _keyset(order)
     key = sa.tuple_(*columns)
 
@@ -207,6 +112,18 @@ async def list_sagas(
     backwards = [c.asc() if order.descending else c.desc() for c in columns]
 
     async def fetch(where: list[typing.Any], ordering: list[typing.Any]) -> list[typing.Any]:
+        if f.stranded or f.failure_key:
+            # Narrowed filters sort their rows first: TRIES is then read for the page only.
+            page = (
+                sa.select(saga_executions.c.id)
+                .where(*clauses, *where)
+                .order_by(*ordering)
+                .limit(limit + 1)
+                .subquery("page")
+            )
+            chosen = saga_executions.c.id.in_(sa.select(page.c.id))
+            q = sa.select(*SUMMARY_COLUMNS, _TRIES).where(chosen).order_by(*ordering)
+            return list(await conn.execute(q))
         q = sa.select(*SUMMARY_COLUMNS, _TRIES).where(*clauses, *where).order_by(*ordering)
         return list(await conn.execute(q.limit(limit + 1)))
 
@@ -334,9 +251,9 @@ def _audit_time(value: typing.Any) -> datetime.datetime | None:
 async def find_ids(conn: AsyncConnection, prefix: str, limit: int) -> list[uuid.UUID]:
     """Ids whose text form starts with ``prefix``, through the primary key's order."""
     prefix = prefix.lower()
-    if not _UUID_PREFIX.fullmatch(prefix):
+    if not UUID_PREFIX.fullmatch(prefix):
         return []
-    where = _id_prefix_clause(conn, prefix)
+    where = id_prefix_clause(conn, prefix)
     rows = await conn.execute(
         sa.select(saga_executions.c.id).where(where).order_by(saga_executions.c.id).limit(limit)
     )

@@ -47,6 +47,8 @@ SUMMARY_COLUMNS = (
     saga_executions.c.requested_action,
     as_text(saga_executions.c.finished_at),
     saga_executions.c.version,
+    saga_executions.c.search_key,
+    saga_executions.c.failure_key,
 )
 """The columns a SagaSummary is read from (``summary`` reads them by name)."""
 
@@ -131,6 +133,8 @@ def summary(r: typing.Any, tries: int = 0) -> SagaSummary:
         version=read.number(r.version, "version"),
         tries=tries if isinstance(tries, int) else 0,
         unreadable=read.reason,
+        search_key=read.text(r.search_key, "search_key"),
+        failure_key=read.text(r.failure_key, "failure_key"),
     )
 
 

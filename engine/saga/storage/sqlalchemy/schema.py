@@ -50,6 +50,13 @@ saga_executions = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     # v3: the fencing token, bumped by every creation and claim; writes are conditioned on it.
     sa.Column("fence", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # v3 columns (appended): the business key, and the failure the saga is grouped by.
+    sa.Column("search_key", sa.String(255), nullable=True),
+    sa.Column("failure_key", sa.String(32), nullable=True),
+    sa.Column("failure_step", sa.String(255), nullable=True),
+    sa.Column("failure_type", sa.String(255), nullable=True),
+    sa.Column("failure_message", sa.Text, nullable=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 # One index per dashboard query; (created_at, id) is the keyset order of every page.
@@ -87,6 +94,38 @@ SAGA_INDEXES = (
         saga_executions.c.id,
         postgresql_where=saga_executions.c.error_type.is_not(None),
     ).ddl_if(dialect="postgresql"),
+    # Stranded sagas: unfinished ones by lease expiry, owners read from the index.
+    sa.Index(
+        "ix_saga_executions_lease",
+        saga_executions.c.status,
+        saga_executions.c.lease_expires,
+        saga_executions.c.lease_owner,
+    ),
+    # Business keys (key:ord-9ca8, and plain text): a prefix is an index range.
+    sa.Index(
+        "ix_saga_executions_search_key",
+        saga_executions.c.search_key,
+        sqlite_where=saga_executions.c.search_key.is_not(None),
+        postgresql_where=saga_executions.c.search_key.is_not(None),
+    ),
+    # Failure groups: counted by (key, status) in the index's order; first and last seen
+    # and the newest example are each one seek per (key, status); a group's sagas a range.
+    sa.Index(
+        "ix_saga_executions_failure_cause",
+        saga_executions.c.failure_key,
+        saga_executions.c.status,
+        saga_executions.c.failed_at,
+        sqlite_where=saga_executions.c.failure_key.is_not(None),
+        postgresql_where=saga_executions.c.failure_key.is_not(None),
+    ),
+    # The header's pulse: sagas that ended in the last minutes, by status.
+    sa.Index(
+        "ix_saga_executions_finished",
+        saga_executions.c.finished_at,
+        saga_executions.c.status,
+        sqlite_where=saga_executions.c.finished_at.is_not(None),
+        postgresql_where=saga_executions.c.finished_at.is_not(None),
+    ),
 )
 
 saga_logs = sa.Table(

@@ -31,8 +31,9 @@ from engine.saga.storage.models import (
     StatusCounts,
     resolve_text_filter,
 )
+from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
 from engine.saga.storage.protocol import ISagaStorage
-from engine.saga.storage.sqlalchemy import commands, queries
+from engine.saga.storage.sqlalchemy import commands, filtering, oncall, queries
 from engine.saga.storage.sqlalchemy.connect import (
     WRITER_OPTION,
     create_engine_for,
@@ -270,8 +271,40 @@ class SqlAlchemySagaStorage(ISagaStorage):
         at: PageCursor | None = None,
     ) -> SagaPage:
         """A keyset page in ``order`` (newest first by default)."""
-        saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
+        saga_filter = await self._resolve(saga_filter)
         return await self._read(queries.list_sagas, saga_filter, limit, after, before, order, at)
+
+    async def _resolve(self, saga_filter: SagaFilter) -> SagaFilter:
+        """The filter as it runs now: its text placed, its stranded rule at this moment."""
+        saga_filter = await resolve_text_filter(saga_filter, self.find_ids, self._has_key)
+        return await self._read(filtering.resolve_stranded, saga_filter)
+
+    async def _has_key(self, prefix: str) -> bool:
+        return await self._read(filtering.has_key, prefix)
+
+    async def count_sagas(self, saga_filter: SagaFilter = SagaFilter()) -> int:
+        """How many sagas match the filter (the total from the counts when it is empty)."""
+        if saga_filter.is_empty:
+            return (await self.count_by_status()).total
+        return await self._read(oncall.count_sagas, await self._resolve(saga_filter))
+
+    async def stranded_count(self) -> int:
+        """Unfinished sagas nobody runs (lease free or expired, or a dead owner here)."""
+        return await self._read(oncall.stranded_count)
+
+    async def failure_groups(self, limit: int = 500) -> list[FailureGroup]:
+        """Failed, rolled-back and retrying sagas grouped by cause, biggest first."""
+        return await self._read(oncall.failure_groups, None, limit)
+
+    async def pulse(self) -> Pulse:
+        """Sagas that ended per ten seconds over the last ten minutes."""
+        return await self._read(oncall.pulse)
+
+    async def step_stats(
+        self, saga_name: str | None = None, recent: int = RECENT_LOG_ROWS
+    ) -> StepStats:
+        """Per-step timings and failure rates from the newest ``recent`` log rows."""
+        return await self._read(oncall.recent_step_stats, recent, saga_name)
 
     async def get_saga(self, saga_id: uuid.UUID) -> SagaDetail | None:
         """One saga in full."""

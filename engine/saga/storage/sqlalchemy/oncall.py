@@ -1,0 +1,256 @@
+"""The on-call queries in SQLAlchemy Core: counts of a filter, stranded sagas, failure
+groups, the pulse of the last minutes and per-step timings.
+
+Each is one statement over one index (the failure groups: one grouped pass over the
+failure index, then the newest example of each group by one seek), so they stay in
+milliseconds on a million sagas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+import typing
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.saga.lease import owner_is_dead
+from engine.saga.storage.enums import SagaStatus, SagaStepStatus, parse_status
+from engine.saga.storage.models import SagaFilter
+from engine.saga.storage.oncall import (
+    HOUR_BUCKET_SECONDS,
+    HOUR_BUCKETS,
+    PULSE_BUCKET_SECONDS,
+    PULSE_BUCKETS,
+    PULSE_STATUSES,
+    FailureGroup,
+    FinishedRow,
+    Pulse,
+    StepStats,
+    bucket_start,
+    step_stats,
+)
+from engine.saga.storage.sqlalchemy import db_values
+from engine.saga.storage.sqlalchemy.filtering import (
+    ACTIVE_NAMES,
+    GROUP_NAMES,
+    filter_clauses,
+    group_where,
+    lapsed_where,
+    matching_names,
+)
+from engine.saga.storage.sqlalchemy.schema import saga_executions, saga_logs
+
+_S = saga_executions.c
+
+
+def _when(epoch: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+
+def _bucket(
+    conn: AsyncConnection, column: sa.ColumnElement[typing.Any], start: float, size: int
+) -> sa.ColumnElement[int]:
+    """Which bucket of ``size`` seconds from epoch second ``start`` a time falls in."""
+    if conn.dialect.name == "sqlite":
+        seconds = sa.cast(sa.func.strftime("%s", column), sa.Integer)
+        return (seconds - int(start)) // size
+    epoch = sa.extract("epoch", column)
+    return sa.cast(sa.func.floor((epoch - start) / size), sa.Integer)
+
+
+async def count_sagas(conn: AsyncConnection, f: SagaFilter) -> int:
+    """How many sagas match ``f`` (already resolved by the storage)."""
+    bare = dataclasses.replace(f, stranded=False, failure_key=None, now=None, dead_owners=())
+    if bare.is_empty and not (f.stranded and f.failure_key):
+        # Only stranded, or only one group: counted inside its index, no table row read.
+        if f.stranded:
+            where = lapsed_where(f, saga_executions)
+        else:
+            where = group_where(f.failure_key or "", saga_executions)
+        q = sa.select(sa.func.count()).select_from(saga_executions).where(where)
+        return int((await conn.execute(q)).scalar() or 0)
+    names = await matching_names(conn, f.name) if f.name else None
+    if names == []:
+        return 0
+    q = sa.select(sa.func.count()).select_from(saga_executions)
+    clauses = filter_clauses(conn, f, names)
+    if clauses:
+        q = q.where(*clauses)
+    return int((await conn.execute(q)).scalar() or 0)
+
+
+async def stranded_count(conn: AsyncConnection, now: float | None = None) -> int:
+    """Unfinished sagas nobody runs: lease free or expired, or held by a dead owner here.
+
+    One pass over the lease index: unexpired leases are grouped by owner so each owner
+    on this host is checked once.
+    """
+    now = time.time() if now is None else now
+    live = sa.case((_S.lease_expires >= now, _S.lease_owner), else_=None).label("live")
+    rows = await conn.execute(
+        sa.select(live, sa.func.count()).where(_S.status.in_(ACTIVE_NAMES)).group_by(live),
+    )
+    return sum(int(n) for owner, n in rows if owner is None or owner_is_dead(owner))
+
+
+async def failure_groups(
+    conn: AsyncConnection, now: float | None = None, limit: int = 500
+) -> list[FailureGroup]:
+    """Failed, rolled-back and retrying sagas grouped by cause, the biggest group first.
+
+    One grouped statement over the failure index (failure_key, status, failed_at): the
+    sagas are counted per (key, status) in the index's order, with nothing computed per
+    saga; first and last seen and the newest example are then one seek each per (key,
+    status). The last hour's buckets are read for the groups shown, each an index range.
+    """
+    now = time.time() if now is None else now
+    grouped = (
+        sa.select(_S.failure_key.label("k"), _S.status.label("st"), sa.func.count().label("n"))
+        .where(_S.failure_key.is_not(None))
+        .group_by(_S.failure_key, _S.status)
+        .having(_S.status.in_(GROUP_NAMES))
+        .subquery("g")
+    )
+    inner = saga_executions.alias("inner")
+    same = sa.and_(inner.c.failure_key == grouped.c.k, inner.c.status == grouped.c.st)
+    first = sa.select(sa.func.min(inner.c.failed_at)).where(same).scalar_subquery()
+    last = sa.select(sa.func.max(inner.c.failed_at)).where(same).scalar_subquery()
+    newest = (
+        sa.select(inner.c.id).where(same).order_by(inner.c.failed_at.desc()).limit(1)
+    ).scalar_subquery()
+    ex = saga_executions.alias("ex")
+    rows = await conn.execute(
+        sa.select(
+            grouped.c.k,
+            grouped.c.st,
+            grouped.c.n,
+            first.label("first"),
+            last.label("last"),
+            ex.c.name,
+            ex.c.failure_step,
+            ex.c.failure_type,
+            ex.c.failure_message,
+        )
+        .select_from(grouped)
+        .join(ex, ex.c.id == newest)
+    )
+    acc: dict[str, dict[str, typing.Any]] = {}
+    for r in rows:
+        first_t, last_t = db_values.time_from_db(r.first), db_values.time_from_db(r.last)
+        group = acc.setdefault(
+            r.k, {"count": 0, "first": first_t, "last": last_t, "by": {}, "head": None}
+        )
+        if group["head"] is None or last_t >= group["last"]:
+            group["head"] = (r.name, r.failure_step, r.failure_type, r.failure_message)
+        group["count"] += int(r.n)
+        group["first"] = min(group["first"], first_t)
+        group["last"] = max(group["last"], last_t)
+        group["by"][parse_status(r.st, SagaStatus)] = int(r.n)
+    keys = sorted(acc, key=lambda k: (-acc[k]["count"], -acc[k]["last"].timestamp(), k))
+    keys = keys[:limit]
+    hours = await _hour_buckets(conn, keys, now)
+    out = []
+    for key in keys:
+        group = acc[key]
+        name, step, etype, message = group["head"]
+        out.append(
+            FailureGroup(
+                key,
+                name or "",
+                step or "",
+                etype or "",
+                example=message or "",
+                count=group["count"],
+                first_seen=group["first"],
+                last_seen=group["last"],
+                by_status=group["by"],
+                hour=hours.get(key, (0,) * HOUR_BUCKETS),
+            )
+        )
+    return out
+
+
+async def _hour_buckets(
+    conn: AsyncConnection, keys: list[str], now: float
+) -> dict[str, tuple[int, ...]]:
+    """Occurrences per five minutes over the last hour of each group in ``keys``."""
+    if not keys:
+        return {}
+    start = bucket_start(now, HOUR_BUCKET_SECONDS, HOUR_BUCKETS)
+    bucket = _bucket(conn, _S.failed_at, start, HOUR_BUCKET_SECONDS).label("b")
+    out: dict[str, list[int]] = {}
+    for first in range(0, len(keys), 500):
+        rows = await conn.execute(
+            sa.select(_S.failure_key, bucket, sa.func.count())
+            .where(
+                _S.failure_key.in_(keys[first : first + 500]),
+                _S.failed_at >= _when(start),
+                _S.status.in_(GROUP_NAMES),
+            )
+            .group_by(_S.failure_key, bucket)
+        )
+        for key, b, n in rows:
+            if b is not None and 0 <= int(b) < HOUR_BUCKETS:
+                out.setdefault(key, [0] * HOUR_BUCKETS)[int(b)] += int(n)
+    return {key: tuple(values) for key, values in out.items()}
+
+
+async def pulse(conn: AsyncConnection, now: float | None = None) -> Pulse:
+    """Sagas that ended per ten seconds over the last ten minutes, by how they ended."""
+    now = time.time() if now is None else now
+    start = bucket_start(now, PULSE_BUCKET_SECONDS, PULSE_BUCKETS)
+    bucket = _bucket(conn, _S.finished_at, start, PULSE_BUCKET_SECONDS).label("b")
+    # Only the time range in the WHERE, and the status grouped as an expression: the
+    # planner then reads the finished index's last minutes (a bare status tempts it into
+    # walking the status index through every COMPLETED saga, for its order).
+    status = sa.func.coalesce(_S.status, "").label("st")
+    rows = await conn.execute(
+        sa.select(status, bucket, sa.func.count())
+        .where(_S.finished_at >= _when(start))
+        .group_by(status, bucket),
+    )
+    series = {status: [0] * PULSE_BUCKETS for status in PULSE_STATUSES}
+    wanted = {s.name for s in PULSE_STATUSES}
+    for status, b, n in rows:
+        if status in wanted and b is not None and 0 <= int(b) < PULSE_BUCKETS:
+            series[parse_status(status, SagaStatus)][int(b)] += int(n)
+    return Pulse(_when(start), PULSE_BUCKET_SECONDS, {k: tuple(v) for k, v in series.items()})
+
+
+_FINISHED = (SagaStepStatus.COMPLETED.name, SagaStepStatus.FAILED.name)
+
+
+async def recent_step_stats(
+    conn: AsyncConnection, recent: int, saga_name: str | None = None
+) -> StepStats:
+    """p50/p95 and failure rate per step from the newest ``recent`` log rows (an id range)."""
+    top = int((await conn.execute(sa.select(sa.func.max(saga_logs.c.id)))).scalar() or 0)
+    floor = max(0, top - recent)
+    q = (
+        sa.select(
+            saga_executions.c.name,
+            saga_logs.c.step_name,
+            saga_logs.c.action,
+            saga_logs.c.status,
+            saga_logs.c.error_type,
+            saga_logs.c.duration_ms,
+            saga_logs.c.created_at,
+        )
+        .join(saga_executions, saga_executions.c.id == saga_logs.c.saga_id)
+        .where(saga_logs.c.id > floor, saga_logs.c.status.in_(_FINISHED))
+    )
+    if saga_name is not None:
+        q = q.where(saga_executions.c.name == saga_name)
+    rows: list[FinishedRow] = []
+    since: datetime.datetime | None = None
+    for name, step, action, status, etype, took, created in await conn.execute(q):
+        failed = status == SagaStepStatus.FAILED.name
+        if failed and etype is None:
+            continue  # closed as never started: nothing ran
+        rows.append((name, step, action, failed, took))
+        moment = db_values.time_from_db(created)
+        since = moment if since is None or moment < since else since
+    return step_stats(rows, top - floor, since)
