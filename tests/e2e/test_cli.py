@@ -267,7 +267,7 @@ def test_stored_control_characters_are_escaped(tmp_path: pathlib.Path) -> None:
         run = saga_tui("--db", path, *args)
         assert run.returncode == 0, run.stderr
         assert "\x1b" not in run.stdout and "\x07" not in run.stdout
-    assert "plan \\x1b[31mpro could not be provisioned" in run.stdout
+    assert "plan '\\x1b[31mpro' could not be provisioned" in run.stdout
     as_json = ok_json("--db", path, "show", saga_id)
     assert as_json["context"]["plan"] == "\x1b[31mpro"
     assert as_json["log"][-1]["error_message"] is None or "\x1b" not in json.dumps(as_json)
