@@ -43,7 +43,20 @@ from engine.saga.storage.protocol import ISagaStorage
 
 logger = logging.getLogger("engine.saga")
 
-Emit = typing.Callable[[typing.Sequence[typing.Any]], typing.Awaitable[None]]
+
+class EventOutlet(typing.Protocol):
+    """Where a run's step events go: staged into the checkpoint, delivered after it."""
+
+    def stage(self, run: typing.Any, step_name: str, events: typing.Sequence[typing.Any]) -> tuple:
+        """The outbox rows to write with the step's COMPLETED checkpoint."""
+        ...
+
+    async def deliver(
+        self, run: typing.Any, events: typing.Sequence[typing.Any], staged: tuple
+    ) -> None:
+        """Deliver the step's events once that checkpoint is durable."""
+        ...
+
 
 _STARTED = SagaStepStatus.STARTED
 _COMPLETED = SagaStepStatus.COMPLETED
@@ -87,7 +100,10 @@ class SagaRun:
         self._requested: RequestedAction | None = None
         self._registered = False
         self.not_started: str | None = None
-        self.emit: Emit | None = None
+        self.emit: EventOutlet | None = None
+        # True while every event this saga produced so far was delivered: the next ones
+        # may then be claimed at once by this run (see engine.saga.outbox).
+        self.events_clear = False
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -202,6 +218,7 @@ class SagaRun:
         if self.holds_lease:
             self._register()
         self.status = status
+        self.events_clear = True
 
     def adopt_context(self, stored: dict[str, typing.Any]) -> None:
         """Refresh the caller's context object from the stored one (resume keeps data)."""
@@ -221,7 +238,8 @@ class SagaRun:
     ) -> typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None]:
         """Open or resume the saga and run it, yielding each durable step result.
 
-        With ``emit`` set, the step's events are emitted before its result is handed out.
+        With ``emit`` set, the step's events are stored with its COMPLETED checkpoint and
+        delivered before its result is handed out.
         """
         try:
             state = await self.open(recovery=recovery)
@@ -293,6 +311,8 @@ class SagaRun:
                     else:
                         result, step = await act(self, item)
                     context = dump_context(self.context)
+                    events = step.events if emit is not None else None
+                    staged = emit.stage(self, name, events) if emit is not None and events else ()
                 except Exception as exc:
                     await self._fail(name, exc, t0)
                     if isinstance(exc, FallbackFailed):
@@ -310,6 +330,7 @@ class SagaRun:
                             status=SagaStatus.COMPLETED,
                             release_lease=True,
                             current_step="",
+                            events=staged,
                         ),
                     )
                 else:
@@ -325,6 +346,7 @@ class SagaRun:
                             context=context,
                             steps_done=index + 1,
                             current_step=following,
+                            events=staged,
                         ),
                     )
                     self.not_started = following
@@ -332,10 +354,8 @@ class SagaRun:
                 if last:
                     self.status = SagaStatus.COMPLETED
                 result.saga_id = saga_id
-                if emit is not None:
-                    events = step.events
-                    if events:
-                        await emit(events)
+                if emit is not None and events:
+                    await emit.deliver(self, events, staged)
                 yield result
                 if last and res.requested_action is RequestedAction.COMPENSATE:
                     # The operator asked while the last step ran: roll the saga back.

@@ -17,6 +17,7 @@ from engine.saga.storage.enums import (
     SagaStepStatus,
 )
 from engine.saga.storage.lanes import build_step_views, most_tries
+from engine.saga.storage.memory_outbox import MemoryEventOutbox
 from engine.saga.storage.models import (
     NEWEST_FIRST,
     Checkpoint,
@@ -93,7 +94,7 @@ def _summary(row: _Row) -> SagaSummary:
     )
 
 
-class MemorySagaStorage(ISagaStorage):
+class MemorySagaStorage(MemoryEventOutbox, ISagaStorage):
     """Keeps sagas in dictionaries; for tests, examples and short-lived processes."""
 
     def __init__(self) -> None:
@@ -107,6 +108,7 @@ class MemorySagaStorage(ISagaStorage):
         self._saga_logs: dict[int, list[int]] = {}  # saga key -> its log ids
         self._audit: list[OperatorAction] = []
         self._changes = 0
+        self._init_events()
 
     # ---- runner protocol --------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class MemorySagaStorage(ISagaStorage):
         saga_id = checkpoint.saga_id
         key = saga_id.int
         row = self._rows.get(key)
-        insert, update, increment, logs = checkpoint_rows(checkpoint, _time())
+        insert, update, increment, logs, events = checkpoint_rows(checkpoint, _time())
         requested = None
         if insert is not None:
             if row is not None:
@@ -141,6 +143,8 @@ class MemorySagaStorage(ISagaStorage):
                 log.append(values)
                 log_saga.append(key)
                 saga_logs.append(len(log))
+        if events:
+            self._store_events(saga_id, events)
         self._changes += 1
         if requested is None:
             return _NOTHING_REQUESTED

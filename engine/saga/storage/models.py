@@ -12,6 +12,7 @@ import typing
 import uuid
 
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+from engine.saga.storage.outbox import EventWrite
 
 Action = typing.Literal["act", "compensate"]
 
@@ -109,6 +110,8 @@ class Checkpoint:
     release_lease: bool = False
     clear_requested_action: bool = False
     bump_recovery_attempts: bool = False
+    events: tuple[EventWrite, ...] = ()
+    """The step's events, stored in the same transaction (the outbox)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

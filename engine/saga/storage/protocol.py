@@ -43,9 +43,10 @@ from engine.saga.storage.models import (
     SagaState,
     StatusCounts,
 )
+from engine.saga.storage.outbox import EventOutbox
 
 
-class ISagaStorage(abc.ABC):
+class ISagaStorage(EventOutbox, abc.ABC):
     """Persistence for sagas: durable checkpoints, leases and a query API."""
 
     read_only: bool = False

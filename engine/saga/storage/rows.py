@@ -62,6 +62,26 @@ LOG_COLUMNS = (
 )
 """The saga_logs columns a log row carries, in this order (its id and saga_id aside)."""
 
+EVENT_COLUMNS = (
+    "event_id",
+    "step_name",
+    "kind",
+    "event_type",
+    "event_name",
+    "payload",
+    "state",
+    "attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "delivered_at",
+    "claim_owner",
+    "claim_expires",
+)
+"""The saga_events columns an event row carries, in this order (its id and saga_id aside)."""
+
+EventRow = tuple[typing.Any, ...]
+
 LogRow = tuple[
     str, str, str, str | None, typing.Any, str | None, str | None, str | None, int, float | None
 ]
@@ -76,16 +96,19 @@ CheckpointRows = tuple[
     dict[str, typing.Any] | None,
     tuple[str, ...],
     list[LogRow],
+    typing.Sequence[EventRow],
 ]
-"""(insert, update, increment, logs); a plain tuple, since it is built on the hot path.
+"""(insert, update, increment, logs, events); a plain tuple, built on the hot path.
 
 * ``insert``: every column of the saga row a creating checkpoint inserts, or None;
 * ``update``: column -> new value for the existing saga row (None when inserting);
 * ``increment``: columns of the existing row to add one to;
-* ``logs``: rows to append to the log, values in LOG_COLUMNS order.
+* ``logs``: rows to append to the log, values in LOG_COLUMNS order;
+* ``events``: rows to append to the outbox, values in EVENT_COLUMNS order (mostly none).
 """
 
 _NO_INCREMENT: tuple[str, ...] = ()
+_NO_EVENTS: tuple[EventRow, ...] = ()
 _VERSION = ("version",)
 
 
@@ -128,8 +151,9 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
                     write.duration_ms,
                 ),
             )
+    events = event_rows(cp, now) if cp.events else _NO_EVENTS
     if cp.create is not None:
-        return _insert(cp, now), None, _NO_INCREMENT, logs
+        return _insert(cp, now), None, _NO_INCREMENT, logs, events
     # The common checkpoints (a step's progress) are decided in a few field tests.
     update: dict[str, typing.Any] = {"updated_at": now}
     increment = _NO_INCREMENT
@@ -159,7 +183,30 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
         increment = (*increment, "recovery_attempts")
     if cp.clear_requested_action:
         update["requested_action"] = None
-    return None, update, increment, logs
+    return None, update, increment, logs, events
+
+
+def event_rows(cp: Checkpoint, now: typing.Any) -> list[EventRow]:
+    """The outbox rows of the checkpoint's events: PENDING, claimed by its owner if asked."""
+    return [
+        (
+            event.event_id,
+            event.step_name,
+            event.kind,
+            event.event_type,
+            event.event_name,
+            event.payload,
+            "PENDING",
+            0,
+            None,
+            now,
+            now,
+            None,
+            cp.owner if event.claim_expires is not None else None,
+            event.claim_expires,
+        )
+        for event in cp.events
+    ]
 
 
 def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:

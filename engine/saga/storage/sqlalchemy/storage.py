@@ -48,13 +48,14 @@ from engine.saga.storage.sqlalchemy.migrations import (
     ensure_schema,
     legacy_views,
 )
+from engine.saga.storage.sqlalchemy.outbox import SqlEventOutbox
 from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
 
 R = typing.TypeVar("R")
 
 
-class SqlAlchemySagaStorage(ISagaStorage):
+class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
     """Sagas in a SQL database: group-committed checkpoints, leases and the query API.
 
     ``session_factory`` must be bound to an async engine. On a SQLite file the schema is
