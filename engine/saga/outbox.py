@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import logging
 import time
 import typing
@@ -267,19 +266,19 @@ class EventDelivery:
         return lambda: self.emitter.deliver(event)
 
     def _domain_type(self, name: str) -> type[DomainEvent] | None:
-        for event_type in self.emitter.event_map:
-            if event_type_name(event_type) == name and issubclass(event_type, DomainEvent):
+        """The registered class a stored domain event names; None when this process has none.
+
+        Only classes of this process's EventMap are considered (a database row never makes
+        it import anything). A class of a module run as a script was stored as
+        ``__main__.Name``: a registered class of that name, when only one has it, is taken.
+        """
+        registered = [t for t in self.emitter.event_map if issubclass(t, DomainEvent)]
+        for event_type in registered:
+            if event_type_name(event_type) == name:
                 return event_type
-        module, _, qualname = name.rpartition(".")
-        try:
-            found: typing.Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                found = getattr(found, part)
-        except Exception:
-            return None
-        if isinstance(found, type) and issubclass(found, DomainEvent):
-            return found
-        return None
+        short = name.rpartition(".")[2]
+        same = [t for t in registered if t.__qualname__.rpartition(".")[2] == short]
+        return same[0] if len(same) == 1 else None
 
     async def deliver_pending(
         self, *, limit: int = 1000, skip: typing.Collection[uuid.UUID] = ()
