@@ -50,13 +50,13 @@ def event_line(event: StoredEvent, *, with_saga: bool = True) -> str:
 
 
 def counts_text(counts: EventCounts) -> str:
-    """The header's event counts, empty when nothing waits or failed."""
+    """The header's event counts (``events: 2 pending, ✗ 1 failed``); empty when none."""
     parts = []
     if counts.pending:
-        parts.append(f"events pending {counts.pending:,}")
+        parts.append(f"{counts.pending:,} pending")
     if counts.failed:
-        parts.append(f"events failed {counts.failed:,}")
-    return " · ".join(parts)
+        parts.append(f"✗ {counts.failed:,} failed")
+    return "events: " + ", ".join(parts) if parts else ""
 
 
 def report_text(report: DeliveryReport) -> str:

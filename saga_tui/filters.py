@@ -1,4 +1,4 @@
-"""The filter syntax: ``status:failed name:Order free text`` <-> SagaFilter.
+"""The filter syntax: ``status:failed name:Order events:failed free text`` <-> SagaFilter.
 
 Mistakes are errors with one line that says what to type instead: an unknown key
 (``foo:bar``, ``is:stale``), a key with no value (``name:``), a status no name starts
@@ -22,8 +22,13 @@ class FilterError(ValueError):
 
 _STATUS_KEYS = ("status", "s")
 _NAME_KEYS = ("name", "saga", "n")
+_EVENT_KEYS = ("events",)
+_EVENT_STATES = ("failed", "pending")
 _KEY = re.compile(r"([A-Za-z_]+):(.*)", re.S)
-HELP = 'use status:NAME, name:TEXT or free text (quote text that holds a colon: "a:b")'
+HELP = (
+    "use status:NAME, name:TEXT, events:failed|pending or free text"
+    ' (quote text that holds a colon: "a:b")'
+)
 
 
 def parse_status(word: str) -> tuple[SagaStatus, ...]:
@@ -85,6 +90,7 @@ def parse_filter(text: str) -> SagaFilter:
     statuses: list[SagaStatus] = []
     names: list[str] = []
     free: list[str] = []
+    events: str | None = None
     for word, quoted in _words(text):
         if not quoted and looks_like_id(word):
             free.append(id_prefix(word) or word)  # any spelling of a whole id
@@ -94,11 +100,13 @@ def parse_filter(text: str) -> SagaFilter:
             free.append(word)
             continue
         key, value = found.group(1).lower(), found.group(2)
-        if key not in _STATUS_KEYS + _NAME_KEYS:
+        if key not in _STATUS_KEYS + _NAME_KEYS + _EVENT_KEYS:
             raise FilterError(f"unknown filter {word!r}: {HELP}")
         if not value.strip():
             raise FilterError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
-        if key in _STATUS_KEYS:
+        if key in _EVENT_KEYS:
+            events = parse_event_state(value)
+        elif key in _STATUS_KEYS:
             statuses += [s for s in parse_statuses([value]) if s not in statuses]
         else:
             names.append(value)
@@ -106,10 +114,29 @@ def parse_filter(text: str) -> SagaFilter:
         statuses=tuple(statuses),
         name=" ".join(names) or None,
         text=" ".join(free) or None,
+        events=events,
     )
 
 
-_EXAMPLES = {"status": "failed", "s": "failed", "name": "Order", "saga": "Order", "n": "Order"}
+def parse_event_state(word: str) -> str:
+    """The event state ``events:`` names: failed or pending, or their start (any case)."""
+    key = word.strip().lower()
+    found = [s for s in _EVENT_STATES if s.startswith(key)]
+    if not key or len(found) != 1:
+        raise FilterError(
+            f"unknown event state {word.strip()!r}: use events:failed or events:pending"
+        )
+    return found[0].upper()
+
+
+_EXAMPLES = {
+    "events": "failed",
+    "status": "failed",
+    "s": "failed",
+    "name": "Order",
+    "saga": "Order",
+    "n": "Order",
+}
 
 
 def format_filter(saga_filter: SagaFilter) -> str:
@@ -119,6 +146,8 @@ def format_filter(saga_filter: SagaFilter) -> str:
         parts.append("status:" + ",".join(s.name.lower() for s in saga_filter.statuses))
     if saga_filter.name:
         parts.append("name:" + _quote(saga_filter.name))
+    if saga_filter.events:
+        parts.append("events:" + saga_filter.events.lower())
     if saga_filter.text:
         parts.append(" ".join(_quote(w) for w in saga_filter.text.split(" ")))
     return " ".join(parts)

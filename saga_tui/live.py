@@ -30,10 +30,12 @@ from engine.saga.storage.models import (
     SagaSummary,
     StatusCounts,
 )
+from engine.saga.storage.outbox import EventCounts, StoredEvent
 from engine.saga.storage.reader import SagaReader
 from saga_tui.columns import sort_label
 from saga_tui.filters import format_filter
 
+NO_EVENTS = EventCounts()
 PAGE_SIZE = 50
 POLL_INTERVAL = 0.25
 # Checkpoints can arrive thousands of times a second; the list reloads at most this often
@@ -77,6 +79,10 @@ class LoadResult:
     """Sagas before the anchor (newer ones, newest first); at most a page is counted."""
     newer_more: bool = False
     """More than ``newer`` sagas are before the anchor."""
+    event_counts: EventCounts = NO_EVENTS
+    """Stored events waiting and failed (the header)."""
+    events: tuple[StoredEvent, ...] = ()
+    """The followed saga's events."""
 
 
 @dataclasses.dataclass
@@ -321,7 +327,11 @@ class LiveFeed:
             newer_more = newer == len(head.items) and head.next_cursor is not None
         elapsed = time.perf_counter() - started
         detail = await reader.get_saga(request.follow) if request.follow else None
-        return LoadResult(request, counts, page, detail, elapsed, newer, newer_more)
+        event_counts = await reader.event_counts()
+        events = tuple(await reader.saga_events(request.follow)) if request.follow else ()
+        return LoadResult(
+            request, counts, page, detail, elapsed, newer, newer_more, event_counts, events
+        )
 
     async def stream_lines(self, request: LoadRequest) -> list[LogRecord]:
         """Log entries above the watermark, oldest first (read after the page is shown)."""

@@ -306,3 +306,18 @@ async def test_events_are_rebuilt_from_storage_by_another_mediator(storage: ISag
     listed = await storage.list_events((EventState.DELIVERED,))
     assert [e.step_name for e in listed] == ["Third", "Second", "First"]
     assert {e.saga_name for e in listed} == {"Numbering"}
+
+
+async def test_a_page_filtered_by_event_state_lists_the_sagas_holding_such_events(
+    storage: ISagaStorage,
+) -> None:
+    from engine.saga.storage.models import SagaFilter
+
+    fine, broken = uuid.uuid4(), uuid.uuid4()
+    await numbering(storage).run(Ctx("o1"), saga_id=fine)
+    await numbering(storage, failures=-1).run(Ctx("o2"), saga_id=broken)
+    failed = await storage.list_sagas(SagaFilter(events="FAILED"))
+    assert [s.id for s in failed.items] == [broken]
+    pending = await storage.list_sagas(SagaFilter(events="PENDING"))
+    assert [s.id for s in pending.items] == [broken]
+    assert {s.id for s in (await storage.list_sagas(SagaFilter())).items} == {fine, broken}

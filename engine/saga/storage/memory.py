@@ -289,7 +289,12 @@ class MemorySagaStorage(MemoryEventOutbox, ISagaStorage):
     ) -> SagaPage:
         """A keyset page in ``order`` (newest first by default)."""
         saga_filter = await resolve_text_filter(saga_filter, self.find_ids)
-        items = [_summary(r) for r in self._rows.values() if self._matches(r, saga_filter)]
+        items = [
+            _summary(r)
+            for r in self._rows.values()
+            if self._matches(r, saga_filter)
+            and (not saga_filter.events or self._holds_events(r["id"], saga_filter.events))
+        ]
 
         def key(value: str | None, created: datetime.datetime, saga_id: uuid.UUID) -> tuple:
             return (value or "", created, str(saga_id))

@@ -74,6 +74,9 @@ class MemoryEventOutbox(EventOutbox):
             self._event_list.append(row)
             mine.append(row)
 
+    def _holds_events(self, saga_id: uuid.UUID, state: str) -> bool:
+        return any(row["state"] == state for row in self._events_of.get(saga_id.int, ()))
+
     def _stored(self, row: _Row) -> StoredEvent:
         delivered = row["delivered_at"]
         return StoredEvent(

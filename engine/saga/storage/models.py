@@ -176,11 +176,15 @@ class SagaFilter:
     until: datetime.datetime | None = None
     text_in_errors_only: bool = False
     """Set by storage when no id starts with an id-like ``text``: search errors instead."""
+    events: str | None = None
+    """Only sagas holding events in this state (``FAILED`` or ``PENDING``)."""
 
     @property
     def is_empty(self) -> bool:
         """True when the filter matches every saga."""
-        return not (self.statuses or self.name or self.text or self.since or self.until)
+        return not (
+            self.statuses or self.name or self.text or self.since or self.until or self.events
+        )
 
     @property
     def id_prefix(self) -> str | None:

@@ -37,6 +37,7 @@ from engine.saga.storage.rows import LOG_COLUMNS, log_entry
 from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.schema import (
     saga_audit,
+    saga_events,
     saga_executions,
     saga_logs,
     saga_status_counts,
@@ -161,6 +162,10 @@ def _filter_clauses(
                     _icontains(conn, saga_executions.c.error_type, f.text),
                 ),
             )
+    if f.events:
+        # Sagas with such events: a range of the outbox's (state, saga_id) index.
+        held = sa.select(saga_events.c.saga_id).where(saga_events.c.state == f.events)
+        clauses.append(saga_executions.c.id.in_(held))
     if f.since:
         clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
     if f.until:
