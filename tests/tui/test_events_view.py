@@ -112,3 +112,35 @@ def test_events_filter_words_parse_and_print_back() -> None:
     assert parse_filter("events:PENDING").events == "PENDING"
     with pytest.raises(FilterError, match="use events:failed or events:pending"):
         parse_filter("events:lost")
+
+
+async def test_the_demo_loop_delivers_what_a_dead_process_left(
+    parcels: tuple[pathlib.Path, uuid.UUID, uuid.UUID],
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from engine.saga.lease import this_host
+
+    path, _, broken = parcels
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{path}")
+    try:
+        await storage.retry_failed_events(broken)
+        # a process of this host that is gone had claimed them (no pid is 999999999)
+        dead = f"{this_host()}:999999999:1"
+        claim = await storage.claim_events(broken, dead, time.time() + 3600, now=time.time())
+        assert len(claim.events) == 2
+    finally:
+        await storage.close()
+    monkeypatch.setenv("OUTBOX_HANDLER", "ok")
+    app = make_app(str(path), outbox_app.create, demo=True, poll_interval=0.05)
+    ledger = str(tmp_path / "ledger.db")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot,
+            lambda: [s for s, _, _ in outbox_app.deliveries(ledger)].count(str(broken)) == 2,
+            what="the broken saga's two events delivered by the demo loop",
+        )
+    steps = [step for s, step, _ in outbox_app.deliveries(ledger) if s == str(broken)]
+    assert steps == ["Pack", "Ship"]
