@@ -93,7 +93,6 @@ class SagaMediator:
             self.emitter,
             self.storage,
             self.settings,
-            owner=self._keeper().owner,
             lease_seconds=lease_seconds,
             retry_count=event_retry_count,
             retry_delay=event_retry_delay,

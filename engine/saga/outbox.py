@@ -27,7 +27,7 @@ import weakref
 from engine.events.emitter import EventEmitter
 from engine.events.models import DomainEvent, Event, NotificationEvent
 from engine.message_brokers.protocol import Message
-from engine.saga.lease import owner_is_dead
+from engine.saga.lease import owner_is_dead, process_owner_id
 from engine.saga.settings import RunSettings
 from engine.saga.storage.outbox import EventOutcome, EventState, EventWrite, StoredEvent
 from engine.saga.storage.protocol import ISagaStorage
@@ -101,7 +101,6 @@ class EventDelivery:
         storage: ISagaStorage,
         settings: RunSettings,
         *,
-        owner: str,
         lease_seconds: float,
         retry_count: int = 3,
         retry_delay: float = 0.5,
@@ -110,13 +109,17 @@ class EventDelivery:
         self.emitter = emitter
         self.storage = storage
         self.settings = settings
-        self.owner = owner
         self.retry_count = max(1, retry_count)
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
         waits = sum(retry_delay * retry_backoff**i for i in range(self.retry_count - 1))
         # A claim outlives every retry of one event, with a lease's slack on top.
         self.claim_seconds = lease_seconds + waits
+
+    @property
+    def owner(self) -> str:
+        """Who this process's claims are held by (its lease owner id)."""
+        return process_owner_id()
 
     # ---- the run's side: stage with the checkpoint, deliver after its commit -------------
 
@@ -166,7 +169,13 @@ class EventDelivery:
         if not staged:
             return
         if staged[0].claim_expires is None:
-            report = await self.deliver_saga(run.saga_id, owner=run.owner)
+            try:
+                report = await self.deliver_saga(run.saga_id, owner=run.owner)
+            except Exception:
+                # The step is done and its events are stored: they wait for a redelivery.
+                logger.warning("delivering the events of %s failed", run.saga_id, exc_info=True)
+                run.events_clear = False
+                return
             # Delivered up to this step's last event: nothing of the saga is left behind.
             run.events_clear = report.last_delivered == staged[-1].event_id
             return
@@ -179,7 +188,13 @@ class EventDelivery:
             if not outcome.delivered:
                 run.events_clear = False
                 break
-        await self.storage.finish_events(run.saga_id, run.owner, outcomes)
+        try:
+            await self.storage.finish_events(run.saga_id, run.owner, outcomes)
+        except Exception:
+            # Unrecorded, the events stay claimed until the claim expires and are then
+            # delivered again: at least once.
+            logger.warning("recording the events of %s failed", run.saga_id, exc_info=True)
+            run.events_clear = False
 
     async def _hand_over(self, event: Event) -> None:
         if isinstance(event, NotificationEvent):

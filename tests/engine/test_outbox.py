@@ -321,3 +321,31 @@ async def test_a_page_filtered_by_event_state_lists_the_sagas_holding_such_event
     pending = await storage.list_sagas(SagaFilter(events="PENDING"))
     assert [s.id for s in pending.items] == [broken]
     assert {s.id for s in (await storage.list_sagas(SagaFilter())).items} == {fine, broken}
+
+
+async def test_a_database_written_before_the_outbox_table_gets_it_on_open(
+    tmp_path: typing.Any,
+) -> None:
+    import sqlite3
+
+    from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+
+    path = tmp_path / "sagas.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await SqlAlchemySagaStorage.from_url(url).close()
+    with sqlite3.connect(path) as conn:  # a v3 database of the code before the outbox
+        conn.execute("DROP TABLE saga_events")
+    reader = SqlAlchemySagaStorage.from_url(url, read_only=True)
+    try:
+        assert await reader.event_counts() == type(await reader.event_counts())(0, 0)
+        assert await reader.list_events() == []
+    finally:
+        await reader.close()
+    writer = SqlAlchemySagaStorage.from_url(url)
+    try:
+        mediator = numbering(writer)
+        saga_id = uuid.uuid4()
+        await mediator.run(Ctx("o1"), saga_id=saga_id)
+        assert len(await writer.saga_events(saga_id)) == 3
+    finally:
+        await writer.close()

@@ -293,7 +293,8 @@ async def _tolerant(
     """Read; a database opened read-only that predates the outbox table has no events."""
     try:
         return typing.cast(R, await typing.cast(_Storage, storage)._read(fn, *args))
-    except sa.exc.OperationalError as exc:
-        if "no such table" in str(exc) and getattr(storage, "read_only", False):
+    except sa.exc.DBAPIError as exc:
+        missing = "no such table" in str(exc) or "does not exist" in str(exc)
+        if missing and getattr(storage, "read_only", False):
             return empty
         raise
