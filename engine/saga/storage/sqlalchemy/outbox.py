@@ -124,6 +124,42 @@ class _Attrs:
         self.__dict__.update(values)
 
 
+_FINISH = (
+    sa.update(saga_events)
+    .where(
+        _E.saga_id == sa.bindparam("s"),
+        _E.claim_owner == sa.bindparam("o"),
+        _E.event_id == sa.bindparam("e"),
+        _E.state == EventState.PENDING.value,
+    )
+    .values(
+        state=sa.bindparam("st"),
+        attempts=_E.attempts + sa.bindparam("n"),
+        last_error=sa.bindparam("err"),
+        updated_at=sa.bindparam("now"),
+        delivered_at=sa.bindparam("at"),
+        claim_owner=None,
+        claim_expires=None,
+    )
+)
+_RELEASE = (
+    sa.update(saga_events)
+    .where(_E.saga_id == sa.bindparam("s"), _E.claim_owner == sa.bindparam("o"))
+    .values(claim_owner=None, claim_expires=None)
+)
+# The same two statements in SQLite's words, run on the writer's driver connection: this
+# is the one write a step with events adds, so it is as cheap as a checkpoint's.
+_FINISH_SQLITE = (
+    "UPDATE saga_events SET state = ?, attempts = attempts + ?, last_error = ?,"
+    " updated_at = ?, delivered_at = ?, claim_owner = NULL, claim_expires = NULL"
+    " WHERE saga_id = ? AND claim_owner = ? AND event_id = ? AND state = 'PENDING'"
+)
+_RELEASE_SQLITE = (
+    "UPDATE saga_events SET claim_owner = NULL, claim_expires = NULL"
+    " WHERE saga_id = ? AND claim_owner = ?"
+)
+
+
 def finish_events(
     conn: sa.Connection,
     saga_id: uuid.UUID,
@@ -132,22 +168,51 @@ def finish_events(
 ) -> None:
     """Record outcomes on events ``owner`` still claims, then release its other claims."""
     now = db_values.utcnow()
-    mine = sa.and_(_E.saga_id == saga_id, _E.claim_owner == owner)
-    for outcome in outcomes:
-        conn.execute(
-            sa.update(saga_events)
-            .where(mine, _E.event_id == outcome.event_id, _E.state == EventState.PENDING.value)
-            .values(
-                state=(EventState.DELIVERED if outcome.delivered else EventState.FAILED).value,
-                attempts=_E.attempts + outcome.attempts,
-                last_error=outcome.error,
-                updated_at=now,
-                delivered_at=now if outcome.delivered else None,
-                claim_owner=None,
-                claim_expires=None,
+
+    def state(outcome: EventOutcome) -> str:
+        return (EventState.DELIVERED if outcome.delivered else EventState.FAILED).value
+
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        text, hex_id = db_values.time_to_db(now), db_values.uuid_to_db(saga_id)
+        if outcomes:
+            raw.executemany(
+                _FINISH_SQLITE,
+                [
+                    (
+                        state(o),
+                        o.attempts,
+                        o.error,
+                        text,
+                        text if o.delivered else None,
+                        hex_id,
+                        owner,
+                        db_values.uuid_to_db(o.event_id),
+                    )
+                    for o in outcomes
+                ],
             )
+        raw.execute(_RELEASE_SQLITE, (hex_id, owner))
+        return
+    if outcomes:
+        conn.execute(
+            _FINISH,
+            [
+                {
+                    "s": saga_id,
+                    "o": owner,
+                    "e": o.event_id,
+                    "st": state(o),
+                    "n": o.attempts,
+                    "err": o.error,
+                    "now": now,
+                    "at": now if o.delivered else None,
+                }
+                for o in outcomes
+            ],
         )
-    conn.execute(sa.update(saga_events).where(mine).values(claim_owner=None, claim_expires=None))
+    conn.execute(_RELEASE, {"s": saga_id, "o": owner})
 
 
 def retry_failed_events(conn: sa.Connection, saga_id: uuid.UUID) -> int:
@@ -166,6 +231,12 @@ def retry_failed_events(conn: sa.Connection, saga_id: uuid.UUID) -> int:
 
 
 # ---- reads (AsyncConnection) ----------------------------------------------------------
+
+
+def holds_events(state: str) -> sa.ColumnElement[bool]:
+    """Sagas holding events in ``state``: a range of the (state, saga_id) index."""
+    held = sa.select(_E.saga_id).where(_E.state == state)
+    return saga_executions.c.id.in_(held)
 
 
 async def saga_events_of(conn: AsyncConnection, saga_id: uuid.UUID) -> list[StoredEvent]:

@@ -35,9 +35,9 @@ from engine.saga.storage.models import (
 )
 from engine.saga.storage.rows import LOG_COLUMNS, log_entry
 from engine.saga.storage.sqlalchemy import db_values
+from engine.saga.storage.sqlalchemy.outbox import holds_events
 from engine.saga.storage.sqlalchemy.schema import (
     saga_audit,
-    saga_events,
     saga_executions,
     saga_logs,
     saga_status_counts,
@@ -163,9 +163,7 @@ def _filter_clauses(
                 ),
             )
     if f.events:
-        # Sagas with such events: a range of the outbox's (state, saga_id) index.
-        held = sa.select(saga_events.c.saga_id).where(saga_events.c.state == f.events)
-        clauses.append(saga_executions.c.id.in_(held))
+        clauses.append(holds_events(f.events))
     if f.since:
         clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
     if f.until:
