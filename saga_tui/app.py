@@ -26,6 +26,7 @@ from saga_tui.components.main_screen import MainScreen
 from saga_tui.components.saga_table import SagaTable
 from saga_tui.components.start_form import SagaChoice, StartForm, StartRequest
 from saga_tui.demo import DemoTraffic
+from saga_tui.events_text import counts_text
 from saga_tui.live import PAGE_SIZE, POLL_INTERVAL, BrowseState, LiveFeed, LoadResult
 from saga_tui.messages import (
     ActionsFinished,
@@ -180,7 +181,8 @@ class SagaApp(ActionsMixin):
         running = self.mediator.running if self.mediator else 0
         now = utcnow()
         clock = f"{now.astimezone().strftime('%H:%M:%S')} {zone(now)}"
-        self.main_screen.show_title(self.label, live, running, clock)
+        events = counts_text(self.shown.event_counts) if self.shown else ""
+        self.main_screen.show_title(self.label, live, running, clock, events)
 
     @on(Loaded)
     def _show_load(self, message: Loaded) -> None:
@@ -208,6 +210,7 @@ class SagaApp(ActionsMixin):
         followed = result.request.follow
         if isinstance(screen, DetailScreen) and screen.follow and screen.saga_id == followed:
             screen.show(result.detail, self.palette)
+            screen.show_events(result.events, self.palette)
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:

@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive, default=1)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("events", parents=shared, help="the events sagas produced (the outbox)")
+    p.add_argument("--failed", action="store_true", help="only events out of tries")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("redeliver", parents=shared, help="deliver a saga's failed events again")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("serve", parents=shared, help="the dashboard in a browser (textual-serve)")
     p.add_argument(
         "--host", default="127.0.0.1", help="listen here (default 127.0.0.1; others need a token)"
@@ -150,13 +159,13 @@ def _confirm_with(args: argparse.Namespace) -> typing.Callable[[str], bool]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from saga_tui import headless
+    from saga_tui import events_cli, headless
     from saga_tui.target import build_mediator, load_app_factory, open_storage, resolve_db_url
 
     url = resolve_db_url(args.db)
     app_spec = args.app or DEFAULT_APP
     command = args.command
-    writes = command in ("recover", "compensate", "start")
+    writes = command in ("recover", "compensate", "start", "redeliver")
     if writes and args.read_only:
         raise UsageError(f"{command} writes to the database; drop --read-only")
     saga_filter = None
@@ -192,10 +201,14 @@ async def _run(args: argparse.Namespace) -> int:
             )
         if command == "show":
             return await headless.show_command(storage, _print, args.id, as_json=args.json)
+        if command == "events":
+            return await events_cli.events_command(
+                storage, _print, failed=args.failed, limit=args.limit, as_json=args.json
+            )
         assert factory is not None and writes
         mediator = build_mediator(factory, storage, app_spec)
         if command == "recover":
-            return await headless.recover_command(
+            code = await headless.recover_command(
                 mediator,
                 _print,
                 args.ids,
@@ -203,6 +216,11 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
                 as_json=args.json,
             )
+            if args.stale:
+                await events_cli.deliver_pending_command(mediator, _print, as_json=args.json)
+            return code
+        if command == "redeliver":
+            return await events_cli.redeliver_command(mediator, _print, args.ids, as_json=args.json)
         if command == "compensate":
             return await headless.compensate_command(
                 mediator,

@@ -18,6 +18,8 @@ if typing.TYPE_CHECKING:
 CONCURRENCY = 3
 PAUSE = (0.3, 1.5)
 """Seconds a demo worker waits between two sagas."""
+EVENTS_EVERY = 2.0
+"""Seconds between two passes of the event redelivery loop."""
 logger = logging.getLogger("saga_tui.demo")
 
 
@@ -62,9 +64,17 @@ class DemoTraffic:
             logger.warning("demo: recovering stale sagas failed: %s", exc)
         rng = random.Random()
         makers = _context_makers(mediator, rng)
-        if not makers:
-            return
         weights = [weight for weight, _ in makers]
+
+        async def deliver() -> None:
+            # The redelivery loop: events a dead process left PENDING, in order per saga.
+            while not self.stopping:
+                try:
+                    await mediator.deliver_events()
+                except Exception as exc:
+                    logger.warning("demo: delivering events failed: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), EVENTS_EVERY)
 
         async def worker() -> None:
             while not self.stopping:
@@ -76,7 +86,8 @@ class DemoTraffic:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), rng.uniform(*PAUSE))
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        workers = [worker() for _ in range(self.concurrency)] if makers else []
+        await asyncio.gather(deliver(), *workers)
 
 
 def _context_makers(

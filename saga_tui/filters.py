@@ -1,4 +1,4 @@
-"""The filter syntax: ``status:failed name:Order free text`` <-> SagaFilter.
+"""The filter syntax: ``status:failed name:Order events:failed free text`` <-> SagaFilter.
 
 ``status:stranded`` (or ``is:stale``) keeps unfinished sagas nobody runs, ``key:ord-9ca8``
 business keys starting so, ``group:KEY`` one failure group. Mistakes are errors with one
@@ -27,12 +27,15 @@ _NAME_KEYS = ("name", "saga", "n")
 _IS_KEYS = ("is",)
 _BUSINESS_KEYS = ("key", "k")
 _GROUP_KEYS = ("group",)
+_EVENT_KEYS = ("events",)
+_EVENT_STATES = ("failed", "pending")
 _KEY = re.compile(r"([A-Za-z_]+):(.*)", re.S)
+_ALL_KEYS = _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS + _EVENT_KEYS
 STRANDED_WORDS = ("stranded", "stale")
 """``status:stranded`` / ``is:stale``: unfinished sagas nobody runs (not a stored status)."""
 HELP = (
-    "use status:NAME (or status:stranded), name:TEXT, key:BUSINESS-KEY, group:KEY "
-    'or free text (quote text that holds a colon: "a:b")'
+    "use status:NAME (or status:stranded), name:TEXT, key:BUSINESS-KEY, group:KEY, "
+    'events:failed|pending or free text (quote text that holds a colon: "a:b")'
 )
 
 
@@ -106,6 +109,7 @@ def parse_filter(text: str) -> SagaFilter:
     stranded = False
     business: str | None = None
     group: str | None = None
+    events: str | None = None
     for word, quoted in _words(text):
         if not quoted and looks_like_id(word):
             free.append(id_prefix(word) or word)  # any spelling of a whole id
@@ -115,11 +119,16 @@ def parse_filter(text: str) -> SagaFilter:
             free.append(word)
             continue
         key, value = found.group(1).lower(), found.group(2)
-        if key not in _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS:
+        if (
+            key
+            not in _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS + _EVENT_KEYS
+        ):
             raise FilterError(f"unknown filter {word!r}: {HELP}")
         if not value.strip():
             raise FilterError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
-        if key in _STATUS_KEYS:
+        if key in _EVENT_KEYS:
+            events = parse_event_state(value)
+        elif key in _STATUS_KEYS:
             named, strand = _statuses([value])
             statuses += [s for s in named if s not in statuses]
             stranded = stranded or strand
@@ -140,10 +149,23 @@ def parse_filter(text: str) -> SagaFilter:
         stranded=stranded,
         key=business,
         failure_key=group,
+        events=events,
     )
 
 
+def parse_event_state(word: str) -> str:
+    """The event state ``events:`` names: failed or pending, or their start (any case)."""
+    key = word.strip().lower()
+    found = [s for s in _EVENT_STATES if s.startswith(key)]
+    if not key or len(found) != 1:
+        raise FilterError(
+            f"unknown event state {word.strip()!r}: use events:failed or events:pending"
+        )
+    return found[0].upper()
+
+
 _EXAMPLES = {
+    "events": "failed",
     "status": "failed",
     "s": "failed",
     "name": "Order",
@@ -170,6 +192,8 @@ def format_filter(saga_filter: SagaFilter) -> str:
         parts.append("group:" + saga_filter.failure_key)
     if saga_filter.name:
         parts.append("name:" + _quote(saga_filter.name))
+    if saga_filter.events:
+        parts.append("events:" + saga_filter.events.lower())
     if saga_filter.text:
         parts.append(" ".join(_quote(w) for w in saga_filter.text.split(" ")))
     return " ".join(parts)

@@ -169,6 +169,14 @@ DETAIL: list[Binding] = [
         id="detail.follow",
         tooltip="Follow the saga live, or freeze it",
     ),
+    Binding(
+        "e",
+        "redeliver",
+        "Redeliver",
+        show=False,
+        id="detail.redeliver",
+        tooltip="Redeliver the saga's failed events (and the ones held back behind them)",
+    ),
 ]
 
 # Destructive questions default to cancel: only y confirms; a stray enter cancels.

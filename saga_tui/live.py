@@ -31,12 +31,14 @@ from engine.saga.storage.models import (
     StatusCounts,
 )
 from engine.saga.storage.oncall import Pulse
+from engine.saga.storage.outbox import EventCounts, StoredEvent
 from engine.saga.storage.reader import SagaReader
 from saga_tui.columns import sort_label
 from saga_tui.filters import format_filter
 
 Target = typing.Union[list[uuid.UUID], SagaFilter]  # noqa: UP007
 
+NO_EVENTS = EventCounts()
 PAGE_SIZE = 50
 POLL_INTERVAL = 0.25
 # Checkpoints can arrive thousands of times a second; the list reloads at most this often
@@ -88,6 +90,10 @@ class LoadResult:
     """Unfinished sagas nobody runs (the header's STRANDED count)."""
     pulse: Pulse | None = None
     """Sagas that ended per ten seconds over the last ten minutes (the header's sparklines)."""
+    event_counts: EventCounts = NO_EVENTS
+    """Stored events waiting and failed (the header)."""
+    events: tuple[StoredEvent, ...] = ()
+    """The followed saga's events."""
 
 
 @dataclasses.dataclass
@@ -355,8 +361,20 @@ class LiveFeed:
         elapsed = time.perf_counter() - started
         detail = await reader.get_saga(request.follow) if request.follow else None
         stranded, pulse = await self._oncall()
+        event_counts = await reader.event_counts()
+        events = tuple(await reader.saga_events(request.follow)) if request.follow else ()
         return LoadResult(
-            request, counts, page, detail, elapsed, newer, newer_more, stranded, pulse
+            request,
+            counts,
+            page,
+            detail,
+            elapsed,
+            newer,
+            newer_more,
+            stranded,
+            pulse,
+            event_counts,
+            events,
         )
 
     async def _oncall(self) -> tuple[int, Pulse]:

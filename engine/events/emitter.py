@@ -9,7 +9,7 @@ import typing
 from engine.container import ContainerAdapter
 from engine.events.map import EventMap
 from engine.events.models import DomainEvent, Event, NotificationEvent
-from engine.message_brokers.protocol import MessageBroker, message_from_event
+from engine.message_brokers.protocol import Message, MessageBroker, message_from_event
 
 logger = logging.getLogger("engine.events")
 
@@ -51,6 +51,24 @@ class EventEmitter:
                     follow_ups.extend(await self._run(event, handler_type))
         if follow_ups and depth < _MAX_FOLLOW_UP_DEPTH:
             await self.emit_all(follow_ups, depth + 1)
+
+    async def deliver(self, event: Event) -> None:
+        """Hand one event to its targets (concurrently when configured), then its follow-ups.
+
+        Raises what a handler raised, so the outbox can try the event again.
+        """
+        targets = self._targets(event)
+        if self._concurrent and len(targets) > 1:
+            results = await asyncio.gather(*(self._run_limited(event, t) for t in targets))
+        else:
+            results = [await self._run(event, t) for t in targets]
+        follow_ups = [f for result in results for f in result]
+        if follow_ups:
+            await self.emit_all(follow_ups, 1)
+
+    async def publish(self, message: Message) -> None:
+        """Send one message to the broker."""
+        await self._broker.send_message(message)
 
     def _targets(self, event: Event) -> typing.Sequence[typing.Any]:
         if isinstance(event, NotificationEvent):

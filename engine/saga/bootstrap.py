@@ -34,11 +34,17 @@ def bootstrap(
     sleep: Sleep | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_recovery_attempts: int = 5,
+    event_retry_count: int = 3,
+    event_retry_delay: float = 0.5,
+    event_retry_backoff: float = 2.0,
 ) -> SagaMediator:
     """A SagaMediator wired with sagas, event handlers, broker, middlewares and storage.
 
     ``on_startup`` callables run once, here. ``sleep`` replaces ``asyncio.sleep`` for
-    compensation backoff (tests pass a recorder so they never wait).
+    compensation and event delivery backoff (tests pass a recorder so they never wait).
+    A step's events are stored with its checkpoint and delivered after it; a delivery
+    that fails is tried ``event_retry_count`` times in all (``event_retry_delay`` seconds
+    apart, times ``event_retry_backoff`` each time) and then marked FAILED.
     """
     for callback in on_startup or ():
         callback()
@@ -68,4 +74,7 @@ def bootstrap(
         sleep=sleep,
         lease_seconds=lease_seconds,
         max_recovery_attempts=max_recovery_attempts,
+        event_retry_count=event_retry_count,
+        event_retry_delay=event_retry_delay,
+        event_retry_backoff=event_retry_backoff,
     )

@@ -40,7 +40,20 @@ from engine.saga.storage.rows import FIRST_FENCE
 
 logger = logging.getLogger("engine.saga")
 
-Emit = typing.Callable[[typing.Sequence[typing.Any]], typing.Awaitable[None]]
+
+class EventOutlet(typing.Protocol):
+    """Where a run's step events go: staged into the checkpoint, delivered after it."""
+
+    def stage(self, run: typing.Any, step_name: str, events: typing.Sequence[typing.Any]) -> tuple:
+        """The outbox rows to write with the step's COMPLETED checkpoint."""
+        ...
+
+    async def deliver(
+        self, run: typing.Any, events: typing.Sequence[typing.Any], staged: tuple
+    ) -> None:
+        """Deliver the step's events once that checkpoint is durable."""
+        ...
+
 
 _STARTED = SagaStepStatus.STARTED
 _COMPLETED = SagaStepStatus.COMPLETED
@@ -70,9 +83,12 @@ class SagaRun(EndingRun):
         super().__init__(plan, context, container, storage, keeper, settings, saga_id)
         self.completed: list[str] = []
         self.compensated = False
-        self.emit: Emit | None = None
+        self.emit: EventOutlet | None = None
         # The failure that made the saga roll back (its failure group once it ends).
         self.cause: FailureMark | None = None
+        # True while every event this saga produced so far was delivered: the next ones
+        # may then be claimed at once by this run (see engine.saga.outbox).
+        self.events_clear = False
 
     def _compensated_on_request(self) -> CompensationRequestedError:
         return CompensationRequestedError(f"Saga {self.saga_id} was compensated on request")
@@ -121,6 +137,7 @@ class SagaRun(EndingRun):
         if self.holds_lease:
             self._register()
         self.status = status
+        self.events_clear = True
 
     def adopt_context(self, stored: dict[str, typing.Any]) -> None:
         """Refresh the caller's context object from the stored one (resume keeps data)."""
@@ -140,7 +157,8 @@ class SagaRun(EndingRun):
     ) -> typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None]:
         """Open or resume the saga and run it, yielding each durable step result.
 
-        With ``emit`` set, the step's events are emitted before its result is handed out.
+        With ``emit`` set, the step's events are stored with its COMPLETED checkpoint and
+        delivered before its result is handed out.
         """
         try:
             state = await self.open(recovery=recovery)
@@ -220,6 +238,8 @@ class SagaRun(EndingRun):
                         result, step = await act(self, item)
                     acted = True
                     context = dump_context(self.context)
+                    events = step.events if emit is not None else None
+                    staged = emit.stage(self, name, events) if emit is not None and events else ()
                     completed = LogWrite(name, "act", _COMPLETED, duration_ms=ms_since(t0))
                     if last:
                         res = await write(
@@ -233,6 +253,7 @@ class SagaRun(EndingRun):
                                 release_lease=True,
                                 current_step="",
                                 fence=fence,
+                                events=staged,
                             ),
                         )
                     else:
@@ -249,6 +270,7 @@ class SagaRun(EndingRun):
                                 steps_done=index + 1,
                                 current_step=following,
                                 fence=fence,
+                                events=staged,
                             ),
                         )
                 except Exception as exc:
@@ -262,10 +284,8 @@ class SagaRun(EndingRun):
                 if last:
                     self.status = SagaStatus.COMPLETED
                 result.saga_id = saga_id
-                if emit is not None:
-                    events = step.events
-                    if events:
-                        await emit(events)
+                if emit is not None and events:
+                    await emit.deliver(self, events, staged)
                 yield result
                 if last and res.requested_action is RequestedAction.COMPENSATE:
                     # The operator asked while the last step ran: roll the saga back.

@@ -38,6 +38,7 @@ from engine.saga.lease import (
 )
 from engine.saga.map import SagaMap
 from engine.saga.operator import ActionResult, Operator, operator_action
+from engine.saga.outbox import DeliveryReport, EventDelivery
 from engine.saga.saga import Saga
 from engine.saga.settings import Listener, RunSettings, Sleep
 from engine.saga.step import SagaStepResult
@@ -73,6 +74,9 @@ class SagaMediator:
         sleep: Sleep | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_recovery_attempts: int = 5,
+        event_retry_count: int = 3,
+        event_retry_delay: float = 0.5,
+        event_retry_backoff: float = 2.0,
     ) -> None:
         self.saga_map = saga_map
         self.container = wrap_container(container)
@@ -93,6 +97,15 @@ class SagaMediator:
             max_recovery_attempts=max_recovery_attempts,
         )
         self.lease_seconds = lease_seconds
+        self.events = EventDelivery(
+            self.emitter,
+            self.storage,
+            self.settings,
+            lease_seconds=lease_seconds,
+            retry_count=event_retry_count,
+            retry_delay=event_retry_delay,
+            retry_backoff=event_retry_backoff,
+        )
         # Who operator actions are audited as; None: the OS user on this host. A process
         # acting for someone else (a browser session of ``saga-tui serve``) sets it.
         self.operator: Operator | None = None
@@ -175,7 +188,7 @@ class SagaMediator:
         *,
         recovery: bool = False,
     ) -> typing.AsyncGenerator[SagaStepResult[typing.Any, typing.Any], None]:
-        run.emit = self.emitter.emit_all
+        run.emit = self.events
         return run.execute(recovery=recovery)
 
     @property
@@ -190,6 +203,30 @@ class SagaMediator:
     ) -> list[SagaStepResult[typing.Any, typing.Any]]:
         """Run a saga to its end and return every step result."""
         return [result async for result in self.stream(context, saga_id)]
+
+    # ---- events (the outbox) -----------------------------------------------------------
+
+    async def deliver_events(self, *, limit: int = 1000) -> DeliveryReport:
+        """Deliver PENDING events of up to ``limit`` sagas (the redelivery loop's pass).
+
+        Events a dead process left after its checkpoint, or held back behind a FAILED
+        one; sagas running in this process deliver their own.
+        """
+        return await self.events.deliver_pending(limit=limit, skip=self._keeper().running)
+
+    async def redeliver_events(self, saga_id: uuid.UUID, *, reason: str = "") -> DeliveryReport:
+        """An operator's redelivery of a saga's FAILED events (audited)."""
+        await self._lease(saga_id)
+        report = await self.events.retry_failed(saga_id)
+        outcome = (
+            f"{report.delivered} delivered, {report.failed} failed, {report.waiting} waiting"
+            + (", busy" if report.busy else "")
+        )
+        with contextlib.suppress(Exception):
+            await self.storage.record_operator_action(
+                operator_action(saga_id, "redeliver", reason, outcome, self.operator)
+            )
+        return report
 
     # ---- operator actions --------------------------------------------------------------
 

@@ -17,7 +17,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from engine.saga.storage.models import SagaDetail
+from engine.saga.storage.outbox import EventState, StoredEvent
 from saga_tui import keys
+from saga_tui.events_text import STATE_MARK, report_text
 from saga_tui.messages import FollowChanged
 from saga_tui.pictures import timeline_text
 from saga_tui.render import (
@@ -34,6 +36,7 @@ from saga_tui.textfmt import (
     aware,
     clean,
     error_line,
+    one_line,
     timestamp,
     took,
     utcnow,
@@ -93,6 +96,9 @@ class DetailScreen(Screen[None]):
             steps: DataTable[object] = DataTable(id="detail-steps", cursor_type="row")
             yield steps
             yield Static("", id="detail-timeline")
+            events = Static("", id="detail-events")
+            events.display = False  # until the saga has events
+            yield events
             yield Static("", id="detail-error")
             yield Static("", id="detail-context")
             yield Static("", id="detail-history")
@@ -150,6 +156,62 @@ class DetailScreen(Screen[None]):
         self._show_error(detail, palette)
         self._show_context(detail)
         self._show_history(detail, palette)
+
+    def show_events(self, events: typing.Sequence[StoredEvent], palette: Palette) -> None:
+        """The saga's events with their state (hidden when it produced none)."""
+        widget = self.query_one("#detail-events", Static)
+        if not events:
+            widget.display = False
+            return
+        widget.display = True
+        styles = {EventState.DELIVERED: "ok", EventState.PENDING: "busy", EventState.FAILED: "bad"}
+        text = Text(end="", overflow="fold")
+        text.append("Events", style="bold")
+        if any(e.state is EventState.FAILED for e in events):
+            text.append("  (e redelivers the failed ones)", style="dim")
+        for event in events:
+            text.append("\n")
+            text.append(
+                f"{STATE_MARK[event.state]} {event.state.name:<9}", style=styles[event.state]
+            )
+            text.append(f" {clean(event.step_name)} → {clean(event.event_name)}")
+            text.append(f"  {event.kind}  tries {event.attempts}", style="dim")
+            when = event.delivered_at or event.updated_at
+            text.append(f"  {timestamp(when, millis=True)}", style="dim")
+            if event.last_error and event.state is not EventState.DELIVERED:
+                text.append("  ")
+                text.append(clean(event.last_error), style="bad")
+        widget.update(paint(text, palette))
+
+    def action_redeliver(self) -> None:
+        """Redeliver the saga's FAILED events through the application's handlers."""
+        from saga_tui.operations import refusal
+
+        app = typing.cast(typing.Any, self.app)
+        reason = refusal(
+            "redeliver", read_only=app.read_only, mediator=app.mediator, why=app.read_only_why
+        )
+        if reason is not None:
+            self.notify(reason, severity="warning", markup=False)
+            return
+        self.notify("redelivering the failed events…", timeout=2)
+        self.run_worker(self._redeliver(app), group="redeliver", exclusive=True)
+
+    async def _redeliver(self, app: typing.Any) -> None:
+        try:
+            report = await app.mediator.redeliver_events(self.saga_id, reason="dashboard")
+        except Exception as exc:
+            self.notify(
+                f"redeliver: {one_line(exc, with_type=True)}", severity="error", markup=False
+            )
+            return
+        failed = report.failed or report.waiting or report.busy
+        self.notify(
+            f"redeliver: {report_text(report)}",
+            severity="warning" if failed else "information",
+            markup=False,
+        )
+        app.reload()
 
     def tick(self, now: datetime.datetime) -> None:
         """The clock moved: a running saga's TOOK and the steps' ages."""

@@ -25,8 +25,20 @@ class TitleBar(Static):
 
     _shown: Text | None = None
 
-    def show(self, label: str, live: str, running: int, clock: str, *, read_only: bool) -> None:
-        """Render the database label, read-only, the live state, this process's sagas, the time."""
+    def show(
+        self,
+        label: str,
+        live: str,
+        running: int,
+        clock: str,
+        *,
+        read_only: bool,
+        events: str = "",
+    ) -> None:
+        """Render the database label, read-only, the live state, this process's sagas, the time.
+
+        ``events`` (the outbox's pending and failed counts) shows when there are any.
+        """
         left = Text(end="")
         left.append("saga-tui", style="bold")
         left.append(f" · {clean(label)}")
@@ -35,6 +47,9 @@ class TitleBar(Static):
             left.append("read-only", style="bold reverse")
         left.append(f" · {live}")
         width = self.size.width or 80
+        if events:
+            left.append(" · ")
+            left.append(events, style="bold")
         if running:
             more = f" · {running} running in this process"
             if left.cell_len + len(more) + len(clock) + 1 > width:

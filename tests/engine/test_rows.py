@@ -84,9 +84,9 @@ def story() -> list[Checkpoint]:
 def test_the_description_names_every_column_of_the_schema() -> None:
     assert tuple(c.name for c in saga_executions.columns) == SAGA_COLUMNS
     assert ("id", "saga_id", *LOG_COLUMNS) == tuple(c.name for c in saga_logs.columns)
-    insert, update, _, _, _ = checkpoint_rows(story()[0], 0.0)
+    insert, update, _, _, _, _ = checkpoint_rows(story()[0], 0.0)
     assert insert is not None and update is None and tuple(insert) == SAGA_COLUMNS
-    _, update, increment, _, logs = checkpoint_rows(story()[4], 0.0)
+    _, update, increment, _, logs, _ = checkpoint_rows(story()[4], 0.0)
     assert update is not None and set(update) | set(increment) <= set(SAGA_COLUMNS)
     assert all(len(row) == len(LOG_COLUMNS) for row in logs)
 

@@ -19,6 +19,7 @@ from engine.saga.storage.enums import (
     SagaStepStatus,
 )
 from engine.saga.storage.lanes import build_step_views, error_traceback, most_tries
+from engine.saga.storage.memory_outbox import MemoryEventOutbox
 from engine.saga.storage.models import (
     NEWEST_FIRST,
     Checkpoint,
@@ -97,7 +98,7 @@ def _summary(row: _Row) -> SagaSummary:
     )
 
 
-class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
+class MemorySagaStorage(memory_oncall.OnCallQueries, MemoryEventOutbox, ISagaStorage):
     """Keeps sagas in dictionaries; for tests, examples and short-lived processes."""
 
     def __init__(self) -> None:
@@ -111,6 +112,7 @@ class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
         self._saga_logs: dict[int, list[int]] = {}  # saga key -> its log ids
         self._audit: list[OperatorAction] = []
         self._changes = 0
+        self._init_events()
 
     # ---- runner protocol --------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
         saga_id = checkpoint.saga_id
         key = saga_id.int
         row = self._rows.get(key)
-        insert, update, increment, guard, logs = checkpoint_rows(checkpoint, _time())
+        insert, update, increment, guard, logs, events = checkpoint_rows(checkpoint, _time())
         requested = None
         if insert is not None:
             if row is not None:
@@ -146,6 +148,8 @@ class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
                 log.append(values)
                 log_saga.append(key)
                 saga_logs.append(len(log))
+        if events:
+            self._store_events(saga_id, events)
         self._changes += 1
         if requested is None:
             return _NOTHING_REQUESTED
@@ -317,7 +321,12 @@ class MemorySagaStorage(memory_oncall.OnCallQueries, ISagaStorage):
         saga_filter = await self._resolve(saga_filter)
         now = _time()
         rows = self._rows.values()
-        items = [_summary(r) for r in rows if self._matches(r, saga_filter, now)]
+        items = [
+            _summary(r)
+            for r in rows
+            if self._matches(r, saga_filter, now)
+            and (not saga_filter.events or self._holds_events(r["id"], saga_filter.events))
+        ]
 
         def key(value: str | None, created: datetime.datetime, saga_id: uuid.UUID) -> tuple:
             return (value or "", created, str(saga_id))

@@ -12,6 +12,7 @@ import typing
 import uuid
 
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
+from engine.saga.storage.outbox import EventWrite
 
 Action = typing.Literal["act", "compensate"]
 
@@ -135,6 +136,8 @@ class Checkpoint:
     fence: int | None = None
     failure: FailureMark | None = None
     """The failure to group the saga by (``NO_FAILURE`` clears it); None leaves it."""
+    events: tuple[EventWrite, ...] = ()
+    """The step's events, stored in the same transaction (the outbox)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -214,6 +217,8 @@ class SagaFilter:
     """Set by storage for ``stranded``: owners on this host whose process is gone."""
     now: float | None = None
     """Set by storage for ``stranded``: the time leases are judged at."""
+    events: str | None = None
+    """Only sagas holding events in this state (``FAILED`` or ``PENDING``)."""
 
     @property
     def is_empty(self) -> bool:
@@ -227,6 +232,7 @@ class SagaFilter:
             or self.stranded
             or self.key
             or self.failure_key
+            or self.events
         )
 
     @property

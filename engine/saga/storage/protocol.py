@@ -46,9 +46,10 @@ from engine.saga.storage.models import (
     StatusCounts,
 )
 from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
+from engine.saga.storage.outbox import EventOutbox
 
 
-class ISagaStorage(abc.ABC):
+class ISagaStorage(EventOutbox, abc.ABC):
     """Persistence for sagas: durable checkpoints, leases and a query API."""
 
     read_only: bool = False

@@ -20,6 +20,7 @@ from engine.saga.storage.models import (
     StatusCounts,
 )
 from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
+from engine.saga.storage.outbox import EventCounts, StoredEvent
 
 
 @typing.runtime_checkable
@@ -85,6 +86,14 @@ class SagaReader(typing.Protocol):
 
     async def change_token(self) -> int:
         """A value that changes whenever any process committed a write."""
+        ...
+
+    async def event_counts(self) -> EventCounts:
+        """How many stored events are PENDING and how many FAILED."""
+        ...
+
+    async def saga_events(self, saga_id: uuid.UUID) -> list[StoredEvent]:
+        """Every stored event of one saga, oldest first."""
         ...
 
     async def close(self) -> None:

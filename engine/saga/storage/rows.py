@@ -69,6 +69,26 @@ LOG_COLUMNS = (
 )
 """The saga_logs columns a log row carries, in this order (its id and saga_id aside)."""
 
+EVENT_COLUMNS = (
+    "event_id",
+    "step_name",
+    "kind",
+    "event_type",
+    "event_name",
+    "payload",
+    "state",
+    "attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "delivered_at",
+    "claim_owner",
+    "claim_expires",
+)
+"""The saga_events columns an event row carries, in this order (its id and saga_id aside)."""
+
+EventRow = tuple[typing.Any, ...]
+
 LogRow = tuple[
     str, str, str, str | None, typing.Any, str | None, str | None, str | None, int, float | None
 ]
@@ -86,8 +106,9 @@ CheckpointRows = tuple[
     tuple[str, ...],
     Guard,
     list[LogRow],
+    typing.Sequence[EventRow],
 ]
-"""(insert, update, increment, guard, logs); a plain tuple, built on the hot path.
+"""(insert, update, increment, guard, logs, events); a plain tuple, built on the hot path.
 
 * ``insert``: every column of the saga row a creating checkpoint inserts, or None;
 * ``update``: column -> new value for the existing saga row (None when inserting);
@@ -95,11 +116,13 @@ CheckpointRows = tuple[
 * ``guard``: (column, value) pairs the existing row must hold for the update to apply:
   the lease owner and the fence its claim got. The backend puts them in the UPDATE's
   WHERE (no extra round trip) and refuses with :func:`lease_lost` when nothing matched;
-* ``logs``: rows to append to the log, values in LOG_COLUMNS order.
+* ``logs``: rows to append to the log, values in LOG_COLUMNS order;
+* ``events``: rows to append to the outbox, values in EVENT_COLUMNS order (mostly none).
 """
 
 _NO_INCREMENT: tuple[str, ...] = ()
 _NO_GUARD: Guard = ()
+_NO_EVENTS: tuple[EventRow, ...] = ()
 _VERSION = ("version",)
 
 FIRST_FENCE = 1
@@ -156,8 +179,9 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
                     write.duration_ms,
                 ),
             )
+    events = event_rows(cp, now) if cp.events else _NO_EVENTS
     if cp.create is not None:
-        return _insert(cp, now), None, _NO_INCREMENT, _NO_GUARD, logs
+        return _insert(cp, now), None, _NO_INCREMENT, _NO_GUARD, logs, events
     # The common checkpoints (a step's progress) are decided in a few field tests.
     update: dict[str, typing.Any] = {"updated_at": now}
     increment = _NO_INCREMENT
@@ -189,7 +213,7 @@ def checkpoint_rows(cp: Checkpoint, now: typing.Any) -> CheckpointRows:
         update["requested_action"] = None
     if cp.failure is not None:
         update.update(_failure_columns(cp.failure, now))
-    return None, update, increment, checkpoint_guard(cp), logs
+    return None, update, increment, checkpoint_guard(cp), logs, events
 
 
 def _failure_columns(mark: FailureMark | None, now: typing.Any) -> dict[str, typing.Any]:
@@ -206,6 +230,29 @@ def _failure_columns(mark: FailureMark | None, now: typing.Any) -> dict[str, typ
 
 
 _FAILURE_COLUMNS = ("failure_key", "failure_step", "failure_type", "failure_message", "failed_at")
+
+
+def event_rows(cp: Checkpoint, now: typing.Any) -> list[EventRow]:
+    """The outbox rows of the checkpoint's events: PENDING, claimed by its owner if asked."""
+    return [
+        (
+            event.event_id,
+            event.step_name,
+            event.kind,
+            event.event_type,
+            event.event_name,
+            event.payload,
+            "PENDING",
+            0,
+            None,
+            now,
+            now,
+            None,
+            cp.owner if event.claim_expires is not None else None,
+            event.claim_expires,
+        )
+        for event in cp.events
+    ]
 
 
 def _insert(cp: Checkpoint, now: typing.Any) -> dict[str, typing.Any]:

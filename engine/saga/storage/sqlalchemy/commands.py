@@ -22,6 +22,7 @@ from engine.saga.storage.models import (
     SagaState,
 )
 from engine.saga.storage.rows import (
+    EVENT_COLUMNS,
     LOG_COLUMNS,
     already_exists,
     checkpoint_rows,
@@ -30,7 +31,12 @@ from engine.saga.storage.rows import (
 )
 from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.reading import LOG_SELECT, read_log_row
-from engine.saga.storage.sqlalchemy.schema import saga_audit, saga_executions, saga_logs
+from engine.saga.storage.sqlalchemy.schema import (
+    saga_audit,
+    saga_events,
+    saga_executions,
+    saga_logs,
+)
 
 
 def log_values(saga_id: uuid.UUID, rows: list[typing.Any]) -> list[dict[str, typing.Any]]:
@@ -50,7 +56,7 @@ def apply_checkpoint(
     With ``defer_logs`` the log rows are appended there for one INSERT per batch.
     """
     saga_id = checkpoint.saga_id
-    insert, update, increment, guard, logs = checkpoint_rows(checkpoint, now)
+    insert, update, increment, guard, logs, events = checkpoint_rows(checkpoint, now)
     requested: str | None = None
     if insert is not None:
         try:
@@ -92,6 +98,11 @@ def apply_checkpoint(
         defer_logs.extend(rows)
     elif rows:
         conn.execute(sa.insert(saga_logs), rows)
+    if events:
+        conn.execute(
+            sa.insert(saga_events),
+            [{"saga_id": saga_id, **dict(zip(EVENT_COLUMNS, row, strict=True))} for row in events],
+        )
     return CheckpointResult(requested_action=db_values.action_from_db(requested))
 
 

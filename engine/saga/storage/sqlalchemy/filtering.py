@@ -19,6 +19,7 @@ from engine.saga.lease import owner_is_dead, this_host
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.sqlalchemy import db_values
+from engine.saga.storage.sqlalchemy.outbox import holds_events
 from engine.saga.storage.sqlalchemy.schema import saga_executions
 
 UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
@@ -146,6 +147,8 @@ def filter_clauses(
         clauses.append(group_clause(conn, f.failure_key))
     if f.stranded:
         clauses.append(stranded_clause(conn, f))
+    if f.events:
+        clauses.append(holds_events(f.events))
     if f.since:
         clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
     if f.until:

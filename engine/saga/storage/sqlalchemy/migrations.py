@@ -99,6 +99,22 @@ def _v2_to_v3(conn: sa.Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def lacks_declared(conn: sa.Connection) -> bool:
+    """True when a table, column or index declared in ``schema`` is missing (reads only)."""
+    inspector = sa.inspect(conn)
+    present = set(inspector.get_table_names())
+    for table in schema.metadata.sorted_tables:
+        if table.name not in present:
+            return True
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        if any(c.name not in columns for c in table.columns):
+            return True
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        if any(i.name not in indexes for i in table.indexes):
+            return True
+    return False
+
+
 MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2, 3: _v2_to_v3}
 """Migration to version N from N-1, applied in order."""
 
@@ -135,6 +151,10 @@ def check_schema(conn: sa.Connection, label: str, *, read_only: bool = False) ->
             f"{label}: schema version {version} is newer than this saga-tui knows "
             f"({schema.SCHEMA_VERSION}); upgrade saga-tui",
         )
+    if version == schema.SCHEMA_VERSION and not read_only and lacks_declared(conn):
+        # A v3 database written before a table, column or index was declared:
+        # ensure_schema's additive v3 step completes it.
+        return version - 1
     if read_only and version < schema.SCHEMA_VERSION:
         if version == 1 and conn.dialect.name == "sqlite":
             return version  # python-cqrs's layout: readable through legacy_views()

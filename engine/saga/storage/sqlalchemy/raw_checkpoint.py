@@ -14,6 +14,7 @@ import uuid
 
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.rows import (
+    EVENT_COLUMNS,
     LOG_COLUMNS,
     SAGA_COLUMNS,
     already_exists,
@@ -30,6 +31,7 @@ def _insert_sql(table: str, columns: typing.Sequence[str]) -> str:
 
 _INSERT_SAGA = _insert_sql("saga_executions", SAGA_COLUMNS)
 _INSERT_LOG = _insert_sql("saga_logs", ("saga_id", *LOG_COLUMNS))
+_INSERT_EVENT = _insert_sql("saga_events", ("saga_id", *EVENT_COLUMNS))
 
 
 def _bind(value: typing.Any) -> typing.Any:
@@ -48,7 +50,7 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
     checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
     """
     hex_id = db_values.uuid_to_db(cp.saga_id)
-    insert, update, increment, guard, logs = checkpoint_rows(cp, now_text)
+    insert, update, increment, guard, logs, events = checkpoint_rows(cp, now_text)
     requested: str | None = None
     if insert is not None:
         try:
@@ -89,4 +91,6 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
             requested = returned[0][0]
     if logs:
         conn.executemany(_INSERT_LOG, [(hex_id, *row) for row in logs])
+    if events:
+        conn.executemany(_INSERT_EVENT, [(hex_id, *map(_bind, row)) for row in events])
     return CheckpointResult(requested_action=db_values.action_from_db(requested))

@@ -169,6 +169,34 @@ saga_audit = sa.Table(
     sa.Index("ix_saga_audit_saga_id", "saga_id", "id"),
 )
 
+# The outbox: the events a step produced, written with its COMPLETED checkpoint. The id
+# (SQLite's rowid) is the delivery order within a saga.
+saga_events = sa.Table(
+    "saga_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("saga_id", sa.Uuid, sa.ForeignKey("saga_executions.id"), nullable=False),
+    sa.Column("event_id", sa.Uuid, nullable=False),
+    sa.Column("step_name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),
+    sa.Column("event_type", sa.String(255), nullable=False),
+    sa.Column("event_name", sa.String(255), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("claim_owner", sa.String(255), nullable=True),
+    sa.Column("claim_expires", sa.Float, nullable=True),
+    # A saga's events in order (the detail, a deliverer's claim) ...
+    sa.Index("ix_saga_events_saga", "saga_id", "id"),
+    # ... and by state: the header's pending/failed counts, the sagas left to deliver.
+    sa.Index("ix_saga_events_state", "state", "saga_id", "id"),
+    sqlite_autoincrement=False,
+)
+
 # Kept exact by triggers, so counting a million sagas reads six rows.
 saga_status_counts = sa.Table(
     "saga_status_counts",

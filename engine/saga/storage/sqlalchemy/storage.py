@@ -51,6 +51,7 @@ from engine.saga.storage.sqlalchemy.migrations import (
     ensure_schema,
     legacy_views,
 )
+from engine.saga.storage.sqlalchemy.outbox import SqlEventOutbox
 from engine.saga.storage.sqlalchemy.refusals import classify
 from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
@@ -58,7 +59,7 @@ from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, Sqlit
 R = typing.TypeVar("R")
 
 
-class SqlAlchemySagaStorage(ISagaStorage):
+class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
     """Sagas in a SQL database: group-committed checkpoints, leases and the query API.
 
     ``session_factory`` must be bound to an async engine. On a SQLite file the schema is
