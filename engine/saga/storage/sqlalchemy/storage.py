@@ -31,6 +31,7 @@ from engine.saga.storage.models import (
     StatusCounts,
     resolve_text_filter,
 )
+from engine.saga.storage.postgres import writer_for
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import commands, queries
 from engine.saga.storage.sqlalchemy.connect import (
@@ -88,7 +89,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
         if self._path is not None:
             self._open_sqlite(raw_sqlite_writer)
         elif not read_only:
-            self._writer = CoreWriter(bind)
+            self._writer = writer_for(bind)
 
     @classmethod
     def from_url(cls, url: str | sa.URL, *, read_only: bool = False) -> SqlAlchemySagaStorage:

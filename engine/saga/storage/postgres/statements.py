@@ -1,0 +1,88 @@
+"""The SQL of the PostgreSQL write path, built from the SQLAlchemy tables.
+
+Each statement applies a whole batch: the rows travel as one array per column and
+``unnest`` turns them back into rows, so a group commit of N checkpoints costs a few
+round trips, not N. asyncpg prepares each statement once per connection (its statement
+cache), so a batch only binds.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from engine.saga.storage.rows import LOG_COLUMNS, SAGA_COLUMNS
+from engine.saga.storage.sqlalchemy.schema import saga_executions, saga_logs
+
+CHANNEL = "saga_changes"
+"""The LISTEN/NOTIFY channel every committed batch of this engine notifies."""
+
+NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT"
+"""Sent as one message: the hint costs no round trip of its own."""
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _array_type(column: sa.Column[object]) -> str:
+    # Strings travel as text[]: a cast to varchar(n) would silently cut a long value,
+    # where the column's own assignment cast refuses it as the Core path does.
+    if isinstance(column.type, sa.String) and not isinstance(column.type, sa.JSON):
+        return "text[]"
+    return f"{column.type.compile(dialect=_DIALECT)}[]"
+
+
+def _unnest(table: sa.Table, columns: tuple[str, ...], first: int = 1) -> str:
+    params = ", ".join(
+        f"${n}::{_array_type(table.c[name])}" for n, name in enumerate(columns, start=first)
+    )
+    return f"unnest({params})"
+
+
+INSERT_SAGAS = (
+    f"INSERT INTO {saga_executions.name} ({', '.join(SAGA_COLUMNS)}) "
+    f"SELECT * FROM {_unnest(saga_executions, SAGA_COLUMNS)} "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+"""Create sagas; an id that exists is skipped (not an error, the transaction goes on)."""
+
+_LOG_INSERT_COLUMNS = ("saga_id", *LOG_COLUMNS)
+
+INSERT_LOGS = (
+    f"INSERT INTO {saga_logs.name} ({', '.join(_LOG_INSERT_COLUMNS)}) "
+    f"SELECT {', '.join(_LOG_INSERT_COLUMNS)} FROM "
+    f"{_unnest(saga_logs, _LOG_INSERT_COLUMNS)} WITH ORDINALITY "
+    f"AS v({', '.join(_LOG_INSERT_COLUMNS)}, n) ORDER BY n"
+)
+"""Append log rows; ids are assigned in the order given (checkpoint order)."""
+
+HOLDERS = f"SELECT id, lease_owner FROM {saga_executions.name} WHERE id = ANY($1::uuid[])"
+"""Who holds the sagas whose UPDATE matched nothing (missing saga or lost lease)."""
+
+PRIOR_REQUEST = (
+    f"SELECT requested_action FROM {saga_executions.name} "
+    "WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) FOR UPDATE"
+)
+"""The pending request a checkpoint clears, read (and locked) before it is cleared."""
+
+
+@functools.cache
+def update_sagas(columns: tuple[str, ...], increment: tuple[str, ...]) -> str:
+    """One UPDATE for every checkpoint of a batch that sets ``columns`` and bumps ``increment``.
+
+    Parameters: ids, owners (NULL: no lease check), then one array per column. A row
+    whose owner no longer holds the lease is not matched, so it is not in RETURNING.
+    """
+    sets = [f"{c} = v.{c}" for c in columns]
+    sets += [f"{c} = s.{c} + 1" for c in increment]
+    owner = saga_executions.c.lease_owner
+    source = f"unnest($1::uuid[], $2::{_array_type(owner)}" + "".join(
+        f", ${n}::{_array_type(saga_executions.c[c])}" for n, c in enumerate(columns, start=3)
+    )
+    return (
+        f"UPDATE {saga_executions.name} AS s SET {', '.join(sets)} "
+        f"FROM {source}) AS v(id, owner_, {', '.join(columns)}) "
+        "WHERE s.id = v.id AND (v.owner_ IS NULL OR s.lease_owner = v.owner_) "
+        "RETURNING s.id, s.requested_action"
+    )
