@@ -52,12 +52,9 @@ def _columns(rows: list[list[typing.Any]], width: int) -> list[list[typing.Any]]
     return [[row[i] for row in rows] for i in range(width)]
 
 
-async def apply_batch(
-    conn: asyncpg.Connection,
-    items: typing.Sequence[Checkpoint],
-    now: typing.Any,
-) -> list[typing.Any]:
-    """Apply ``items`` in order; one CheckpointResult or exception per checkpoint."""
+def _plan(
+    items: typing.Sequence[Checkpoint], now: typing.Any
+) -> tuple[list[_Plan], list[typing.Any]]:
     results: list[typing.Any] = [None] * len(items)
     plans: list[_Plan] = []
     for i, cp in enumerate(items):
@@ -71,9 +68,91 @@ async def apply_batch(
             results[i] = exc
             continue
         plans.append(_Plan(i, cp, insert, update, increment, logs))
+    return plans, results
+
+
+async def apply_batch(
+    conn: asyncpg.Connection,
+    items: typing.Sequence[Checkpoint],
+    now: typing.Any,
+) -> list[typing.Any]:
+    """Apply ``items`` in order inside the caller's transaction; a result or error each."""
+    plans, results = _plan(items, now)
     for round_ in _rounds(plans):
         await _apply_round(conn, round_, results)
     return results
+
+
+async def apply_whole(
+    conn: asyncpg.Connection,
+    items: typing.Sequence[Checkpoint],
+    now: typing.Any,
+) -> list[typing.Any] | None:
+    """Apply ``items`` as one statement outside a transaction: one round trip, one commit.
+
+    Returns None, having done nothing, for a batch that needs several statements (a
+    saga twice in it, or a pending request to read before clearing it).
+    """
+    plans, results = _plan(items, now)
+    ids = {p.cp.saga_id for p in plans}
+    if len(ids) < len(plans) or any(p.cp.clear_requested_action for p in plans):
+        return None
+    creates = [p for p in plans if p.insert is not None]
+    shapes = _shapes(plans)
+    args: list[typing.Any] = []
+    if creates:
+        rows = [[p.insert[c] for c in SAGA_COLUMNS] for p in creates]  # type: ignore[index]
+        args += _columns(rows, len(SAGA_COLUMNS))
+    for (columns, _), group in shapes.items():
+        args += _update_args(columns, group)
+    logs = [[p.cp.saga_id, *row] for p in plans for row in p.logs]
+    if logs:
+        args += _columns(logs, len(logs[0]))
+    sql = statements.whole_batch(bool(creates), tuple(shapes), bool(logs))
+    matched: dict[uuid.UUID, str | None] = {}
+    for kind, saga_id, requested in await conn.fetch(sql, *args):
+        if kind != "n":
+            matched[saga_id] = requested
+    missing: list[_Plan] = []
+    for p in plans:
+        if p.cp.saga_id in matched:
+            results[p.index] = CheckpointResult(db_values.action_from_db(matched[p.cp.saga_id]))
+        elif p.insert is not None:
+            results[p.index] = already_exists(p.cp.saga_id)
+        else:
+            missing.append(p)
+    await _refuse_missing(conn, missing, results)
+    return results
+
+
+def _shapes(plans: list[_Plan]) -> dict[statements.Shape, list[_Plan]]:
+    shapes: dict[statements.Shape, list[_Plan]] = {}
+    for p in plans:
+        if p.update is not None:
+            shapes.setdefault((tuple(p.update), p.increment), []).append(p)
+    return shapes
+
+
+def _update_args(columns: tuple[str, ...], group: list[_Plan]) -> list[list[typing.Any]]:
+    args: list[list[typing.Any]] = [[p.cp.saga_id for p in group], [p.cp.owner for p in group]]
+    args += [[p.update[c] for p in group] for c in columns]  # type: ignore[index]
+    return args
+
+
+async def _refuse_missing(
+    conn: asyncpg.Connection, missing: list[_Plan], results: list[typing.Any]
+) -> None:
+    """Why checkpoints whose UPDATE matched nothing were refused: missing saga or lost lease."""
+    if not missing:
+        return
+    holders = dict(
+        await conn.fetch(statements.HOLDERS, [p.cp.saga_id for p in missing])  # type: ignore[arg-type]
+    )
+    for p in missing:
+        saga_id = p.cp.saga_id
+        results[p.index] = (
+            lease_lost(saga_id, holders[saga_id]) if saga_id in holders else not_found(saga_id)
+        )
 
 
 def _rounds(plans: list[_Plan]) -> list[list[_Plan]]:
@@ -108,20 +187,14 @@ async def _apply_round(
                 done.append(p)
             else:
                 results[p.index] = already_exists(p.cp.saga_id)
-    shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[_Plan]] = {}
     for p in plans:
-        if p.update is not None:
-            shapes.setdefault((tuple(p.update), p.increment), []).append(p)
-            if p.cp.clear_requested_action:
-                # RETURNING shows the new row; the request must be read before it is cleared.
-                p.prior = await conn.fetchval(statements.PRIOR_REQUEST, p.cp.saga_id, p.cp.owner)
+        if p.update is not None and p.cp.clear_requested_action:
+            # RETURNING shows the new row; the request must be read before it is cleared.
+            p.prior = await conn.fetchval(statements.PRIOR_REQUEST, p.cp.saga_id, p.cp.owner)
     missing: list[_Plan] = []
-    for (columns, increment), group in shapes.items():
-        args = [[p.cp.saga_id for p in group], [p.cp.owner for p in group]]
-        args += [[p.update[c] for p in group] for c in columns]  # type: ignore[index]
-        matched = {
-            r[0]: r[1] for r in await conn.fetch(statements.update_sagas(columns, increment), *args)
-        }
+    for (columns, increment), group in _shapes(plans).items():
+        sql = statements.update_sagas(columns, increment)
+        matched = {r[0]: r[1] for r in await conn.fetch(sql, *_update_args(columns, group))}
         for p in group:
             if p.cp.saga_id not in matched:
                 missing.append(p)
@@ -129,15 +202,7 @@ async def _apply_round(
             requested = p.prior if p.cp.clear_requested_action else matched[p.cp.saga_id]
             results[p.index] = CheckpointResult(db_values.action_from_db(requested))
             done.append(p)
-    if missing:
-        holders = dict(
-            await conn.fetch(statements.HOLDERS, [p.cp.saga_id for p in missing])  # type: ignore[arg-type]
-        )
-        for p in missing:
-            saga_id = p.cp.saga_id
-            results[p.index] = (
-                lease_lost(saga_id, holders[saga_id]) if saga_id in holders else not_found(saga_id)
-            )
+    await _refuse_missing(conn, missing, results)
     logs = [[p.cp.saga_id, *row] for p in sorted(done, key=lambda d: d.index) for row in p.logs]
     if logs:
         await conn.execute(statements.INSERT_LOGS, *_columns(logs, len(logs[0])))

@@ -40,22 +40,35 @@ def _unnest(table: sa.Table, columns: tuple[str, ...], first: int = 1) -> str:
     return f"unnest({params})"
 
 
-INSERT_SAGAS = (
-    f"INSERT INTO {saga_executions.name} ({', '.join(SAGA_COLUMNS)}) "
-    f"SELECT * FROM {_unnest(saga_executions, SAGA_COLUMNS)} "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
+def _insert_sagas(first: int = 1) -> str:
+    return (
+        f"INSERT INTO {saga_executions.name} ({', '.join(SAGA_COLUMNS)}) "
+        f"SELECT * FROM {_unnest(saga_executions, SAGA_COLUMNS, first)} "
+        "ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
+
+
+INSERT_SAGAS = _insert_sagas()
 """Create sagas; an id that exists is skipped (not an error, the transaction goes on)."""
 
 _LOG_INSERT_COLUMNS = ("saga_id", *LOG_COLUMNS)
 
-INSERT_LOGS = (
-    f"INSERT INTO {saga_logs.name} ({', '.join(_LOG_INSERT_COLUMNS)}) "
-    f"SELECT {', '.join(_LOG_INSERT_COLUMNS)} FROM "
-    f"{_unnest(saga_logs, _LOG_INSERT_COLUMNS)} WITH ORDINALITY "
-    f"AS v({', '.join(_LOG_INSERT_COLUMNS)}, n) ORDER BY n"
-)
+
+def _insert_logs(first: int = 1, only_sagas_in: str = "") -> str:
+    where = f" WHERE v.saga_id IN (SELECT id FROM {only_sagas_in})" if only_sagas_in else ""
+    return (
+        f"INSERT INTO {saga_logs.name} ({', '.join(_LOG_INSERT_COLUMNS)}) "
+        f"SELECT {', '.join(_LOG_INSERT_COLUMNS)} FROM "
+        f"{_unnest(saga_logs, _LOG_INSERT_COLUMNS, first)} WITH ORDINALITY "
+        f"AS v({', '.join(_LOG_INSERT_COLUMNS)}, n){where} ORDER BY n"
+    )
+
+
+INSERT_LOGS = _insert_logs()
 """Append log rows; ids are assigned in the order given (checkpoint order)."""
+
+LOG_PARAMS = len(_LOG_INSERT_COLUMNS)
+SAGA_PARAMS = len(SAGA_COLUMNS)
 
 HOLDERS = f"SELECT id, lease_owner FROM {saga_executions.name} WHERE id = ANY($1::uuid[])"
 """Who holds the sagas whose UPDATE matched nothing (missing saga or lost lease)."""
@@ -66,6 +79,25 @@ PRIOR_REQUEST = (
 )
 """The pending request a checkpoint clears, read (and locked) before it is cleared."""
 
+Shape = tuple[tuple[str, ...], tuple[str, ...]]
+"""(columns set, columns incremented) of the checkpoints one UPDATE applies."""
+
+
+def _update_sagas(columns: tuple[str, ...], increment: tuple[str, ...], first: int = 1) -> str:
+    sets = [f"{c} = v.{c}" for c in columns]
+    sets += [f"{c} = s.{c} + 1" for c in increment]
+    owner = saga_executions.c.lease_owner
+    source = f"unnest(${first}::uuid[], ${first + 1}::{_array_type(owner)}" + "".join(
+        f", ${n}::{_array_type(saga_executions.c[c])}"
+        for n, c in enumerate(columns, start=first + 2)
+    )
+    return (
+        f"UPDATE {saga_executions.name} AS s SET {', '.join(sets)} "
+        f"FROM {source}) AS v(id, owner_, {', '.join(columns)}) "
+        "WHERE s.id = v.id AND (v.owner_ IS NULL OR s.lease_owner = v.owner_) "
+        "RETURNING s.id, s.requested_action"
+    )
+
 
 @functools.cache
 def update_sagas(columns: tuple[str, ...], increment: tuple[str, ...]) -> str:
@@ -74,15 +106,36 @@ def update_sagas(columns: tuple[str, ...], increment: tuple[str, ...]) -> str:
     Parameters: ids, owners (NULL: no lease check), then one array per column. A row
     whose owner no longer holds the lease is not matched, so it is not in RETURNING.
     """
-    sets = [f"{c} = v.{c}" for c in columns]
-    sets += [f"{c} = s.{c} + 1" for c in increment]
-    owner = saga_executions.c.lease_owner
-    source = f"unnest($1::uuid[], $2::{_array_type(owner)}" + "".join(
-        f", ${n}::{_array_type(saga_executions.c[c])}" for n, c in enumerate(columns, start=3)
-    )
-    return (
-        f"UPDATE {saga_executions.name} AS s SET {', '.join(sets)} "
-        f"FROM {source}) AS v(id, owner_, {', '.join(columns)}) "
-        "WHERE s.id = v.id AND (v.owner_ IS NULL OR s.lease_owner = v.owner_) "
-        "RETURNING s.id, s.requested_action"
-    )
+    return _update_sagas(columns, increment)
+
+
+@functools.cache
+def whole_batch(creates: bool, shapes: tuple[Shape, ...], logs: bool) -> str:
+    """A batch as ONE statement (its own transaction): inserts, updates, logs and NOTIFY.
+
+    Parameters in order: the INSERT's columns (when ``creates``), each shape's UPDATE
+    parameters, the log columns (when ``logs``). Log rows are written only for sagas an
+    INSERT or UPDATE matched. Rows out: ('i', id, NULL) per created saga, ('u', id,
+    requested_action) per updated one.
+    """
+    parts: list[str] = []
+    matched: list[str] = []
+    out: list[str] = []
+    n = 1
+    if creates:
+        parts.append(f"ins AS ({_insert_sagas(n)})")
+        matched.append("SELECT id FROM ins")
+        out.append("SELECT 'i', id, NULL::text FROM ins")
+        n += SAGA_PARAMS
+    for k, (columns, increment) in enumerate(shapes):
+        parts.append(f"u{k} AS ({_update_sagas(columns, increment, n)})")
+        matched.append(f"SELECT id FROM u{k}")
+        out.append(f"SELECT 'u', id, requested_action FROM u{k}")
+        n += 2 + len(columns)
+    parts.append(f"ok AS ({' UNION ALL '.join(matched)})")
+    if logs:
+        parts.append(f"lg AS ({_insert_logs(n, 'ok')})")
+    # A SELECT in WITH runs only when referenced: the notification is in the output.
+    parts.append(f"nt AS (SELECT pg_notify('{CHANNEL}', ''))")
+    out.append("SELECT 'n', NULL::uuid, NULL::text FROM nt")
+    return f"WITH {', '.join(parts)} {' UNION ALL '.join(out)}"

@@ -1,7 +1,8 @@
 """Group commit on PostgreSQL: one asyncpg connection, one transaction per batch.
 
 The checkpoints of every saga this process runs that are queued together share one
-transaction (``BatchWriter``), applied set-wise by ``batch.apply_batch`` with asyncpg
+transaction (``BatchWriter``), usually ONE statement (``batch.apply_whole``: a round
+trip and a commit per batch), applied set-wise with asyncpg
 directly: SQLAlchemy keeps the schema and every query, but on the hot path each driver
 call through it would cost more than the statement. Other writes (claims, requests,
 lease renewals) stay Core functions run through the SQLAlchemy engine. Every commit
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.saga.storage.models import Checkpoint
 from engine.saga.storage.postgres import statements
-from engine.saga.storage.postgres.batch import apply_batch
+from engine.saga.storage.postgres.batch import apply_batch, apply_whole
 from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, Job, _Item
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 RETRIES = 5
 """How often a batch is run again after PostgreSQL chose it as a deadlock victim."""
+
+STATEMENTS = 512
+"""Prepared statements kept per connection: one per combination of update kinds seen."""
 
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
@@ -50,7 +54,7 @@ class PostgresWriter(BatchWriter):
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn)
+            self._conn = await asyncpg.connect(self._dsn, statement_cache_size=STATEMENTS)
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
@@ -76,7 +80,12 @@ class PostgresWriter(BatchWriter):
             conn = await self._connection()
             try:
                 try:
-                    return await self._commit(conn, items, isolate=False)
+                    # Most batches are one statement, which is its own transaction.
+                    results = await apply_whole(conn, items, db_values.utcnow())
+                    if results is None:
+                        return await self._commit(conn, items, isolate=False)
+                    self.commits += 1
+                    return results
                 except _RETRYABLE:
                     raise
                 except asyncpg.PostgresError:
