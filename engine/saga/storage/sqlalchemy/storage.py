@@ -31,7 +31,7 @@ from engine.saga.storage.models import (
     StatusCounts,
     resolve_text_filter,
 )
-from engine.saga.storage.postgres import writer_for
+from engine.saga.storage.postgres.choose import change_listener, writer_for
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import commands, queries
 from engine.saga.storage.sqlalchemy.connect import (
@@ -51,6 +51,9 @@ from engine.saga.storage.sqlalchemy.migrations import (
 )
 from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
+
+if typing.TYPE_CHECKING:
+    from engine.saga.storage.postgres.listen import ChangeListener
 
 R = typing.TypeVar("R")
 
@@ -85,6 +88,7 @@ class SqlAlchemySagaStorage(ISagaStorage):
         self._ready = False
         self._ready_lock: asyncio.Lock | None = None
         self._writer: BatchWriter | None = None
+        self._listener: ChangeListener | None = None
         install_sqlite_hooks(bind, read_only=read_only)
         if self._path is not None:
             self._open_sqlite(raw_sqlite_writer)
@@ -277,6 +281,21 @@ class SqlAlchemySagaStorage(ISagaStorage):
             return version + self._local_changes
         return await self.last_log_id() + self._local_changes
 
+    async def watch_changes(self, callback: typing.Callable[[], None]) -> bool:
+        """On PostgreSQL, LISTEN for the writers' NOTIFY; False on SQLite (poll only)."""
+        if self._listener is None:
+            self._listener = change_listener(self._engine)
+            if self._listener is None:
+                return False
+        self._listener.callbacks.append(callback)
+        self._listener.start()
+        return True
+
+    def unwatch_changes(self, callback: typing.Callable[[], None]) -> None:
+        """Stop calling ``callback`` on notifications."""
+        if self._listener is not None and callback in self._listener.callbacks:
+            self._listener.callbacks.remove(callback)
+
     # ---- python-cqrs compatible primitives ---------------------------------------------
 
     async def load_saga_state(
@@ -329,6 +348,8 @@ class SqlAlchemySagaStorage(ISagaStorage):
 
     async def close(self) -> None:
         """Stop the writer, close the probe and dispose the engines this storage created."""
+        if self._listener is not None:
+            await self._listener.close()
         if self._writer is not None:
             await self._writer.close()
         if self._probe is not None:
