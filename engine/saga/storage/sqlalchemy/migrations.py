@@ -136,7 +136,7 @@ def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -
     if version == schema.SCHEMA_VERSION:
         return version
     if read_only:
-        if version == 1 and conn.dialect.name == "sqlite":
+        if version == 1 and conn.dialect.name in ("sqlite", "postgresql"):
             return version  # python-cqrs's layout: readable through legacy_views()
         what = "empty" if version == 0 else f"at schema version {version}"
         raise SchemaError(

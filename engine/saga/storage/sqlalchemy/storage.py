@@ -32,6 +32,8 @@ from engine.saga.storage.models import (
     resolve_text_filter,
 )
 from engine.saga.storage.postgres.choose import change_listener, writer_for
+from engine.saga.storage.postgres.legacy import install_views
+from engine.saga.storage.postgres.legacy import legacy_views as pg_legacy_views
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import commands, queries
 from engine.saga.storage.sqlalchemy.connect import (
@@ -157,13 +159,18 @@ class SqlAlchemySagaStorage(ISagaStorage):
             engine = self._engine.execution_options(**{WRITER_OPTION: not self.read_only})
             try:
                 async with engine.begin() as conn:
-                    await conn.run_sync(
+                    version = await conn.run_sync(
                         functools.partial(
                             ensure_schema, label=self._label, read_only=self.read_only
                         ),
                     )
+                    if version < SCHEMA_VERSION:  # python-cqrs's tables, read-only
+                        views = await conn.run_sync(pg_legacy_views)
             except sa.exc.DBAPIError as exc:
                 raise describe_open_error(self._label, exc) from exc
+            if version < SCHEMA_VERSION:
+                install_views(self._engine, views)
+                await self._engine.dispose()  # every connection from now on has the views
             self._ready = True
 
     # ---- plumbing -----------------------------------------------------------------------
