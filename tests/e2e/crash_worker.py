@@ -122,6 +122,7 @@ async def main(db: str, mode: str, args: list[str]) -> None:
         compensation_retry_delay=0.01,
     )
     try:
+        await storage.count_by_status()  # the schema exists before anyone is told "ready"
         if mode == "load":
             count, concurrency = int(args[0]), int(args[1])
             numbers = iter(range(count))

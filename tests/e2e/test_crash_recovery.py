@@ -245,6 +245,7 @@ def test_two_recoverers_never_run_one_saga_at_once(target: Target) -> None:
         )
         proc.send_signal(signal.SIGKILL)
     finally:
+        proc.kill()  # also when the wait failed: the load would run for minutes
         proc.wait()
     stale = target.query(
         "SELECT count(*) FROM saga_executions WHERE status IN ('RUNNING','COMPENSATING')"
