@@ -5,6 +5,12 @@ and both engines run the same harness in their own subprocess, one after the oth
 
     python bench/vs_python_cqrs.py                # memory and SQLite
     python bench/vs_python_cqrs.py --only memory  # just the memory comparison
+    python bench/vs_python_cqrs.py --only postgres --pg-url postgresql://u:p@host/db
+
+PostgreSQL (``--pg-url`` or SAGA_TEST_POSTGRES_URL; the URL's user must be allowed to
+create databases): each run gets a throwaway database on that server, python-cqrs with
+its own tables. Every storage runs with saga ids not given and given
+(``stream(ctx, saga_id=uuid4())``, as the seed document does).
 
 Modes: sequential (one saga after another) and N concurrent (N worker tasks that each
 run sagas back to back, so no task is created per saga).
@@ -13,6 +19,8 @@ run sagas back to back, so no task is created per saga).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -21,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import typing
+import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -38,6 +48,8 @@ HARNESS = textwrap.dedent(
     STORAGE = sys.argv[3]
     COUNT = int(sys.argv[4])
     DB = sys.argv[5] if len(sys.argv) > 5 else ""
+    IDS = len(sys.argv) > 6 and sys.argv[6] == "given"
+    import uuid
     if PKG == "engine":
         import engine as lib
         from engine.saga.bootstrap import bootstrap
@@ -47,7 +59,7 @@ HARNESS = textwrap.dedent(
         from engine.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
         def stream(m, ctx):
-            return m.stream(ctx)
+            return m.stream(ctx, saga_id=uuid.uuid4()) if IDS else m.stream(ctx)
     else:
         import cqrs as lib
         from cqrs.bootstrap.saga import bootstrap
@@ -57,7 +69,7 @@ HARNESS = textwrap.dedent(
         from cqrs.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
         def stream(m, ctx):
-            return m.execute(ctx)
+            return m.execute(ctx, saga_id=uuid.uuid4()) if IDS else m.execute(ctx)
 
     @dataclasses.dataclass
     class OrderContext(SagaContext):
@@ -94,10 +106,26 @@ HARNESS = textwrap.dedent(
     def make_storage():
         if STORAGE == "memory":
             return MemorySagaStorage()
+        if STORAGE == "postgres":
+            return make_postgres()
         if PKG == "engine":
             from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
             return SqlAlchemySagaStorage.from_url("sqlite+aiosqlite:///" + DB)
         return make_cqrs_sqlite()
+
+    def make_postgres():
+        url = DB.replace("postgresql://", "postgresql+asyncpg://", 1)
+        if PKG == "engine":
+            from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+            return SqlAlchemySagaStorage.from_url(url)
+        from sqlalchemy.ext.asyncio import create_async_engine, async_sessionmaker
+        import cqrs.saga.storage.sqlalchemy as pcs
+        eng = create_async_engine(url, pool_size=70, max_overflow=10)
+        async def create():
+            async with eng.begin() as conn:
+                await conn.run_sync(pcs.Base.metadata.create_all)
+        make_cqrs_sqlite.create = create
+        return pcs.SqlAlchemySagaStorage(async_sessionmaker(eng, expire_on_commit=False))
 
     def make_cqrs_sqlite():
         import sqlalchemy
@@ -158,7 +186,7 @@ HARNESS = textwrap.dedent(
 def ensure_python_cqrs() -> pathlib.Path:
     """A virtual environment with python-cqrs 5.3.0, made once and reused."""
     python = PC_VENV / "bin" / "python"
-    marker = PC_VENV / f".python-cqrs-{PC_VERSION}"
+    marker = PC_VENV / f".python-cqrs-{PC_VERSION}-pg"
     if not marker.exists():
         print(f"installing python-cqrs {PC_VERSION} into {PC_VENV} ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(PC_VENV)], check=True)
@@ -172,6 +200,7 @@ def ensure_python_cqrs() -> pathlib.Path:
                 f"python-cqrs[sqlalchemy]=={PC_VERSION}",
                 "di[anyio]",
                 "aiosqlite",
+                "asyncpg",
                 "sqlalchemy[asyncio]",
             ],
             check=True,
@@ -180,16 +209,18 @@ def ensure_python_cqrs() -> pathlib.Path:
     return python
 
 
-def run_one(python: str, pkg: str, mode: str, storage: str, count: int) -> float:
+def run_one(
+    python: str, pkg: str, mode: str, storage: str, count: int, ids: str, pg_url: str
+) -> float:
     """Run the harness once in a subprocess and return sagas per second."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, throwaway_database(storage, pg_url) as pg_db:
         script = pathlib.Path(tmp) / "harness.py"
         script.write_text(HARNESS)
-        db = str(pathlib.Path(tmp) / "bench.db")
+        db = pg_db or str(pathlib.Path(tmp) / "bench.db")
         env = dict(os.environ)
         env["PYTHONPATH"] = str(HERE.parent) if pkg == "engine" else ""
         proc = subprocess.run(
-            [python, str(script), pkg, mode, storage, str(count), db],
+            [python, str(script), pkg, mode, storage, str(count), db, ids],
             capture_output=True,
             text=True,
             env=env,
@@ -200,10 +231,45 @@ def run_one(python: str, pkg: str, mode: str, storage: str, count: int) -> float
         return float(json.loads(proc.stdout.strip().splitlines()[-1])["rate"])
 
 
+@contextlib.contextmanager
+def throwaway_database(storage: str, pg_url: str) -> typing.Iterator[str]:
+    """A fresh database on the PostgreSQL server for one run (dropped after); "" otherwise."""
+    if storage != "postgres":
+        yield ""
+        return
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield pg_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def main() -> None:
     """Run the comparison and print a table (medians of interleaved rounds)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["memory", "sqlite"], default=None)
+    parser.add_argument("--only", choices=["memory", "sqlite", "postgres"], default=None)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("SAGA_TEST_POSTGRES_URL", ""),
+        help="PostgreSQL server (postgresql://user:password@host:port/db); "
+        "default SAGA_TEST_POSTGRES_URL; without one PostgreSQL is skipped",
+    )
+    parser.add_argument("--pg-count", type=int, default=3000)
+    parser.add_argument("--pc-pg-count", type=int, default=300)
+    parser.add_argument(
+        "--ids", choices=["both", "given", "none"], default="both", help="saga ids given or not"
+    )
     parser.add_argument("--memory-count", type=int, default=20000)
     parser.add_argument("--sqlite-count", type=int, default=2000)
     parser.add_argument("--pc-sqlite-count", type=int, default=300)
@@ -223,21 +289,33 @@ def main() -> None:
             ("sqlite", m, args.sqlite_count, args.pc_sqlite_count)
             for m in ("sequential", "16", "64")
         ]
+    if args.only in (None, "postgres"):
+        if args.pg_url:
+            plans += [
+                ("postgres", m, args.pg_count, args.pc_pg_count) for m in ("sequential", "64")
+            ]
+        else:
+            print("postgres: skipped (no --pg-url and no SAGA_TEST_POSTGRES_URL)", file=sys.stderr)
+    id_modes = ["none", "given"] if args.ids == "both" else [args.ids]
     print(
-        f"{'storage':8} {'mode':>11} {'engine/s':>10} {'python-cqrs/s':>14} {'ratio':>7}"
-        f"   (median of {args.rounds} interleaved rounds)"
+        f"{'storage':8} {'ids':>5} {'mode':>11} {'engine/s':>10} {'python-cqrs/s':>14}"
+        f" {'ratio':>7}   (median of {args.rounds} interleaved rounds)"
     )
     for storage, mode, count, pc_count in plans:
-        ours: list[float] = []
-        theirs: list[float] = []
-        for _ in range(args.rounds):
-            ours.append(run_one(sys.executable, "engine", mode, storage, count))
-            theirs.append(run_one(pc_python, "cqrs", mode, storage, pc_count))
-        mine, other = statistics.median(ours), statistics.median(theirs)
-        label = mode if mode == "sequential" else f"{mode} conc."
-        print(
-            f"{storage:8} {label:>11} {mine:10.0f} {other:14.0f} {mine / other:6.1f}x", flush=True
-        )
+        for ids in id_modes:
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(args.rounds):
+                ours.append(
+                    run_one(sys.executable, "engine", mode, storage, count, ids, args.pg_url)
+                )
+                theirs.append(run_one(pc_python, "cqrs", mode, storage, pc_count, ids, args.pg_url))
+            mine, other = statistics.median(ours), statistics.median(theirs)
+            label = mode if mode == "sequential" else f"{mode} conc."
+            print(
+                f"{storage:8} {ids:>5} {label:>11} {mine:10.0f} {other:14.0f} {mine / other:6.1f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class SagaApp(ActionsMixin):
         """Stop the demo and release the database."""
         if self.mediator is not None:
             self.mediator.remove_listener(self._on_checkpoint)
+        self.feed.stop_listening()
         if self._demo is not None:
             await self._demo.stop(grace=0)
         if self._close_reader:
@@ -148,6 +149,8 @@ class SagaApp(ActionsMixin):
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def _poll(self) -> None:
         """Post what the feed loads; the feed decides when, and the next waits for the last."""
+        with contextlib.suppress(Exception):  # no hints: polling alone still shows everything
+            await self.feed.listen()
         while True:
             try:
                 result = await self.feed.next()

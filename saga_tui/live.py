@@ -290,6 +290,7 @@ class LiveFeed:
         self._token: int | None = None
         self._last_reload = 0.0
         self._oncall_read: tuple[float, int, Pulse] | None = None
+        self._listening = False
 
     def want(self, request: LoadRequest) -> None:
         """Load ``request`` now, and keep it as what a change reloads."""
@@ -298,10 +299,27 @@ class LiveFeed:
         self._wake.set()
 
     def nudge(self) -> None:
-        """This process wrote a checkpoint: reload soon (a hint, not data)."""
+        """A checkpoint was written (here, or elsewhere as notified): reload soon (a hint)."""
         if not self.paused:
             self._nudged = True
             self._wake.set()
+
+    async def listen(self) -> bool:
+        """Reload when the database says another process committed (PostgreSQL's NOTIFY).
+
+        A hint on top of polling, which stays the guarantee; False where there is none.
+        """
+        if self._listening:
+            return True
+        watch = getattr(self.reader, "watch_changes", None)
+        self._listening = bool(watch is not None and await watch(self.nudge))
+        return self._listening
+
+    def stop_listening(self) -> None:
+        """Stop taking hints from the database."""
+        if self._listening:
+            self._listening = False
+            self.reader.unwatch_changes(self.nudge)  # type: ignore[attr-defined]
 
     async def next(self) -> LoadResult:
         """Wait for a reason to reload, then load; one load at a time, never overlapping."""

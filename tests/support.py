@@ -19,6 +19,7 @@ import uuid
 import weakref
 
 Condition = typing.Callable[[], typing.Any]
+R = typing.TypeVar("R")
 
 POSTGRES_URL = os.environ.get("SAGA_TEST_POSTGRES_URL", "")
 """A PostgreSQL server for the storage tests when one is given (.ci/run starts one):
@@ -45,6 +46,60 @@ async def postgres_database() -> typing.AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def run_async(coro: typing.Coroutine[typing.Any, typing.Any, R]) -> R:
+    """Run a coroutine to its end from synchronous code, on a loop in its own thread."""
+    box: list[typing.Any] = []
+
+    def target() -> None:
+        try:
+            box.append((True, asyncio.run(coro)))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return typing.cast(R, value)
+
+
+@contextlib.contextmanager
+def postgres_database_sync() -> typing.Iterator[str]:
+    """``postgres_database`` for synchronous tests and fixtures."""
+    import asyncpg
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"saga_test_{uuid.uuid4().hex[:16]}"
+    run_async(admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        run_async(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def pg_fetch(url: str, sql: str, *args: typing.Any) -> list[tuple[typing.Any, ...]]:
+    """The rows of one query on a PostgreSQL database (a SQLAlchemy or libpq URL)."""
+    import asyncpg
+
+    async def fetch() -> list[tuple[typing.Any, ...]]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return run_async(fetch())
 
 
 async def wait_for(

@@ -22,6 +22,7 @@ from engine.saga.errors import (
     CompensationRequestedError,
     ForwardNotAllowedError,
     SagaDataError,
+    SagaExistsError,
 )
 from engine.saga.lease import LeaseKeeper
 from engine.saga.plan import StepPlan, search_key_of
@@ -98,6 +99,14 @@ class SagaRun(EndingRun):
     async def open(self, *, recovery: bool = False) -> SagaState | None:
         """Create the saga, or claim an existing one; returns the claimed state if any."""
         self.keeper.acquire()
+        if self._given_id and not recovery:
+            # Creating first costs one write for a new id (the common case); an id that
+            # exists is refused before anything is written, and then claimed.
+            try:
+                await self._create()
+                return None
+            except SagaExistsError:
+                pass
         if self._given_id:
             state = await self.claim()
             if state is not None:

@@ -4,6 +4,9 @@
     python -m tests.e2e.crash_worker DB block GATE_FILE
     python -m tests.e2e.crash_worker DB recover
 
+The sagas are stored in the SQLite file DB, or at the URL in CRASH_SAGA_URL
+(PostgreSQL); the effects are always in DB.
+
 Every act and compensate inserts a row into ``effects`` (its own autocommit sqlite3
 connection, so the row is durable before the call returns) with the pid that made it.
 Sagas whose number is a multiple of 5 fail at their third step and are compensated.
@@ -109,7 +112,8 @@ class Plain:
 
 async def main(db: str, mode: str, args: list[str]) -> None:
     global EFFECTS
-    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
+    url = os.environ.get("CRASH_SAGA_URL") or f"sqlite+aiosqlite:///{db}"
+    storage = SqlAlchemySagaStorage.from_url(url)
     EFFECTS = Effects(db, latency=0.004 if mode != "recover" else 0.02)
     mediator = bootstrap(
         Plain(),
@@ -118,6 +122,7 @@ async def main(db: str, mode: str, args: list[str]) -> None:
         compensation_retry_delay=0.01,
     )
     try:
+        await storage.count_by_status()  # the schema exists before anyone is told "ready"
         if mode == "load":
             count, concurrency = int(args[0]), int(args[1])
             numbers = iter(range(count))

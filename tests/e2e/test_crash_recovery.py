@@ -1,8 +1,14 @@
-"""Cross-process durability: readers see steps in flight, SIGKILL loses nothing, one runner."""
+"""Cross-process durability: readers see steps in flight, SIGKILL loses nothing, one runner.
+
+Each test runs on SQLite, and on PostgreSQL too when SAGA_TEST_POSTGRES_URL is set (the
+side effects stay in a SQLite file either way: they stand for the outside world).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import pathlib
 import random
@@ -11,52 +17,94 @@ import sqlite3
 import subprocess
 import sys
 import time
+import typing
 import uuid
 
 import pytest
 
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
-from tests.support import read_line, wait_for, wait_for_sync
+from tests.support import (
+    POSTGRES_URL,
+    pg_fetch,
+    postgres_database_sync,
+    read_line,
+    wait_for,
+    wait_for_sync,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = ("First", "Second", "Third")
 
 
-def spawn(db: pathlib.Path, *args: str) -> subprocess.Popen[str]:
+@dataclasses.dataclass
+class Target:
+    """Where the sagas are (``url``) and the SQLite file of the side effects (``db``)."""
+
+    db: pathlib.Path
+    url: str
+
+    @property
+    def postgres(self) -> bool:
+        return not self.url.startswith("sqlite")
+
+    def query(self, sql: str) -> list[tuple[typing.Any, ...]]:
+        """Rows of the saga tables (statements written for both databases)."""
+        if self.postgres:
+            return pg_fetch(self.url, sql)
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return conn.execute(sql).fetchall()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CRASH_SAGA_URL": self.url}
+
+
+@pytest.fixture(params=["sqlite", *(["postgres"] if POSTGRES_URL else [])])
+def target(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> typing.Iterator[Target]:
+    db = tmp_path / "sagas.db"
+    if request.param == "sqlite":
+        yield Target(db, f"sqlite+aiosqlite:///{db}")
+        return
+    with postgres_database_sync() as url:
+        yield Target(db, url)
+
+
+def spawn(target: Target, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.crash_worker", str(db), *args],
+        [sys.executable, "-m", "tests.e2e.crash_worker", str(target.db), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=target.env(),
     )
 
 
-def recover(db: pathlib.Path) -> str:
+def recover(target: Target) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.e2e.crash_worker", str(db), "recover"],
+        [sys.executable, "-m", "tests.e2e.crash_worker", str(target.db), "recover"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
+        env=target.env(),
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def check_database(db: pathlib.Path) -> dict[str, int]:
+def check_database(target: Target) -> dict[str, int]:
     """Every saga terminal, effects agree with statuses, no completed step run again."""
-    conn = sqlite3.connect(db)
-    sagas = dict(conn.execute("SELECT id, status FROM saga_executions").fetchall())
+    sagas = dict(target.query("SELECT id, status FROM saga_executions"))
     started: dict[tuple[str, str], int] = {}
-    for saga_id, step in conn.execute(
+    for saga_id, step in target.query(
         "SELECT saga_id, step_name FROM saga_logs WHERE action='act' AND status='STARTED'"
     ):
         key = (str(uuid.UUID(str(saga_id))), step)
         started[key] = started.get(key, 0) + 1
     acts: dict[tuple[str, str], int] = {}
     undos: set[tuple[str, str]] = set()
+    conn = sqlite3.connect(target.db)
     for saga_id, step, kind in conn.execute("SELECT saga_id, step, kind FROM effects"):
         key = (saga_id, step)
         if kind == "act":
@@ -81,15 +129,18 @@ def check_database(db: pathlib.Path) -> dict[str, int]:
     return tally
 
 
-async def test_a_reader_sees_the_step_in_flight_in_another_process(tmp_path: pathlib.Path) -> None:
-    db = tmp_path / "sagas.db"
+async def test_a_reader_sees_the_step_in_flight_in_another_process(
+    target: Target, tmp_path: pathlib.Path
+) -> None:
     gate = tmp_path / "gate"
-    SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")  # create the schema first
-    proc = spawn(db, "block", str(gate))
+    first = SqlAlchemySagaStorage.from_url(target.url)
+    await first.count_by_status()  # create the schema first
+    await first.close()
+    proc = spawn(target, "block", str(gate))
     try:
         saga_id = uuid.UUID(read_line(proc))
         assert read_line(proc) == "in-act"
-        reader = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}", read_only=True)
+        reader = SqlAlchemySagaStorage.from_url(target.url, read_only=True)
         try:
             detail = await reader.get_saga(saga_id)
             assert detail is not None
@@ -114,15 +165,15 @@ async def test_a_reader_sees_the_step_in_flight_in_another_process(tmp_path: pat
 
 
 async def test_compensation_asked_of_another_live_process_is_done_by_that_owner(
-    tmp_path: pathlib.Path,
+    target: Target, tmp_path: pathlib.Path
 ) -> None:
     from engine.saga.bootstrap import bootstrap
     from tests.e2e.crash_worker import CrashContext, CrashSaga, Plain
 
-    db = tmp_path / "sagas.db"
     gate = tmp_path / "gate"
-    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
-    proc = spawn(db, "block", str(gate))
+    storage = SqlAlchemySagaStorage.from_url(target.url)
+    await storage.count_by_status()  # the schema, before the other process opens it
+    proc = spawn(target, "block", str(gate))
     try:
         saga_id = uuid.UUID(read_line(proc))
         assert read_line(proc) == "in-act"  # Second is running in the other process
@@ -148,7 +199,7 @@ async def test_compensation_asked_of_another_live_process_is_done_by_that_owner(
         proc.kill()
         proc.wait()
         await storage.close()
-    conn = sqlite3.connect(db)
+    conn = sqlite3.connect(target.db)
     effects = conn.execute("SELECT step, kind FROM effects ORDER BY id").fetchall()
     conn.close()
     assert effects == [
@@ -160,13 +211,12 @@ async def test_compensation_asked_of_another_live_process_is_done_by_that_owner(
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None:
-    db = tmp_path / "sagas.db"
+def test_sigkill_at_random_moments_loses_nothing(target: Target) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261127")))
     kills = 0
     for _ in range(20):
         # far more sagas than it can finish before the kill: every run dies mid-load
-        proc = spawn(db, "load", "1000000", "32")
+        proc = spawn(target, "load", "1000000", "32")
         try:
             assert read_line(proc) == "ready"
             time.sleep(rng.uniform(0.02, 0.5))  # the crash moment, not a wait for a result
@@ -175,36 +225,36 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: pathlib.Path) -> None
             kills += 1
         finally:
             proc.wait()
-        recover(db)
-        check_database(db)
-    tally = check_database(db)
+        recover(target)
+        check_database(target)
+    tally = check_database(target)
     assert kills == 20
     assert tally.get("COMPLETED", 0) > 0 and tally.get("COMPENSATED", 0) > 0
 
 
 @pytest.mark.slow
-def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> None:
-    db = tmp_path / "sagas.db"
-    proc = spawn(db, "load", "100000", "64")
+def test_two_recoverers_never_run_one_saga_at_once(target: Target) -> None:
+    proc = spawn(target, "load", "100000", "64")
     try:
         assert read_line(proc) == "ready"
-        conn = sqlite3.connect(db)
         wait_for_sync(
-            lambda: conn.execute("SELECT count(*) FROM saga_executions").fetchone()[0] >= 300,
+            lambda: target.query("SELECT count(*) FROM saga_executions")[0][0] >= 300,
             60,
             interval=0.05,
             what="the load to get going",
         )
         proc.send_signal(signal.SIGKILL)
     finally:
+        proc.kill()  # also when the wait failed: the load would run for minutes
         proc.wait()
-    stale = conn.execute(
+    stale = target.query(
         "SELECT count(*) FROM saga_executions WHERE status IN ('RUNNING','COMPENSATING')"
-    ).fetchone()[0]
+    )[0][0]
     assert stale > 0
+    conn = sqlite3.connect(target.db)
     before = conn.execute("SELECT coalesce(max(id), 0) FROM effects").fetchone()[0]
-    a = spawn(db, "recover")
-    b = spawn(db, "recover")
+    a = spawn(target, "recover")
+    b = spawn(target, "recover")
     _, err_a = a.communicate(timeout=300)
     _, err_b = b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
@@ -223,36 +273,47 @@ def test_two_recoverers_never_run_one_saga_at_once(tmp_path: pathlib.Path) -> No
     assert all(n == 1 for n in acts.values()), acts
     assert {a.pid, b.pid} >= {p for s in pids_by_saga.values() for p in s}
     conn.close()
-    check_database(db)
+    check_database(target)
 
 
-async def test_a_write_lock_held_for_three_seconds_makes_the_engine_wait(
-    tmp_path: pathlib.Path,
-) -> None:
+HOLD_SQLITE_LOCK = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('BEGIN IMMEDIATE')
+print('locked', flush=True)
+time.sleep(3)
+c.execute('COMMIT')
+"""
+
+HOLD_POSTGRES_LOCK = """
+import asyncio, sys, asyncpg
+async def main():
+    c = await asyncpg.connect(sys.argv[1].replace('postgresql+asyncpg:', 'postgresql:'))
+    await c.execute('BEGIN')
+    await c.execute('LOCK TABLE saga_executions IN EXCLUSIVE MODE')
+    print('locked', flush=True)
+    await asyncio.sleep(3)
+    await c.execute('COMMIT')
+asyncio.run(main())
+"""
+
+
+async def test_a_write_lock_held_for_three_seconds_makes_the_engine_wait(target: Target) -> None:
     import tests.e2e.crash_worker as worker
     from engine.saga.bootstrap import bootstrap
     from tests.e2e.crash_worker import CrashContext, CrashSaga, Effects, Plain
 
-    db = tmp_path / "sagas.db"
-    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
-    worker.EFFECTS = Effects(str(db), latency=0)
+    storage = SqlAlchemySagaStorage.from_url(target.url)
+    await storage.count_by_status()  # the schema, before the lock is taken
+    worker.EFFECTS = Effects(str(target.db), latency=0)
     mediator = bootstrap(
         Plain(), sagas_mapper=lambda m: m.bind(CrashContext, CrashSaga), saga_storage=storage
     )
+    script, where = (
+        (HOLD_POSTGRES_LOCK, target.url) if target.postgres else (HOLD_SQLITE_LOCK, str(target.db))
+    )
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys, time\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(3)\n"
-            "c.execute('COMMIT')\n",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", script, where], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"

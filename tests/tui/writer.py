@@ -2,6 +2,8 @@
 
     python -m tests.tui.writer DB SAGA LATENCY_MS FAILURE_RATE COUNT
 
+``DB`` is a SQLite file, or a database URL (PostgreSQL).
+
 Prints each saga id (flushed) before it starts, then runs it; ``COUNT`` sagas in a row.
 """
 
@@ -19,7 +21,8 @@ from sample_sagas.app import example_context
 
 async def main(db: str, saga: str, latency_ms: float, failure_rate: float, count: int) -> None:
     """Run ``count`` sagas one after another."""
-    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{db}")
+    url = db if "://" in db else f"sqlite+aiosqlite:///{db}"
+    storage = SqlAlchemySagaStorage.from_url(url)
     knobs = Knobs(
         failure_rate=failure_rate,
         compensation_failure_rate=0.0,

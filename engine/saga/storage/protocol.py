@@ -186,6 +186,17 @@ class ISagaStorage(EventOutbox, abc.ABC):
     async def change_token(self) -> int:
         """A value that changes whenever any process committed a write; cheap to call."""
 
+    async def watch_changes(self, callback: typing.Callable[[], None]) -> bool:
+        """Call ``callback`` soon after any process commits; False if this storage cannot.
+
+        A hint for readers that poll: it may come late or not at all, never instead of
+        polling.
+        """
+        return False
+
+    def unwatch_changes(self, callback: typing.Callable[[], None]) -> None:
+        """Stop calling ``callback`` (see watch_changes)."""
+
     async def close(self) -> None:
         """Release connections and background tasks."""
 

@@ -156,7 +156,7 @@ def check_schema(conn: sa.Connection, label: str, *, read_only: bool = False) ->
         # ensure_schema's additive v3 step completes it.
         return version - 1
     if read_only and version < schema.SCHEMA_VERSION:
-        if version == 1 and conn.dialect.name == "sqlite":
+        if version == 1 and conn.dialect.name in ("sqlite", "postgresql"):
             return version  # python-cqrs's layout: readable through legacy_views()
         what = "empty" if version == 0 else f"at schema version {version}"
         raise SchemaError(

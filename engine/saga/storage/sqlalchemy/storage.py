@@ -32,6 +32,9 @@ from engine.saga.storage.models import (
     resolve_text_filter,
 )
 from engine.saga.storage.oncall import RECENT_LOG_ROWS, FailureGroup, Pulse, StepStats
+from engine.saga.storage.postgres.choose import change_listener, writer_for
+from engine.saga.storage.postgres.legacy import install_views
+from engine.saga.storage.postgres.legacy import legacy_views as pg_legacy_views
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.sqlalchemy import commands, filtering, oncall, queries
 from engine.saga.storage.sqlalchemy.connect import (
@@ -55,6 +58,9 @@ from engine.saga.storage.sqlalchemy.outbox import SqlEventOutbox
 from engine.saga.storage.sqlalchemy.refusals import classify
 from engine.saga.storage.sqlalchemy.schema import SCHEMA_VERSION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, CoreWriter, SqliteWriter
+
+if typing.TYPE_CHECKING:
+    from engine.saga.storage.postgres.listen import ChangeListener
 
 R = typing.TypeVar("R")
 
@@ -89,11 +95,12 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
         self._ready = False
         self._ready_lock: asyncio.Lock | None = None
         self._writer: BatchWriter | None = None
+        self._listener: ChangeListener | None = None
         install_sqlite_hooks(bind, read_only=read_only)
         if self._path is not None:
             self._open_sqlite(raw_sqlite_writer)
         elif not read_only:
-            self._writer = CoreWriter(bind)
+            self._writer = writer_for(bind)
 
     @classmethod
     def from_url(cls, url: str | sa.URL, *, read_only: bool = False) -> SqlAlchemySagaStorage:
@@ -164,13 +171,18 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
             engine = self._engine.execution_options(**{WRITER_OPTION: not self.read_only})
             try:
                 async with engine.begin() as conn:
-                    await conn.run_sync(
+                    version = await conn.run_sync(
                         functools.partial(
                             ensure_schema, label=self._label, read_only=self.read_only
                         ),
                     )
+                    if version < SCHEMA_VERSION:  # python-cqrs's tables, read-only
+                        views = await conn.run_sync(pg_legacy_views)
             except sa.exc.DBAPIError as exc:
                 raise describe_open_error(self._label, exc) from exc
+            if version < SCHEMA_VERSION:
+                install_views(self._engine, views)
+                await self._engine.dispose()  # every connection from now on has the views
             self._ready = True
 
     # ---- plumbing -----------------------------------------------------------------------
@@ -337,6 +349,21 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
             return version + self._local_changes
         return await self.last_log_id() + self._local_changes
 
+    async def watch_changes(self, callback: typing.Callable[[], None]) -> bool:
+        """On PostgreSQL, LISTEN for the writers' NOTIFY; False on SQLite (poll only)."""
+        if self._listener is None:
+            self._listener = change_listener(self._engine)
+            if self._listener is None:
+                return False
+        self._listener.callbacks.append(callback)
+        self._listener.start()
+        return True
+
+    def unwatch_changes(self, callback: typing.Callable[[], None]) -> None:
+        """Stop calling ``callback`` on notifications."""
+        if self._listener is not None and callback in self._listener.callbacks:
+            self._listener.callbacks.remove(callback)
+
     # ---- python-cqrs compatible primitives ---------------------------------------------
 
     async def load_saga_state(
@@ -389,6 +416,8 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
 
     async def close(self) -> None:
         """Stop the writer, close the probe and dispose the engines this storage created."""
+        if self._listener is not None:
+            await self._listener.close()
         if self._writer is not None:
             await self._writer.close()
         if self._probe is not None:
