@@ -11,8 +11,7 @@ import datetime
 
 from rich.text import Text
 
-from engine.saga.lease import DeadOwners, lease_lapsed
-from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus, SagaStepStatus
+from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import LaneView, LogRecord, SagaSummary
 from saga_tui.textfmt import (
     UNREADABLE,
@@ -20,6 +19,7 @@ from saga_tui.textfmt import (
     clean,
     clock,
     error_line,
+    is_stranded,
     ms,
     row_error,
     short_id,
@@ -119,16 +119,6 @@ def status_text(
         return paint(Text(f"{STRANDED_MARK} STRANDED", style="stranded", end=""), palette)
     out = Text(f"{STATUS_MARKS[status]} {status.name}", style=STATUS_STYLES[status], end="")
     return paint(out, palette)
-
-
-_DEAD = DeadOwners(ttl=2.0)
-
-
-def is_stranded(summary: SagaSummary, now: float) -> bool:
-    """Unfinished and nobody runs it: no lease, an expired one, or its owner's process gone."""
-    if summary.status not in ACTIVE_STATUSES:
-        return False
-    return lease_lapsed(summary.lease_owner, summary.lease_expires, now, _DEAD)
 
 
 _FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})

@@ -11,7 +11,8 @@ import datetime
 import functools
 import re
 
-from engine.saga.storage.enums import SagaStatus
+from engine.saga.lease import DeadOwners, lease_lapsed
+from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.models import SagaSummary
 
 # C0 and C1 controls plus DEL; tab and newline are kept only where multi-line text is wanted.
@@ -212,3 +213,16 @@ _FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
 def plural(count: int, noun: str) -> str:
     """``1 saga``, ``3 sagas``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+_DEAD = DeadOwners(ttl=2.0)
+
+
+def is_stranded(summary: SagaSummary, now: float) -> bool:
+    """Unfinished and nobody runs it: no lease, an expired one, or its owner's process gone.
+
+    A row that could not be read is shown as unreadable, never guessed to be stranded.
+    """
+    if summary.unreadable or summary.status not in ACTIVE_STATUSES:
+        return False
+    return lease_lapsed(summary.lease_owner, summary.lease_expires, now, _DEAD)

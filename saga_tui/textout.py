@@ -11,8 +11,6 @@ import json
 import time
 import typing
 
-from engine.saga.lease import lease_lapsed
-from engine.saga.storage.enums import ACTIVE_STATUSES
 from engine.saga.storage.models import (
     LaneView,
     LogRecord,
@@ -26,6 +24,7 @@ from saga_tui.textfmt import (
     age,
     clean,
     error_line,
+    is_stranded,
     iso,
     ms,
     progress,
@@ -65,11 +64,8 @@ def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
 
 
 def stranded(summary: SagaSummary, now: float | None = None) -> bool:
-    """Unfinished and nobody runs it: lease free or expired, or its owner's process gone."""
-    if summary.status not in ACTIVE_STATUSES:
-        return False
-    moment = time.time() if now is None else now
-    return lease_lapsed(summary.lease_owner, summary.lease_expires, moment)
+    """Unfinished and nobody runs it (the dashboard's rule, ``render.is_stranded``)."""
+    return is_stranded(summary, time.time() if now is None else now)
 
 
 def _lane_json(lane: LaneView) -> dict[str, typing.Any]:
