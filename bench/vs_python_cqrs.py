@@ -7,7 +7,9 @@ and both engines run the same harness in their own subprocess, one after the oth
     python bench/vs_python_cqrs.py --only memory  # just the memory comparison
 
 Modes: sequential (one saga after another) and N concurrent (N worker tasks that each
-run sagas back to back, so no task is created per saga).
+run sagas back to back, so no task is created per saga). Each mode runs twice: sagas
+started without an id (``saga_id`` "none") and with ``saga_id=uuid.uuid4()`` ("given",
+the seed's pattern); each engine is compared with python-cqrs started the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ PC_VERSION = "5.3.0"
 # The saga under test, written once for both engines. {pkg} is "engine" or "cqrs".
 HARNESS = textwrap.dedent(
     """
-    import asyncio, dataclasses, json, logging, os, sys, time
+    import asyncio, dataclasses, json, logging, os, sys, time, uuid
     logging.disable(logging.CRITICAL)
     import di
     PKG = sys.argv[1]
@@ -38,6 +40,7 @@ HARNESS = textwrap.dedent(
     STORAGE = sys.argv[3]
     COUNT = int(sys.argv[4])
     DB = sys.argv[5] if len(sys.argv) > 5 else ""
+    IDS = sys.argv[6] if len(sys.argv) > 6 else "none"
     if PKG == "engine":
         import engine as lib
         from engine.saga.bootstrap import bootstrap
@@ -46,8 +49,8 @@ HARNESS = textwrap.dedent(
         from engine.saga.models import SagaContext
         from engine.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
-        def stream(m, ctx):
-            return m.stream(ctx)
+        def stream(m, ctx, saga_id):
+            return m.stream(ctx, saga_id=saga_id)
     else:
         import cqrs as lib
         from cqrs.bootstrap.saga import bootstrap
@@ -56,8 +59,8 @@ HARNESS = textwrap.dedent(
         from cqrs.saga.models import SagaContext
         from cqrs.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
-        def stream(m, ctx):
-            return m.execute(ctx)
+        def stream(m, ctx, saga_id):
+            return m.execute(ctx, saga_id=saga_id)
 
     @dataclasses.dataclass
     class OrderContext(SagaContext):
@@ -131,8 +134,11 @@ HARNESS = textwrap.dedent(
             sagas_mapper=lambda m: m.bind(OrderContext, OrderSaga),
             saga_storage=storage,
         )
+        given = IDS == "given"
         async def one(i):
-            async for _ in stream(mediator, OrderContext(order_id=str(i))):
+            # The seed's pattern passes a fresh id; "none" lets the engine make one.
+            saga_id = uuid.uuid4() if given else None
+            async for _ in stream(mediator, OrderContext(order_id=str(i)), saga_id):
                 pass
         # warm up caches (solvers, adapters, statements) outside the timed part
         for i in range(min(50, COUNT)):
@@ -180,7 +186,7 @@ def ensure_python_cqrs() -> pathlib.Path:
     return python
 
 
-def run_one(python: str, pkg: str, mode: str, storage: str, count: int) -> float:
+def run_one(python: str, pkg: str, mode: str, storage: str, count: int, ids: str) -> float:
     """Run the harness once in a subprocess and return sagas per second."""
     with tempfile.TemporaryDirectory() as tmp:
         script = pathlib.Path(tmp) / "harness.py"
@@ -189,14 +195,14 @@ def run_one(python: str, pkg: str, mode: str, storage: str, count: int) -> float
         env = dict(os.environ)
         env["PYTHONPATH"] = str(HERE.parent) if pkg == "engine" else ""
         proc = subprocess.run(
-            [python, str(script), pkg, mode, storage, str(count), db],
+            [python, str(script), pkg, mode, storage, str(count), db, ids],
             capture_output=True,
             text=True,
             env=env,
             cwd=tmp,
         )
         if proc.returncode != 0:
-            raise SystemExit(f"{pkg} {storage} {mode} failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{pkg} {storage} {mode} ids={ids} failed:\n{proc.stderr[-3000:]}")
         return float(json.loads(proc.stdout.strip().splitlines()[-1])["rate"])
 
 
@@ -213,6 +219,12 @@ def main() -> None:
         default=5,
         help="interleaved runs per engine and mode; the median is reported (shared machines)",
     )
+    parser.add_argument(
+        "--ids",
+        choices=["both", "none", "given"],
+        default="both",
+        help="start sagas without an id, with saga_id=uuid4() (the seed's pattern), or both",
+    )
     args = parser.parse_args()
     pc_python = str(ensure_python_cqrs())
     plans = []
@@ -223,21 +235,25 @@ def main() -> None:
             ("sqlite", m, args.sqlite_count, args.pc_sqlite_count)
             for m in ("sequential", "16", "64")
         ]
+    id_modes = ("none", "given") if args.ids == "both" else (args.ids,)
     print(
-        f"{'storage':8} {'mode':>11} {'engine/s':>10} {'python-cqrs/s':>14} {'ratio':>7}"
-        f"   (median of {args.rounds} interleaved rounds)"
+        f"{'storage':8} {'mode':>11} {'saga_id':>8} {'engine/s':>10} {'python-cqrs/s':>14}"
+        f" {'ratio':>7}   (median of {args.rounds} interleaved rounds)"
     )
     for storage, mode, count, pc_count in plans:
-        ours: list[float] = []
-        theirs: list[float] = []
+        ours: dict[str, list[float]] = {ids: [] for ids in id_modes}
+        theirs: dict[str, list[float]] = {ids: [] for ids in id_modes}
         for _ in range(args.rounds):
-            ours.append(run_one(sys.executable, "engine", mode, storage, count))
-            theirs.append(run_one(pc_python, "cqrs", mode, storage, pc_count))
-        mine, other = statistics.median(ours), statistics.median(theirs)
+            for ids in id_modes:
+                ours[ids].append(run_one(sys.executable, "engine", mode, storage, count, ids))
+                theirs[ids].append(run_one(pc_python, "cqrs", mode, storage, pc_count, ids))
         label = mode if mode == "sequential" else f"{mode} conc."
-        print(
-            f"{storage:8} {label:>11} {mine:10.0f} {other:14.0f} {mine / other:6.1f}x", flush=True
-        )
+        for ids in id_modes:
+            mine, other = statistics.median(ours[ids]), statistics.median(theirs[ids])
+            print(
+                f"{storage:8} {label:>11} {ids:>8} {mine:10.0f} {other:14.0f} {mine / other:6.1f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

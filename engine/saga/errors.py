@@ -55,6 +55,10 @@ class SagaNotFoundError(SagaStorageError, ValueError):
     """No saga with that id."""
 
 
+class SagaExistsError(SagaStorageError, ValueError):
+    """A checkpoint would create a saga whose id is already stored."""
+
+
 class LeaseLostError(SagaStorageError):
     """The writer no longer holds the saga's lease: another runner took it over."""
 

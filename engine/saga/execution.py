@@ -23,6 +23,7 @@ from engine.saga.errors import (
     ForwardNotAllowedError,
     LeaseLostError,
     SagaBusyError,
+    SagaExistsError,
     SagaNotFoundError,
 )
 from engine.saga.failure import error_info
@@ -132,9 +133,21 @@ class SagaRun:
     # ---- start or resume ---------------------------------------------------------------
 
     async def open(self, *, recovery: bool = False) -> SagaState | None:
-        """Create the saga, or claim an existing one; returns the claimed state if any."""
+        """Create the saga, or claim an existing one; returns the claimed state if any.
+
+        A given id is usually new (the seed passes ``uuid4()``), so a run creates first:
+        one write, the same as without an id. Only an id that exists is claimed, which
+        costs its reads; a recovery, which expects the saga, claims first.
+        """
         self.keeper.acquire()
         if self._given_id:
+            if not recovery:
+                try:
+                    await self._create()
+                except SagaExistsError:
+                    pass  # stored already: resume it, as a claim does
+                else:
+                    return None
             state = await self.claim()
             if state is not None:
                 if recovery:
@@ -185,6 +198,12 @@ class SagaRun:
 
     async def _create(self) -> None:
         context = dump_context(self.context)
+        if not self._registered:
+            # Busy here before the row exists: a second run of this id in this process,
+            # finding the row, must not claim it as this process's own lease.
+            if self.saga_id in self.keeper.running:
+                raise SagaBusyError(self.saga_id, f"{self.owner} (this process)")
+            self._register()
         first = self.plan.first_step
         logs = (LogWrite(first, "act", _STARTED),) if first else ()
         status = SagaStatus.RUNNING if first else SagaStatus.COMPLETED
@@ -199,8 +218,8 @@ class SagaRun:
             ),
         )
         self.holds_lease = first is not None
-        if self.holds_lease:
-            self._register()
+        if not self.holds_lease:
+            self.unregister()
         self.status = status
 
     def adopt_context(self, stored: dict[str, typing.Any]) -> None:

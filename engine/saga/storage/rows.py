@@ -17,7 +17,7 @@ import datetime
 import typing
 import uuid
 
-from engine.saga.errors import LeaseLostError, SagaNotFoundError
+from engine.saga.errors import LeaseLostError, SagaExistsError, SagaNotFoundError
 from engine.saga.storage.enums import (
     TERMINAL_STATUSES,
     SagaStatus,
@@ -220,9 +220,9 @@ def log_entry(
     )
 
 
-def already_exists(saga_id: uuid.UUID) -> ValueError:
-    """The refusal of a creating checkpoint whose saga exists."""
-    return ValueError(f"Saga {saga_id} already exists")
+def already_exists(saga_id: uuid.UUID) -> SagaExistsError:
+    """The refusal of a creating checkpoint whose saga exists (it wrote nothing)."""
+    return SagaExistsError(f"Saga {saga_id} already exists")
 
 
 def not_found(saga_id: uuid.UUID) -> SagaNotFoundError:
