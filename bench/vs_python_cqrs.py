@@ -13,7 +13,9 @@ its own tables. Every storage runs with saga ids not given and given
 (``stream(ctx, saga_id=uuid4())``, as the seed document does).
 
 Modes: sequential (one saga after another) and N concurrent (N worker tasks that each
-run sagas back to back, so no task is created per saga).
+run sagas back to back, so no task is created per saga). Each mode runs twice: sagas
+started without an id (``saga_id`` "none") and with ``saga_id=uuid.uuid4()`` ("given",
+the seed's pattern); each engine is compared with python-cqrs started the same way.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ PC_VERSION = "5.3.0"
 # The saga under test, written once for both engines. {pkg} is "engine" or "cqrs".
 HARNESS = textwrap.dedent(
     """
-    import asyncio, dataclasses, json, logging, os, sys, time
+    import asyncio, dataclasses, json, logging, os, sys, time, uuid
     logging.disable(logging.CRITICAL)
     import di
     PKG = sys.argv[1]
@@ -48,8 +50,7 @@ HARNESS = textwrap.dedent(
     STORAGE = sys.argv[3]
     COUNT = int(sys.argv[4])
     DB = sys.argv[5] if len(sys.argv) > 5 else ""
-    IDS = len(sys.argv) > 6 and sys.argv[6] == "given"
-    import uuid
+    IDS = sys.argv[6] if len(sys.argv) > 6 else "none"
     if PKG == "engine":
         import engine as lib
         from engine.saga.bootstrap import bootstrap
@@ -58,8 +59,8 @@ HARNESS = textwrap.dedent(
         from engine.saga.models import SagaContext
         from engine.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
-        def stream(m, ctx):
-            return m.stream(ctx, saga_id=uuid.uuid4()) if IDS else m.stream(ctx)
+        def stream(m, ctx, saga_id):
+            return m.stream(ctx, saga_id=saga_id)
     else:
         import cqrs as lib
         from cqrs.bootstrap.saga import bootstrap
@@ -68,8 +69,8 @@ HARNESS = textwrap.dedent(
         from cqrs.saga.models import SagaContext
         from cqrs.saga.storage.memory import MemorySagaStorage
         Response = lib.Response
-        def stream(m, ctx):
-            return m.execute(ctx, saga_id=uuid.uuid4()) if IDS else m.execute(ctx)
+        def stream(m, ctx, saga_id):
+            return m.execute(ctx, saga_id=saga_id)
 
     @dataclasses.dataclass
     class OrderContext(SagaContext):
@@ -159,8 +160,11 @@ HARNESS = textwrap.dedent(
             sagas_mapper=lambda m: m.bind(OrderContext, OrderSaga),
             saga_storage=storage,
         )
+        given = IDS == "given"
         async def one(i):
-            async for _ in stream(mediator, OrderContext(order_id=str(i))):
+            # The seed's pattern passes a fresh id; "none" lets the engine make one.
+            saga_id = uuid.uuid4() if given else None
+            async for _ in stream(mediator, OrderContext(order_id=str(i)), saga_id):
                 pass
         # warm up caches (solvers, adapters, statements) outside the timed part
         for i in range(min(50, COUNT)):
@@ -227,7 +231,7 @@ def run_one(
             cwd=tmp,
         )
         if proc.returncode != 0:
-            raise SystemExit(f"{pkg} {storage} {mode} failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{pkg} {storage} {mode} ids={ids} failed:\n{proc.stderr[-3000:]}")
         return float(json.loads(proc.stdout.strip().splitlines()[-1])["rate"])
 
 
@@ -267,9 +271,6 @@ def main() -> None:
     )
     parser.add_argument("--pg-count", type=int, default=3000)
     parser.add_argument("--pc-pg-count", type=int, default=300)
-    parser.add_argument(
-        "--ids", choices=["both", "given", "none"], default="both", help="saga ids given or not"
-    )
     parser.add_argument("--memory-count", type=int, default=20000)
     parser.add_argument("--sqlite-count", type=int, default=2000)
     parser.add_argument("--pc-sqlite-count", type=int, default=300)
@@ -278,6 +279,12 @@ def main() -> None:
         type=int,
         default=5,
         help="interleaved runs per engine and mode; the median is reported (shared machines)",
+    )
+    parser.add_argument(
+        "--ids",
+        choices=["both", "none", "given"],
+        default="both",
+        help="start sagas without an id, with saga_id=uuid4() (the seed's pattern), or both",
     )
     args = parser.parse_args()
     pc_python = str(ensure_python_cqrs())

@@ -2,7 +2,8 @@
 
 A Fallback's primary runs first (through its circuit breaker, if any); when it fails
 with an exception the Fallback accepts, its failure and the fallback's STARTED entry
-are written in one checkpoint and the fallback runs under its own name.
+are written in one checkpoint and the fallback runs under its own name, on the context
+as it was before the primary (python-cqrs's FallbackStepExecutor restores it too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 
 from engine.container import ContainerAdapter
 from engine.saga.circuit_breaker import should_use_fallback
+from engine.saga.context_codec import dump_context
 from engine.saga.current import _CURRENT
 from engine.saga.failure import error_info
 from engine.saga.fallback import Fallback
@@ -45,6 +47,10 @@ class ActingRun(typing.Protocol):
 
     async def write(self, checkpoint: Checkpoint) -> CheckpointResult:
         """Apply one checkpoint under the run's lease."""
+        ...
+
+    def adopt_context(self, stored: dict[str, typing.Any]) -> None:
+        """Set the run's context to ``stored`` (a dumped context), in place."""
         ...
 
 
@@ -104,6 +110,8 @@ async def act_with_fallback(
     raises FallbackFailed.
     """
     breaker = item.circuit_breaker
+    # A primary that changed the context and then failed leaves nothing for its fallback.
+    before = dump_context(run.context)
     try:
         if breaker is not None:
             result, step = await breaker.call(item.step, act, run, item.step)
@@ -131,6 +139,7 @@ async def act_with_fallback(
         )
         fallback_started = time.perf_counter()
         try:
+            run.adopt_context(before)
             result, step = await act(run, item.fallback)
         except Exception as fallback_exc:
             raise FallbackFailed(name, fallback_started, fallback_exc) from fallback_exc

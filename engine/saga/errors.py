@@ -79,7 +79,7 @@ def saga_uuid(value: object) -> typing.Any:
 
 
 class SagaExistsError(SagaStorageError, ValueError):
-    """A creating checkpoint for an id that is already stored."""
+    """A checkpoint would create a saga whose id is already stored."""
 
 
 class LeaseLostError(SagaStorageError):

@@ -8,7 +8,6 @@ fence of its claim (``leased_run``); failing and compensating live in ``ending``
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import typing
@@ -16,11 +15,12 @@ import uuid
 
 from engine.container import ContainerAdapter
 from engine.saga.acting import FallbackFailed, act, act_with_fallback, ms_since
-from engine.saga.context_codec import dump_context, load_context
+from engine.saga.context_codec import dump_context
 from engine.saga.ending import EndingRun
 from engine.saga.errors import (
     CompensationRequestedError,
     ForwardNotAllowedError,
+    SagaBusyError,
     SagaDataError,
     SagaExistsError,
 )
@@ -97,17 +97,21 @@ class SagaRun(EndingRun):
     # ---- start or resume ---------------------------------------------------------------
 
     async def open(self, *, recovery: bool = False) -> SagaState | None:
-        """Create the saga, or claim an existing one; returns the claimed state if any."""
+        """Create the saga, or claim an existing one; returns the claimed state if any.
+
+        A given id is usually new (the seed passes ``uuid4()``), so a run creates first:
+        one write, the same as without an id. Only an id that exists is claimed, which
+        costs its reads; a recovery, which expects the saga, claims first.
+        """
         self.keeper.acquire()
-        if self._given_id and not recovery:
-            # Creating first costs one write for a new id (the common case); an id that
-            # exists is refused before anything is written, and then claimed.
-            try:
-                await self._create()
-                return None
-            except SagaExistsError:
-                pass
         if self._given_id:
+            if not recovery:
+                try:
+                    await self._create()
+                except SagaExistsError:
+                    pass  # stored already: resume it, as a claim does
+                else:
+                    return None
             state = await self.claim()
             if state is not None:
                 if recovery:
@@ -125,6 +129,12 @@ class SagaRun(EndingRun):
 
     async def _create(self) -> None:
         context = dump_context(self.context)
+        if not self._registered:
+            # Busy here before the row exists: a second run of this id in this process,
+            # finding the row, must not claim it as this process's own lease.
+            if self.saga_id in self.keeper.running:
+                raise SagaBusyError(self.saga_id, f"{self.owner} (this process)")
+            self._register()
         first = self.plan.first_step
         logs = (LogWrite(first, "act", _STARTED),) if first else ()
         status = SagaStatus.RUNNING if first else SagaStatus.COMPLETED
@@ -143,19 +153,10 @@ class SagaRun(EndingRun):
             ),
         )
         self.holds_lease = first is not None
-        if self.holds_lease:
-            self._register()
+        if not self.holds_lease:
+            self.unregister()
         self.status = status
         self.events_clear = True
-
-    def adopt_context(self, stored: dict[str, typing.Any]) -> None:
-        """Refresh the caller's context object from the stored one (resume keeps data)."""
-        loaded = load_context(type(self.context), stored)
-        if dataclasses.is_dataclass(loaded):
-            for field in dataclasses.fields(loaded):
-                setattr(self.context, field.name, getattr(loaded, field.name))
-        else:
-            self.context = loaded
 
     # ---- forward -----------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ nothing more and compensating nothing, when
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import typing
 import uuid
 
 from engine.container import ContainerAdapter
+from engine.saga.context_codec import load_context
 from engine.saga.errors import (
     LeaseLostError,
     SagaBusyError,
@@ -164,6 +166,15 @@ class LeasedRun:
                 await self.write(self._cp(release_lease=True, logs=logs, current_step=""))
             except Exception:  # the lease expires on its own; nothing is lost
                 logger.debug("releasing the lease of %s failed", self.saga_id, exc_info=True)
+
+    def adopt_context(self, stored: dict[str, typing.Any]) -> None:
+        """Refresh the caller's context object from the stored one (resume keeps data)."""
+        loaded = load_context(type(self.context), stored)
+        if dataclasses.is_dataclass(loaded):
+            for field in dataclasses.fields(loaded):
+                setattr(self.context, field.name, getattr(loaded, field.name))
+        else:
+            self.context = loaded
 
     # ---- claiming ----------------------------------------------------------------------
 

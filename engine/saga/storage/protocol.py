@@ -61,7 +61,8 @@ class ISagaStorage(EventOutbox, abc.ABC):
         """Write one checkpoint atomically; it is durable when this returns.
 
         Raises SagaNotFoundError when the saga does not exist and the checkpoint does
-        not create it, LeaseLostError when ``checkpoint.owner`` no longer holds it.
+        not create it, SagaExistsError (writing nothing) when it creates a saga that
+        exists, LeaseLostError when ``checkpoint.owner`` no longer holds it.
         """
 
     @abc.abstractmethod

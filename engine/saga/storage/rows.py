@@ -340,7 +340,7 @@ def log_entry(
 
 
 def already_exists(saga_id: uuid.UUID) -> SagaExistsError:
-    """The refusal of a creating checkpoint whose saga exists."""
+    """The refusal of a creating checkpoint whose saga exists (it wrote nothing)."""
     return SagaExistsError(f"Saga {saga_id} already exists")
 
 

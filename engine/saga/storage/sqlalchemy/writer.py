@@ -36,6 +36,7 @@ from engine.saga.storage.sqlalchemy import commands, db_values
 from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION, use_wal
 from engine.saga.storage.sqlalchemy.raw_checkpoint import apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
+from engine.saga.storage.sqlalchemy.wal import WRITER_FALLBACK_PAGES, WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class SqliteWriter(BatchWriter):
             thread_name_prefix="saga-sqlite-writer",
         )
         self._conn: sa.Connection | None = None
+        path = sync_engine.url.database
+        self._checkpointer = WalCheckpointer(path) if path and path != ":memory:" else None
 
     def _connection(self) -> sa.Connection:
         if self._conn is None:
@@ -169,6 +172,9 @@ class SqliteWriter(BatchWriter):
                 conn.close()
                 raise
             self._conn = conn
+            if self._checkpointer is not None:
+                raw = typing.cast(sqlite3.Connection, conn.connection.driver_connection)
+                raw.execute(f"PRAGMA wal_autocheckpoint = {WRITER_FALLBACK_PAGES}")
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
@@ -238,6 +244,8 @@ class SqliteWriter(BatchWriter):
                 raw.execute("ROLLBACK")
             raise
         self.commits += 1
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         return results
 
     def _job(self, conn: sa.Connection, job: Job) -> typing.Any:
@@ -262,6 +270,8 @@ class SqliteWriter(BatchWriter):
         with contextlib.suppress(Exception):
             await loop.run_in_executor(self._executor, self._close_conn)
         self._executor.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
 
     def _close_conn(self) -> None:
         if self._conn is not None:
