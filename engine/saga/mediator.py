@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -241,12 +242,14 @@ class SagaMediator:
             status = status_row.status if status_row else None
         return ActionResult(saga_id, "recover", status, error=error)
 
-    async def compensate_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
+    async def compensate_saga(
+        self, saga_id: uuid.UUID, *, reason: str = "", operator: Operator | None = None
+    ) -> ActionResult:
         """Compensate a saga (a rollback when COMPLETED); asks its owner if another runs it."""
         lease = await self._lease(saga_id)
         if lease.status is SagaStatus.COMPENSATED:
             result = ActionResult(saga_id, "compensate", lease.status)
-            await self._audit(saga_id, "compensate", reason, result)
+            await self._audit(saga_id, "compensate", reason, result, operator=operator)
             return result
         # A stored context that does not load is refused here, before anything is claimed.
         context_type, saga_type, _ = await self._stored(saga_id)
@@ -263,7 +266,7 @@ class SagaMediator:
             result = ActionResult(saga_id, "compensate", lease.status, requested=True)
         else:
             result = ActionResult(saga_id, "compensate", status)
-        await self._audit(saga_id, "compensate", reason, result)
+        await self._audit(saga_id, "compensate", reason, result, operator=operator)
         return result
 
     async def _lease(self, saga_id: uuid.UUID) -> LeaseInfo:
@@ -313,6 +316,28 @@ class SagaMediator:
         done = await run_bounded(stale, one, concurrency=concurrency)
         return [result for result in done if result is not None]
 
+    async def serve_requests(
+        self,
+        *,
+        name: str | None = None,
+        concurrency: int = 16,
+        grace: float = 10.0,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Serve operator requests (and recover stale sagas) from this process until
+        ``stop`` is set or the task is cancelled; then stop gracefully and deregister."""
+        from engine.saga.worker import RequestServer
+
+        server = RequestServer(self, name=name, concurrency=concurrency, grace=grace)
+        serving = asyncio.ensure_future(server.serve())
+        waiter = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
+        try:
+            await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.stop()
+            waiter.cancel()
+            await asyncio.shield(serving)
+
     async def _audit(
         self,
         saga_id: uuid.UUID,
@@ -320,6 +345,8 @@ class SagaMediator:
         reason: str,
         result: ActionResult,
         error: str | None = None,
+        *,
+        operator: Operator | None = None,
     ) -> None:
         """Record an operator action; ``error`` (else the result's) becomes the outcome.
 
@@ -332,7 +359,7 @@ class SagaMediator:
                     action,
                     reason,
                     _outcome(result, error or result.error),
-                    self.operator,
+                    operator or self.operator,
                 ),
             )
 

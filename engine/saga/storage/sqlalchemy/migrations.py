@@ -99,6 +99,11 @@ def _v2_to_v3(conn: sa.Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _lacks_tables(conn: sa.Connection) -> bool:
+    names = set(sa.inspect(conn).get_table_names())
+    return any(table.name not in names for table in schema.metadata.sorted_tables)
+
+
 MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2, 3: _v2_to_v3}
 """Migration to version N from N-1, applied in order."""
 
@@ -134,6 +139,9 @@ def ensure_schema(conn: sa.Connection, label: str, *, read_only: bool = False) -
             f"({schema.SCHEMA_VERSION}); upgrade saga-tui",
         )
     if version == schema.SCHEMA_VERSION:
+        if not read_only and _lacks_tables(conn):
+            # A v3 file written before a feature declared its table: add what is missing.
+            _v2_to_v3(conn)
         return version
     if read_only:
         if version == 1 and conn.dialect.name == "sqlite":
