@@ -207,7 +207,9 @@ class RequestServer:
             if stale and due <= now:
                 self._spawn(self._recover_stale(c.saga_id), c.saga_id)
 
-    def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None], saga_id: uuid.UUID) -> None:
+    def _spawn(
+        self, coro: typing.Coroutine[typing.Any, typing.Any, None], saga_id: uuid.UUID
+    ) -> None:
         self._busy.add(saga_id)
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -270,8 +272,10 @@ class RequestServer:
         except Exception as exc:
             result = ActionResult(item.saga_id, item.kind, error=f"{type(exc).__name__}: {exc}")
         self._backoff.pop(item.saga_id, None)
-        outcome = "REQUESTED" if result.requested else (
-            result.status.name if result.status is not None else "ERROR"
+        outcome = (
+            "REQUESTED"
+            if result.requested
+            else (result.status.name if result.status is not None else "ERROR")
         )
         if result.error:
             outcome = "ERROR"
@@ -280,7 +284,11 @@ class RequestServer:
             self.served += 1
             if item.kind != "compensate":
                 await self.mediator._audit(
-                    item.saga_id, item.kind, item.reason, result, operator=_requester(item.requester)
+                    item.saga_id,
+                    item.kind,
+                    item.reason,
+                    result,
+                    operator=_requester(item.requester),
                 )
 
     async def _act(self, item: ClaimedItem) -> ActionResult:
@@ -297,7 +305,9 @@ class RequestServer:
             run = mediator._transaction(saga_type, context, item.saga_id)
             error = await self._drive(run, recovery=False)
             status = run.status
-            return ActionResult(item.saga_id, "start", status, error=error if status is None else None)
+            return ActionResult(
+                item.saga_id, "start", status, error=error if status is None else None
+            )
         return await self._recover(item.saga_id)
 
     async def _recover(self, saga_id: uuid.UUID) -> ActionResult:

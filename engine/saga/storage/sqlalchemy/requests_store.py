@@ -67,9 +67,11 @@ def insert_request(conn: sa.Connection, new: NewRequest) -> None:
             finished_at=None if new.saga_ids else new.created_at,
         )
     )
-    rows = [{"request_id": new.request_id, "saga_id": s, "saga_name": names[s]} for s in new.saga_ids]
-    for i in range(0, len(rows), _CHUNK):
-        conn.execute(sa.insert(saga_request_items), rows[i : i + _CHUNK])
+    pairs = [
+        {"request_id": new.request_id, "saga_id": s, "saga_name": names[s]} for s in new.saga_ids
+    ]
+    for i in range(0, len(pairs), _CHUNK):
+        conn.execute(sa.insert(saga_request_items), pairs[i : i + _CHUNK])
 
 
 def _claimable(now: float, dead: typing.Sequence[str]) -> sa.ColumnElement[bool]:
@@ -155,9 +157,7 @@ def finish_item(
     done = conn.execute(
         sa.update(saga_request_items)
         .where(items.id == item_id, items.claimed_by == owner, items.outcome.is_(None))
-        .values(
-            outcome=outcome, ok=ok, error=error, finished_at=now, claimed_by=None
-        )
+        .values(outcome=outcome, ok=ok, error=error, finished_at=now, claimed_by=None)
         .returning(items.request_id)
     ).first()
     if done is None:
@@ -260,9 +260,7 @@ def beat(conn: sa.Connection, owner: str, now: float, expires: float, running: i
 def deregister(conn: sa.Connection, owner: str, now: float) -> None:
     """A worker that stopped cleanly: its row stays, shown gone, with when it stopped."""
     conn.execute(
-        sa.update(saga_workers)
-        .where(saga_workers.c.id == owner)
-        .values(stopped_at=now, running=0)
+        sa.update(saga_workers).where(saga_workers.c.id == owner).values(stopped_at=now, running=0)
     )
 
 
@@ -310,9 +308,7 @@ async def open_claim_holders(conn: AsyncConnection, host: str) -> list[str]:
 async def open_saga_names(conn: AsyncConnection, now: float) -> list[str]:
     """Saga types that have open pairs nobody live holds (to say who can serve them)."""
     items = saga_request_items.c
-    rows = await conn.execute(
-        sa.select(items.saga_name).where(_claimable(now, ())).distinct()
-    )
+    rows = await conn.execute(sa.select(items.saga_name).where(_claimable(now, ())).distinct())
     return [r.saga_name for r in rows]
 
 
@@ -331,7 +327,9 @@ async def request_progress(
         r.id: r
         for r in await conn.execute(sa.select(saga_requests).where(req.id.in_(list(request_ids))))
     }
-    live = sa.and_(items.outcome.is_(None), items.claimed_by.is_not(None), items.claim_expires >= now)
+    live = sa.and_(
+        items.outcome.is_(None), items.claimed_by.is_not(None), items.claim_expires >= now
+    )
     counts = await conn.execute(
         sa.select(
             items.request_id,
@@ -390,8 +388,6 @@ async def request_items(
         .limit(limit)
     )
     return [
-        RequestItemView(
-            r.saga_id, r.saga_name, r.claimed_by, r.taken_by, r.outcome, r.ok, r.error
-        )
+        RequestItemView(r.saga_id, r.saga_name, r.claimed_by, r.taken_by, r.outcome, r.ok, r.error)
         for r in rows
     ]
