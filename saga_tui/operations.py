@@ -16,11 +16,13 @@ import uuid
 import pydantic
 
 from engine.saga.bulk import run_bounded
-from engine.saga.context_codec import load_context
+from engine.saga.context_codec import dump_context, load_context
 from engine.saga.errors import SagaError, SagaNotRegisteredError
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.lanes import steps_to_compensate
+from engine.saga.storage.sqlalchemy.storage import SqlAlchemySagaStorage
+from saga_tui import fleet_actions
 from saga_tui.textfmt import clean, one_line, plural, short_id
 
 if typing.TYPE_CHECKING:
@@ -206,11 +208,15 @@ async def carry_out(
     *,
     reason: str,
     concurrency: int = CONCURRENCY,
+    on_progress: fleet_actions.Progress | None = None,
 ) -> list[ActionResult]:
     """Run every runnable plan (skipped ones answer their skip result), in plan order.
 
-    One saga's failure is its result; the others still run.
+    One saga's failure is its result; the others still run. On a SQL database the
+    runnable plans become one durable request, served by a live worker or else here.
     """
+    if is_durable(mediator):
+        return await _by_request(mediator, plans, reason=reason, on_progress=on_progress)
 
     async def one(plan: ActionPlan) -> ActionResult:
         if plan.skip_result is not None:
@@ -231,8 +237,24 @@ async def start_many(
     *,
     reason: str,
     concurrency: int = CONCURRENCY,
+    on_progress: fleet_actions.Progress | None = None,
 ) -> list[ActionResult]:
     """Start one saga per context (pulled lazily), at most ``concurrency`` at a time."""
+    if is_durable(mediator):
+        # Equal contexts of one saga type share one request (``count`` sagas).
+        groups: dict[tuple[str, str], tuple[typing.Any, int]] = {}
+        for context in contexts:
+            name = mediator.saga_for_context(context).__name__
+            key = (name, json.dumps(dump_context(context), sort_keys=True))
+            first, n = groups.get(key, (context, 0))
+            groups[key] = (first, n + 1)
+        results: list[ActionResult] = []
+        for (name, _), (context, count) in groups.items():
+            asked = await fleet_actions.ask(
+                mediator, "start", saga_name=name, context=context, count=count, reason=reason
+            )
+            results += await fleet_actions.follow(mediator, asked, on_progress=on_progress)
+        return results
 
     async def one(context: typing.Any) -> ActionResult:
         saga_id = uuid.uuid4()
@@ -242,6 +264,37 @@ async def start_many(
             return ActionResult(saga_id, "start", error=_error_text(exc))
 
     return await run_bounded(contexts, one, concurrency=concurrency)
+
+
+def is_durable(mediator: SagaMediator) -> bool:
+    """Actions on this mediator's storage are durable requests (a SQL database)."""
+    return isinstance(mediator.storage, SqlAlchemySagaStorage)
+
+
+async def _by_request(
+    mediator: SagaMediator,
+    plans: typing.Sequence[ActionPlan],
+    *,
+    reason: str,
+    on_progress: fleet_actions.Progress | None,
+) -> list[ActionResult]:
+    runnable = [plan for plan in plans if plan.skip_result is None]
+    done: dict[uuid.UUID, ActionResult] = {}
+    if runnable:
+        verb = runnable[0].verb
+        asked = await fleet_actions.ask(
+            mediator,
+            verb,
+            [plan.saga_id for plan in runnable],
+            saga_names={plan.name for plan in runnable if plan.name},
+            reason=reason,
+        )
+        results = await fleet_actions.follow(mediator, asked, on_progress=on_progress)
+        done = {result.saga_id: result for result in results}
+    return [
+        plan.skip_result if plan.skip_result is not None else done[plan.saga_id]
+        for plan in plans
+    ]
 
 
 # ---- results ------------------------------------------------------------------------

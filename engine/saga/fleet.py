@@ -181,11 +181,14 @@ class RequestBook:
         limit: int,
         expires: float,
         dead: typing.Sequence[str] = (),
+        request_id: uuid.UUID | None = None,
     ) -> list[ClaimedItem]:
-        """Take up to ``limit`` open pairs of the saga types in ``names``."""
+        """Take up to ``limit`` open pairs of the saga types in ``names`` (of one request)."""
         now = time.time()
         return await self.storage._write(
-            lambda c: store.claim_items(c, owner, list(names), limit, now, expires, list(dead))
+            lambda c: store.claim_items(
+                c, owner, list(names), limit, now, expires, list(dead), request_id
+            )
         )
 
     async def finish(

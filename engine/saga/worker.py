@@ -72,6 +72,8 @@ class RequestServer:
         dedicated: bool = True,
         recover_stale: bool = True,
         poll: float = 0.1,
+        only_request: uuid.UUID | None = None,
+        register: bool = True,
     ) -> None:
         self.mediator = mediator
         self.book = RequestBook.of(mediator.storage)
@@ -83,6 +85,8 @@ class RequestServer:
         self.dedicated = dedicated
         self.recover_stale = recover_stale
         self.poll = poll
+        self.only_request = only_request
+        self.register = register
         self.served = 0
         self.deferring = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,7 +134,8 @@ class RequestServer:
 
     async def serve(self) -> None:
         """Register, serve until ``stop()``, shut down gracefully, deregister."""
-        await self.book.register(self._info())
+        if self.register:
+            await self.book.register(self._info())
         beat = asyncio.create_task(self._beat_loop(), name="saga-worker-heartbeat")
         try:
             await self._loop()
@@ -139,8 +144,9 @@ class RequestServer:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beat
-            with contextlib.suppress(Exception):
-                await self.book.deregister(self.owner)
+            if self.register:
+                with contextlib.suppress(Exception):
+                    await self.book.deregister(self.owner)
             self._stopped.set()
 
     async def _loop(self) -> None:
@@ -160,7 +166,12 @@ class RequestServer:
             if free > 0 and not self.deferring:
                 try:
                     items = await self.book.claim(
-                        self.owner, names, free, time.time() + self._claim_seconds(), dead
+                        self.owner,
+                        names,
+                        free,
+                        time.time() + self._claim_seconds(),
+                        dead,
+                        self.only_request,
                     )
                 except Exception:
                     logger.warning("claiming requests failed", exc_info=True)

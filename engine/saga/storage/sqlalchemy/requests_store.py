@@ -90,6 +90,7 @@ def claim_items(
     now: float,
     expires: float,
     dead: typing.Sequence[str] = (),
+    request_id: uuid.UUID | None = None,
 ) -> list[ClaimedItem]:
     """Take up to ``limit`` open pairs of saga types in ``names``: one conditional UPDATE.
 
@@ -102,6 +103,7 @@ def claim_items(
     pick = (
         sa.select(items.id)
         .where(_claimable(now, dead), items.saga_name.in_(list(names)))
+        .where(sa.true() if request_id is None else items.request_id == request_id)
         .order_by(items.id)
         .limit(limit)
     )
