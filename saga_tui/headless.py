@@ -16,7 +16,7 @@ from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
-from saga_tui import operations, textout
+from saga_tui import fleet_actions, operations, textout
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_statuses
 from saga_tui.ids import id_prefix
@@ -168,6 +168,7 @@ async def recover_command(
     *,
     stale: bool = False,
     as_json: bool = False,
+    wait: bool = True,
 ) -> int:
     """Recover sagas by id, or every stale one (runner gone)."""
     if stale:
@@ -177,6 +178,8 @@ async def recover_command(
             return EXIT_OK
         return _report(results, out, as_json)
     plans = await _plans(mediator, "recover", idents)
+    if not wait:
+        return await _request_only(mediator, out, plans, as_json)
     return _report(await operations.carry_out(mediator, plans, reason=REASON), out, as_json)
 
 
@@ -202,6 +205,7 @@ async def compensate_command(
     *,
     confirm: typing.Callable[[str], bool],
     as_json: bool = False,
+    wait: bool = True,
 ) -> int:
     """Compensate sagas by id after confirmation (a rollback for COMPLETED ones).
 
@@ -214,7 +218,31 @@ async def compensate_command(
         "\n".join([title, *(f"  {line}" for line in lines)])
     ):
         raise UsageError("compensation cancelled")
+    if not wait:
+        return await _request_only(mediator, out, plans, as_json)
     return _report(await operations.carry_out(mediator, plans, reason=REASON), out, as_json)
+
+
+async def _request_only(
+    mediator: SagaMediator, out: Out, plans: typing.Sequence[ActionPlan], as_json: bool
+) -> int:
+    """``--no-wait``: write the request for the runnable plans and print its id."""
+    runnable = [plan for plan in plans if plan.runnable]
+    if not runnable:
+        raise UsageError("nothing to request: " + "; ".join(plan.line() for plan in plans))
+    asked = await fleet_actions.ask(
+        mediator,
+        runnable[0].verb,
+        [plan.saga_id for plan in runnable],
+        saga_names={plan.name for plan in runnable if plan.name},
+        reason=REASON,
+    )
+    return _print_request(out, asked.request_id, as_json)
+
+
+def _print_request(out: Out, request_id: uuid.UUID, as_json: bool) -> int:
+    out(textout.dumps({"request": str(request_id)}) if as_json else str(request_id))
+    return EXIT_OK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -252,8 +280,20 @@ async def start_command(
     *,
     count: int = 1,
     as_json: bool = False,
+    wait: bool = True,
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed."""
+    if not wait:
+        context = parse_context(plan.saga_name, plan.context_type, plan.context_text)
+        asked = await fleet_actions.ask(
+            mediator,
+            "start",
+            saga_name=plan.saga_name,
+            context=context,
+            count=count,
+            reason=REASON,
+        )
+        return _print_request(out, asked.request_id, as_json)
     # A fresh context per saga: the steps write into it.
     contexts = (
         parse_context(plan.saga_name, plan.context_type, plan.context_text) for _ in range(count)

@@ -95,7 +95,7 @@ class RequestServer:
         self._stopping = False
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._started = False
+        self.ready = asyncio.Event()
 
     # ---- control ----------------------------------------------------------------------
 
@@ -136,6 +136,7 @@ class RequestServer:
         """Register, serve until ``stop()``, shut down gracefully, deregister."""
         if self.register:
             await self.book.register(self._info())
+        self.ready.set()
         beat = asyncio.create_task(self._beat_loop(), name="saga-worker-heartbeat")
         try:
             await self._loop()
