@@ -89,8 +89,10 @@ class Worker:
 
     def term(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=120)
-        return self.proc.returncode, out
+        # stdout is read by tests.support's reader thread: the last line comes from it.
+        line = read_until(self.proc, lambda s: " stopped" in s, 120, what="stopped")
+        self.proc.wait(timeout=60)
+        return self.proc.returncode, line
 
     def close(self) -> None:
         if self.proc.poll() is None:
