@@ -24,6 +24,7 @@ import uuid
 from engine.saga.errors import (
     CompensationRequestedError,
     ForwardNotAllowedError,
+    LeaseLostError,
     SagaBusyError,
     SagaError,
     SagaNotRegisteredError,
@@ -177,8 +178,13 @@ class RequestServer:
                 except Exception:
                     logger.warning("claiming requests failed", exc_info=True)
                     items = []
+                later = [i.item_id for i in items if i.saga_id in self._busy]
                 for item in items:
-                    self._spawn(self._serve_item(item), item.saga_id)
+                    if item.saga_id not in self._busy:
+                        self._spawn(self._serve_item(item), item.saga_id)
+                if later:
+                    # This process is recovering that saga right now: the pair waits for it.
+                    await self.book.release(self.owner, later, time.time() + 0.5)
                 took = len(items)
             if took and took == free:
                 continue
@@ -270,8 +276,9 @@ class RequestServer:
         except _Paused:
             await self.book.release(self.owner, [item.item_id])
             return
-        except SagaBusyError:
-            # A live runner has the saga (elsewhere, or its lease not yet expired).
+        except (SagaBusyError, LeaseLostError):
+            # A live runner has the saga (elsewhere, or its lease not yet expired), or
+            # took it over meanwhile: try again later; the outcome is its real end.
             due = self._note_failure(item.saga_id)
             await self.book.release(self.owner, [item.item_id], due)
             return
@@ -345,7 +352,7 @@ class RequestServer:
                 if self._stopping:
                     paused = True
                     break
-        except (SagaBusyError, _Paused):
+        except (SagaBusyError, LeaseLostError, _Paused):
             raise
         except (ForwardNotAllowedError, CompensationRequestedError):
             pass
@@ -366,7 +373,7 @@ class RequestServer:
     async def _recover_stale(self, saga_id: uuid.UUID) -> None:
         try:
             result = await self._recover(saga_id)
-        except (_Paused, SagaBusyError):
+        except (_Paused, SagaBusyError, LeaseLostError):
             return
         except SagaNotRegisteredError:
             # Another application's saga: look again much later.

@@ -21,7 +21,11 @@ import sqlalchemy as sa
 
 from engine.saga.fleet import RequestBook
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
-from engine.saga.storage.sqlalchemy.schema import saga_executions, saga_request_items
+from engine.saga.storage.sqlalchemy.schema import (
+    saga_executions,
+    saga_logs,
+    saga_request_items,
+)
 from tests.support import POSTGRES_URL, postgres_database, read_until, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -314,3 +318,61 @@ async def test_sigterm_during_load_gives_everything_back_and_the_worker_is_gone(
                 after.term()
     finally:
         worker.close()
+
+
+@pytest.mark.parametrize(
+    ("successor_host", "lease"), [("host-a", "60"), ("host-b", "4")], ids=["same", "other"]
+)
+async def test_a_dead_owner_is_taken_over_at_once_only_on_its_own_host(
+    db_url: str, successor_host: str, lease: str
+) -> None:
+    # Two simulated hosts on one machine (SAGA_HOST_ID): the dead-owner shortcut applies
+    # to owners on this host; another host's leases end by expiry.
+    first = Worker(db_url, SLOW, "a", "--lease", lease, "--concurrency", "4", host="host-a")
+    try:
+        start = request_id_of(
+            saga_tui(
+                db_url, "--app", SLOW, "start", "TravelSaga", "--count", "40", "--no-wait", "--json"
+            )
+        )
+        async with opened(db_url) as storage:
+            ex = saga_executions.c
+            held = sa.select(ex.id, ex.lease_expires).where(ex.lease_owner == first.owner)
+            await wait_for(lambda: rows(storage, held), 120, what="sagas running on host-a")
+            first.kill()
+            at_kill = {r.id: r.lease_expires for r in await rows(storage, held)}
+            assert at_kill
+            logs = saga_logs
+            (last_log,) = await rows(storage, sa.select(sa.func.max(logs.c.id)))
+            successor = Worker(db_url, SLOW, "b", "--lease", lease, host=successor_host)
+            try:
+                book = RequestBook.of(storage)
+                done = await book.wait(start, timeout=240)
+                assert done.finished and done.failed == 0, await book.items(start)
+            finally:
+                successor.term()
+            later = await rows(
+                storage,
+                sa.select(logs.c.saga_id, sa.func.min(logs.c.created_at))
+                .where(logs.c.id > last_log[0], logs.c.saga_id.in_(list(at_kill)))
+                .group_by(logs.c.saga_id),
+            )
+            assert len(later) == len(at_kill)
+            for saga_id, first_write in later:
+                when = _epoch(first_write)
+                if successor_host == "host-a":
+                    assert when < at_kill[saga_id], "waited for the lease of a dead local owner"
+                else:
+                    assert when >= at_kill[saga_id], "took another host's saga before expiry"
+    finally:
+        first.close()
+
+
+def _epoch(value: typing.Any) -> float:
+    import datetime
+
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return float(value.timestamp())
