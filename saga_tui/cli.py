@@ -186,7 +186,8 @@ async def _run(args: argparse.Namespace) -> int:
     # An --app given to a read command must import too (exit 2), though list and show
     # never call it: a typo is reported, never silently ignored.
     factory = load_app_factory(app_spec) if writes or args.app else None
-    storage = open_storage(url, read_only=args.read_only, must_exist=command not in ("start", "worker"))
+    must_exist = command not in ("start", "worker")
+    storage = open_storage(url, read_only=args.read_only, must_exist=must_exist)
     try:
         if command == "list":
             return await headless.list_command(

@@ -65,10 +65,9 @@ async def ask(
 
 
 async def served_elsewhere(mediator: SagaMediator, names: typing.Iterable[str]) -> bool:
-    """A live process other than this one has every one of these saga types registered."""
-    book = RequestBook.of(mediator.storage)
-    me = mediator._keeper().owner
-    live = [w for w in await book.live_workers() if w.id != me]
+    """A live registered server (a worker, or this dashboard's own) has every one of
+    these saga types registered."""
+    live = await RequestBook.of(mediator.storage).live_workers()
     return all(any(w.can_run(name) for w in live) for name in names)
 
 

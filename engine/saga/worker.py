@@ -90,6 +90,8 @@ class RequestServer:
         self.register = register
         self.served = 0
         self.deferring = False
+        # Saga types a live dedicated worker serves: a non-dedicated server leaves them.
+        self.left_to_others: frozenset[str] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: set[uuid.UUID] = set()
         self._backoff: dict[uuid.UUID, tuple[float, int]] = {}
@@ -165,11 +167,12 @@ class RequestServer:
                     logger.warning("worker housekeeping failed", exc_info=True)
             free = self.concurrency - len(self._tasks)
             took = 0
-            if free > 0 and not self.deferring:
+            wanted = [n for n in names if n not in self.left_to_others]
+            if free > 0 and wanted:
                 try:
                     items = await self.book.claim(
                         self.owner,
-                        names,
+                        wanted,
                         free,
                         time.time() + self._claim_seconds(),
                         dead,
@@ -198,8 +201,11 @@ class RequestServer:
     async def _housekeeping(self) -> list[str]:
         """Defer to dedicated workers, close finished requests, recover stale sagas."""
         if not self.dedicated:
-            others = [w for w in await self.book.live_workers(dedicated_only=True)]
-            self.deferring = any(w.id != self.owner for w in others)
+            others = [
+                w for w in await self.book.live_workers(dedicated_only=True) if w.id != self.owner
+            ]
+            self.deferring = bool(others)
+            self.left_to_others = frozenset(t for w in others for t in w.saga_types)
         await self.book.close_finished()
         host = this_host()
         dead = [o for o in await self.book.claim_holders(host) if owner_is_dead(o, host)]
