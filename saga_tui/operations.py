@@ -292,8 +292,7 @@ async def _by_request(
         results = await fleet_actions.follow(mediator, asked, on_progress=on_progress)
         done = {result.saga_id: result for result in results}
     return [
-        plan.skip_result if plan.skip_result is not None else done[plan.saga_id]
-        for plan in plans
+        plan.skip_result if plan.skip_result is not None else done[plan.saga_id] for plan in plans
     ]
 
 

@@ -128,7 +128,12 @@ class RequestBook:
         """Poll until every pair has an outcome (or ``timeout``); returns the last progress."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            found = await self.progress([request_id])
+            # Naming the takers costs a read of the workers table: only for a watcher.
+            found = await (
+                self.progress([request_id])
+                if on_progress is not None
+                else self.storage._read(store.request_progress, [request_id], time.time())
+            )
             if not found:
                 raise KeyError(f"request {request_id} not found")
             current = found[0]
@@ -189,6 +194,17 @@ class RequestBook:
             lambda c: store.claim_items(
                 c, owner, list(names), limit, now, expires, list(dead), request_id
             )
+        )
+
+    async def has_open(
+        self,
+        names: typing.Sequence[str],
+        dead: typing.Sequence[str] = (),
+        request_id: uuid.UUID | None = None,
+    ) -> bool:
+        """Whether open pairs of these saga types wait (a read: no write lock taken)."""
+        return await self.storage._read(
+            store.has_open_items, list(names), time.time(), list(dead), request_id
         )
 
     async def finish(

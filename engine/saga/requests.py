@@ -45,6 +45,8 @@ class ClaimedItem:
     context: dict[str, typing.Any] | None
     reason: str
     requester: str
+    fresh: bool = False
+    """Never taken before: a start pair's saga cannot exist yet."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

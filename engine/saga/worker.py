@@ -170,13 +170,18 @@ class RequestServer:
             wanted = [n for n in names if n not in self.left_to_others]
             if free > 0 and wanted:
                 try:
-                    items = await self.book.claim(
-                        self.owner,
-                        wanted,
-                        free,
-                        time.time() + self._claim_seconds(),
-                        dead,
-                        self.only_request,
+                    found = await self.book.has_open(wanted, dead, self.only_request)
+                    items = (
+                        []
+                        if not found
+                        else await self.book.claim(
+                            self.owner,
+                            wanted,
+                            free,
+                            time.time() + self._claim_seconds(),
+                            dead,
+                            self.only_request,
+                        )
                     )
                 except Exception:
                     logger.warning("claiming requests failed", exc_info=True)
@@ -328,6 +333,10 @@ class RequestServer:
 
             context = load_context(context_type, item.context or {})
             run = mediator._transaction(saga_type, context, item.saga_id)
+            if item.fresh:
+                # Its id was made with the request and no process took it before: the
+                # saga cannot exist, so it is created without trying to claim it first.
+                run._given_id = False
             error = await self._drive(run, recovery=False)
             status = run.status
             return ActionResult(

@@ -109,7 +109,8 @@ def claim_items(
     )
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = [r.id for r in conn.execute(pick)]
+    picked = {r.id: r.taken_by for r in conn.execute(pick.add_columns(items.taken_by))}
+    ids = list(picked)
     if not ids:
         return []
     claimed = conn.execute(
@@ -139,10 +140,36 @@ def claim_items(
     )
     return [
         ClaimedItem(
-            r.id, r.request_id, r.kind, r.saga_id, r.saga_name, r.context, r.reason, r.requester
+            r.id,
+            r.request_id,
+            r.kind,
+            r.saga_id,
+            r.saga_name,
+            r.context,
+            r.reason,
+            r.requester,
+            fresh=picked.get(r.id) is None,
         )
         for r in rows
     ]
+
+
+async def has_open_items(
+    conn: AsyncConnection,
+    names: typing.Sequence[str],
+    now: float,
+    dead: typing.Sequence[str],
+    request_id: uuid.UUID | None,
+) -> bool:
+    """Whether a claim would find anything: a read, so idle workers take no write lock."""
+    items = saga_request_items.c
+    query = (
+        sa.select(items.id)
+        .where(_claimable(now, dead), items.saga_name.in_(list(names)))
+        .where(sa.true() if request_id is None else items.request_id == request_id)
+        .limit(1)
+    )
+    return (await conn.execute(query)).first() is not None
 
 
 def finish_item(
