@@ -206,9 +206,9 @@ async def _outcomes_of(storage: SqlAlchemySagaStorage, request_id: uuid.UUID) ->
 
 
 async def test_two_workers_one_killed_every_pair_gets_exactly_one_outcome(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, db_url: str
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}"
+    url = db_url
     first, second = Worker(url, STEADY, "a"), Worker(url, STEADY, "b")
     try:
         start = request_id_of(
@@ -262,6 +262,8 @@ async def test_two_workers_one_killed_every_pair_gets_exactly_one_outcome(
     finally:
         for worker in (first, second):
             worker.close()
+    if not url.startswith("sqlite"):
+        return  # the sample services keep their ledger in a SQLite file only
     check = subprocess.run(
         [sys.executable, "-m", "sample_sagas", "check", "--db", str(tmp_path / "fleet.db")],
         cwd=ROOT,
