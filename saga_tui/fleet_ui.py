@@ -58,6 +58,9 @@ class FleetMixin(_Base):
             app="dashboard",
             dedicated=False,
             grace=SERVER_GRACE,
+            # Healing stale sagas is a worker's job (and `recover --stale`): the operator
+            # sees them as they are.
+            recover_stale=False,
         )
         self._serving = asyncio.create_task(self._server.serve())
 
