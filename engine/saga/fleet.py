@@ -13,6 +13,8 @@ import time
 import typing
 import uuid
 
+import sqlalchemy as sa
+
 from engine.saga.context_codec import dump_context
 from engine.saga.operator import Operator, this_operator
 from engine.saga.requests import (
@@ -24,6 +26,8 @@ from engine.saga.requests import (
     RequestProgress,
     WorkerInfo,
 )
+from engine.saga.storage.models import OperatorAction
+from engine.saga.storage.sqlalchemy import commands
 from engine.saga.storage.sqlalchemy import requests_store as store
 
 if typing.TYPE_CHECKING:
@@ -208,13 +212,25 @@ class RequestBook:
         )
 
     async def finish(
-        self, item: ClaimedItem, owner: str, outcome: str, ok: bool, error: str | None
+        self,
+        item: ClaimedItem,
+        owner: str,
+        outcome: str,
+        ok: bool,
+        error: str | None,
+        audit: OperatorAction | None = None,
     ) -> bool:
-        """Record the pair's one outcome; False when the claim was lost meanwhile."""
+        """Record the pair's one outcome (and its audit row, in the same transaction);
+        False, and nothing written, when the claim was lost meanwhile."""
         now = time.time()
-        return await self.storage._write(
-            lambda c: store.finish_item(c, item.item_id, owner, outcome, ok, error, now)
-        )
+
+        def job(conn: sa.Connection) -> bool:
+            done = store.finish_item(conn, item.item_id, owner, outcome, ok, error, now)
+            if done and audit is not None:
+                commands.record_operator_action(conn, audit)
+            return done
+
+        return await self.storage._write(job)
 
     async def release(
         self, owner: str, item_ids: typing.Sequence[int], not_before: float | None = None

@@ -35,7 +35,7 @@ from engine.saga.lease import (
     this_host,
 )
 from engine.saga.map import SagaMap
-from engine.saga.operator import ActionResult, Operator, operator_action
+from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.saga import Saga
 from engine.saga.settings import Listener, RunSettings, Sleep
 from engine.saga.step import SagaStepResult
@@ -358,18 +358,10 @@ class SagaMediator:
                     saga_id,
                     action,
                     reason,
-                    _outcome(result, error or result.error),
+                    audit_outcome(result, error or result.error),
                     operator or self.operator,
                 ),
             )
-
-
-def _outcome(result: ActionResult, error: str | None) -> str:
-    if error:
-        return f"error: {error}"[:500]
-    if result.requested:
-        return "requested from owner"
-    return result.status.name if result.status else ""
 
 
 def _load_context(

@@ -31,7 +31,7 @@ from engine.saga.errors import (
 )
 from engine.saga.fleet import RequestBook
 from engine.saga.lease import owner_is_dead, this_host
-from engine.saga.operator import ActionResult, Operator
+from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.requests import HEARTBEAT_SECONDS, ClaimedItem, WorkerInfo
 from engine.saga.storage.enums import SagaStatus
 
@@ -309,17 +309,18 @@ class RequestServer:
         )
         if result.error:
             outcome = "ERROR"
-        recorded = await self.book.finish(item, self.owner, outcome, result.ok, result.error)
+        audit = None
+        if item.kind != "compensate":  # compensate_saga audits itself
+            audit = operator_action(
+                item.saga_id,
+                item.kind,
+                item.reason,
+                audit_outcome(result, result.error),
+                _requester(item.requester),
+            )
+        recorded = await self.book.finish(item, self.owner, outcome, result.ok, result.error, audit)
         if recorded:
             self.served += 1
-            if item.kind != "compensate":
-                await self.mediator._audit(
-                    item.saga_id,
-                    item.kind,
-                    item.reason,
-                    result,
-                    operator=_requester(item.requester),
-                )
 
     async def _act(self, item: ClaimedItem) -> ActionResult:
         mediator = self.mediator
