@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -315,28 +314,6 @@ class SagaMediator:
 
         done = await run_bounded(stale, one, concurrency=concurrency)
         return [result for result in done if result is not None]
-
-    async def serve_requests(
-        self,
-        *,
-        name: str | None = None,
-        concurrency: int = 16,
-        grace: float = 10.0,
-        stop: asyncio.Event | None = None,
-    ) -> None:
-        """Serve operator requests (and recover stale sagas) from this process until
-        ``stop`` is set or the task is cancelled; then stop gracefully and deregister."""
-        from engine.saga.worker import RequestServer
-
-        server = RequestServer(self, name=name, concurrency=concurrency, grace=grace)
-        serving = asyncio.ensure_future(server.serve())
-        waiter = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
-        try:
-            await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            server.stop()
-            waiter.cancel()
-            await asyncio.shield(serving)
 
     async def _audit(
         self,

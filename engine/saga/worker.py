@@ -186,9 +186,9 @@ class RequestServer:
                 except Exception:
                     logger.warning("claiming requests failed", exc_info=True)
                     items = []
-                later = [i.item_id for i in items if i.saga_id in self._busy]
+                later = [i.item_id for i in items if i.saga_id in self._busy or self._stopping]
                 for item in items:
-                    if item.saga_id not in self._busy:
+                    if item.saga_id not in self._busy and not self._stopping:
                         self._spawn(self._serve_item(item), item.saga_id)
                 if later:
                     # This process is recovering that saga right now: the pair waits for it.
@@ -223,8 +223,8 @@ class RequestServer:
         storage = self.mediator.storage
         candidates = await storage.lease_candidates(now, host, 200)
         for c in candidates:
-            if len(self._tasks) >= self.concurrency:
-                break
+            if len(self._tasks) >= self.concurrency or self._stopping:
+                break  # stopping: no new work, not even a pass that was under way
             if c.saga_id in self._busy or c.saga_id in self.mediator._keeper().running:
                 continue
             stale = (
@@ -404,3 +404,25 @@ class RequestServer:
             else:
                 self._backoff.pop(saga_id, None)
         await self.mediator._audit(saga_id, "recover", "stale", result)
+
+
+async def serve_requests(
+    mediator: SagaMediator,
+    *,
+    name: str | None = None,
+    concurrency: int = 16,
+    grace: float = DEFAULT_GRACE,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve operator requests (and recover stale sagas) from an application's process
+    until ``stop`` is set or the task is cancelled; then stop gracefully and deregister.
+    """
+    server = RequestServer(mediator, name=name, concurrency=concurrency, grace=grace)
+    serving = asyncio.ensure_future(server.serve())
+    waiter = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
+    try:
+        await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.stop()
+        waiter.cancel()
+        await asyncio.shield(serving)
