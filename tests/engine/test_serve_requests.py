@@ -52,7 +52,8 @@ async def test_a_step_running_at_stop_ends_the_run_at_its_boundary(tmp_path: pat
         (gone,) = await book.workers()
         assert gone.stopped_at is not None
 
-        # The next server (an application's, until its stop event) picks the request up and finishes the saga where it stopped.
+        # The next server (an application's, until its stop event) picks the request up
+        # and finishes the saga where it stopped.
         again = asyncio.Event()
         serving = asyncio.create_task(serve_requests(mediator, stop=again))
         done = await book.wait(request_id, timeout=30)
