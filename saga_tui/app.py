@@ -27,6 +27,7 @@ from saga_tui.components.saga_table import SagaTable
 from saga_tui.components.start_form import SagaChoice, StartForm, StartRequest
 from saga_tui.demo import DemoTraffic
 from saga_tui.events_text import counts_text
+from saga_tui.fleet_ui import FleetMixin
 from saga_tui.live import PAGE_SIZE, POLL_INTERVAL, BrowseState, LiveFeed, LoadResult
 from saga_tui.messages import (
     ActionsFinished,
@@ -47,7 +48,7 @@ AGE_STEP = 1.0
 """Seconds between repaints of the ages (they read in whole seconds)."""
 
 
-class SagaApp(ActionsMixin):
+class SagaApp(FleetMixin, ActionsMixin):
     """Sagas of one database, live; start, recover and compensate from the keyboard."""
 
     CSS_PATH = "app.tcss"
@@ -111,6 +112,7 @@ class SagaApp(ActionsMixin):
         if self.demo and self.mediator is not None and not self.read_only:
             self._demo = DemoTraffic(self.mediator)
             self._demo.start()
+        self._serve_requests()
         if self.user_keys.warning:
             self.notify(self.user_keys.warning, title="Keymap", severity="warning", markup=False)
         self.reload()
@@ -127,6 +129,7 @@ class SagaApp(ActionsMixin):
         self.feed.stop_listening()
         if self._demo is not None:
             await self._demo.stop(grace=0)
+        await self._stop_serving()
         if self._close_reader:
             # Readers stop before the database closes: a query cut off by close can hang.
             self.workers.cancel_all()
@@ -332,5 +335,7 @@ class SagaApp(ActionsMixin):
     @work(group="actions", exit_on_error=False)
     async def _start(self, request: StartRequest) -> None:
         assert self.mediator is not None
-        results = await start_many(self.mediator, request.contexts, reason=REASON)
+        results = await start_many(
+            self.mediator, request.contexts, reason=REASON, on_progress=self._request_progress
+        )
         self.post_message(ActionsFinished("start", results))

@@ -15,6 +15,7 @@ import uuid
 from textual import work
 from textual.app import App
 
+from engine.saga.requests import RequestProgress
 from engine.saga.storage.models import SagaFilter
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
@@ -146,11 +147,19 @@ class ActionsMixin(App[int]):
                 self.post_message(ActionProgress(verb, done, total))
 
             results = await submit_action(
-                self.mediator, verb, target, reason=REASON, progress=progress
+                self.mediator,
+                verb,
+                target,
+                reason=REASON,
+                progress=progress,
+                on_request=self._request_progress,
             )
         finally:
             self._in_flight -= 1
         self.post_message(ActionsFinished(verb, results))
+
+    def _request_progress(self, progress: RequestProgress) -> None:
+        """Told how a durable request goes (the fleet mixin shows it)."""
 
     def on_action_progress(self, message: ActionProgress) -> None:
         """Say how far a bulk action is (a few sagas need no progress)."""

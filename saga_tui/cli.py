@@ -92,18 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stale", action="store_true", help="every saga whose runner is gone")
     p.add_argument("--filter", help="every saga matching, e.g. 'status:failed name:Order'")
     p.add_argument("--json", action="store_true")
+    _no_wait(p)
 
     p = sub.add_parser("compensate", parents=shared, help="undo sagas (asks first)")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--filter", help="every saga matching, e.g. 'group:3f2a9c1e0b7d4a21'")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.add_argument("--json", action="store_true")
+    _no_wait(p)
 
     p = sub.add_parser("start", parents=shared, help="start sagas")
     p.add_argument("name", help="saga name, e.g. OrderSaga")
     p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
     p.add_argument("--count", type=_positive, default=1)
     p.add_argument("--json", action="store_true")
+    _no_wait(p)
+
+    p = sub.add_parser("worker", parents=shared, help="serve requests and recover stale sagas")
+    p.add_argument("--concurrency", type=_positive, default=16, help="sagas at once (default 16)")
+    p.add_argument("--name", help="shown in the workers view (default worker-HOST-PID)")
+    p.add_argument(
+        "--grace", type=_seconds, default=10.0, help="seconds to reach a step boundary (10)"
+    )
+    p.add_argument(
+        "--lease", type=_seconds, default=None, help="lease and claim length in seconds (15)"
+    )
 
     p = sub.add_parser("events", parents=shared, help="the events sagas produced (the outbox)")
     p.add_argument("--failed", action="store_true", help="only events out of tries")
@@ -127,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", default=argparse.SUPPRESS, help="keep sample sagas running"
     )
     return parser
+
+
+def _no_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-wait", action="store_true", help="print the request id at once; a worker serves it"
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -165,7 +194,7 @@ async def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(args.db)
     app_spec = args.app or DEFAULT_APP
     command = args.command
-    writes = command in ("recover", "compensate", "start", "redeliver")
+    writes = command in ("recover", "compensate", "start", "redeliver", "worker")
     if writes and args.read_only:
         raise UsageError(f"{command} writes to the database; drop --read-only")
     saga_filter = None
@@ -182,7 +211,8 @@ async def _run(args: argparse.Namespace) -> int:
     # An --app given to a read command must import too (exit 2), though list and show
     # never call it: a typo is reported, never silently ignored.
     factory = load_app_factory(app_spec) if writes or args.app else None
-    storage = open_storage(url, read_only=args.read_only, must_exist=command != "start")
+    must_exist = command not in ("start", "worker")
+    storage = open_storage(url, read_only=args.read_only, must_exist=must_exist)
     try:
         if command == "list":
             return await headless.list_command(
@@ -207,6 +237,22 @@ async def _run(args: argparse.Namespace) -> int:
             )
         assert factory is not None and writes
         mediator = build_mediator(factory, storage, app_spec)
+        if command == "worker":
+            from saga_tui.target import label as db_label
+            from saga_tui.worker_cli import run_worker
+
+            if args.lease is not None:
+                mediator.lease_seconds = max(args.lease, 0.5)
+            return await run_worker(
+                mediator,
+                _print,
+                db_label=db_label(url),
+                app=app_spec,
+                name=args.name,
+                concurrency=args.concurrency,
+                grace=args.grace,
+            )
+        wait = not getattr(args, "no_wait", False)
         if command == "recover":
             code = await headless.recover_command(
                 mediator,
@@ -215,6 +261,7 @@ async def _run(args: argparse.Namespace) -> int:
                 stale=args.stale,
                 saga_filter=saga_filter,
                 as_json=args.json,
+                wait=wait,
             )
             if args.stale:
                 await events_cli.deliver_pending_command(mediator, _print, as_json=args.json)
@@ -229,10 +276,17 @@ async def _run(args: argparse.Namespace) -> int:
                 confirm=_confirm_with(args),
                 saga_filter=saga_filter,
                 as_json=args.json,
+                wait=wait,
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(
-            mediator, _print, plan, count=args.count, as_json=args.json, status=sys.stderr
+            mediator,
+            _print,
+            plan,
+            count=args.count,
+            as_json=args.json,
+            status=sys.stderr,
+            wait=wait,
         )
     finally:
         await storage.close()

@@ -19,7 +19,7 @@ from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
-from saga_tui import operations, textout
+from saga_tui import fleet_actions, operations, textout
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
@@ -213,6 +213,7 @@ async def recover_command(
     stale: bool = False,
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
+    wait: bool = True,
 ) -> int:
     """Recover sagas by id, every stale one (runner gone), or every one matching a filter."""
     if stale:
@@ -222,6 +223,8 @@ async def recover_command(
             return EXIT_OK
         return _report(results, out, as_json)
     target = await _target(mediator, idents, saga_filter)
+    if not wait:
+        return await _request_only(mediator, out, "recover", target, as_json)
     results = await operations.submit_action(mediator, "recover", target, reason=REASON)
     if not as_json and not results:
         out("no saga matches the filter")
@@ -255,6 +258,7 @@ async def compensate_command(
     confirm: typing.Callable[[str], bool],
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
+    wait: bool = True,
 ) -> int:
     """Compensate sagas by id, or every one matching a filter, after confirmation.
 
@@ -266,11 +270,41 @@ async def compensate_command(
     # Nothing to ask when every saga is skipped: their results say why.
     if preview.runnable and not confirm("\n".join([title, *(f"  {line}" for line in lines)])):
         raise UsageError("compensation cancelled")
+    if not wait:
+        return await _request_only(mediator, out, "compensate", target, as_json)
     results = await operations.submit_action(mediator, "compensate", target, reason=REASON)
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
     return _report(results, out, as_json)
+
+
+async def _request_only(
+    mediator: SagaMediator,
+    out: Out,
+    verb: operations.Verb,
+    target: operations.Target,
+    as_json: bool,
+) -> int:
+    """``--no-wait``: write the request for the runnable sagas of ``target``; print its id."""
+    ids = await operations.target_ids(mediator.storage, target)
+    plans = await operations.read_plans(mediator.storage, mediator, verb, ids)
+    runnable = [plan for plan in plans if plan.runnable]
+    if not runnable:
+        raise UsageError("nothing to request: " + "; ".join(plan.line() for plan in plans))
+    asked = await fleet_actions.ask(
+        mediator,
+        runnable[0].verb,
+        [plan.saga_id for plan in runnable],
+        saga_names={plan.name for plan in runnable if plan.name},
+        reason=REASON,
+    )
+    return _print_request(out, asked.request_id, as_json)
+
+
+def _print_request(out: Out, request_id: uuid.UUID, as_json: bool) -> int:
+    out(textout.dumps({"request": str(request_id)}) if as_json else str(request_id))
+    return EXIT_OK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -344,13 +378,26 @@ async def start_command(
     count: int = 1,
     as_json: bool = False,
     status: typing.TextIO | None = None,
+    wait: bool = True,
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed.
 
     Results are printed as they come (``--json``: one array, item by item) and only
     counted, so memory does not grow with ``count``; on a terminal ``status`` shows a
-    progress line. Ctrl+C stops starting and says how many started.
+    progress line. Ctrl+C stops starting and says how many started. ``--no-wait``
+    writes one request for ``count`` sagas and prints its id.
     """
+    if not wait:
+        context = parse_context(plan.saga_name, plan.context_type, plan.context_text)
+        asked = await fleet_actions.ask(
+            mediator,
+            "start",
+            saga_name=plan.saga_name,
+            context=context,
+            count=count,
+            reason=REASON,
+        )
+        return _print_request(out, asked.request_id, as_json)
     tally = _StartTally(count, status)
     # A fresh context per saga: the steps write into it.
     contexts = tally.pulled(

@@ -98,6 +98,10 @@ SAGAS: list[Binding] = [
         id="saga.prev", tooltip="Previous page (newer sagas)",
     ),
     Binding(
+        "w", "app.workers", "Workers", show=False, id="saga.workers",
+        tooltip="Workers: each one's host, pid, app, heartbeat, running and served; gone ones",
+    ),
+    Binding(
         "question_mark", "app.help", "Help", key_display="?", id="saga.help",
         tooltip="Show every key",
     ),
@@ -250,6 +254,10 @@ HELP: list[Binding] = [
     ),
 ]
 
+WORKERS: list[Binding] = [
+    Binding("escape,q,w", "dismiss", "Close", id="workers.close", tooltip="Close the workers view"),
+]
+
 GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Sagas", [*SAGAS, PALETTE]),
     ("Moving in the list", TABLE[1:]),
@@ -259,6 +267,7 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Confirmation", CONFIRM),
     ("Start form", [*START_FORM, *START_EDITOR]),
     ("Help", HELP),
+    ("Workers", WORKERS),
 )
 
 BINDING_IDS = frozenset(b.id for _, group in GROUPS for b in group if b.id)

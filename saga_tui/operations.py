@@ -17,13 +17,15 @@ import uuid
 import pydantic
 
 from engine.saga.bulk import run_bounded
-from engine.saga.context_codec import load_context
+from engine.saga.context_codec import dump_context, load_context
 from engine.saga.errors import SagaError, SagaNotRegisteredError
 from engine.saga.lease import lease_lapsed
 from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.lanes import steps_to_compensate
 from engine.saga.storage.models import SagaFilter
+from engine.saga.storage.sqlalchemy.storage import SqlAlchemySagaStorage
+from saga_tui import fleet_actions
 from saga_tui.filters import format_filter
 from saga_tui.textfmt import clean, one_line, plural, short_id
 
@@ -304,12 +306,14 @@ async def submit_action(
     reason: str,
     progress: Progress | None = None,
     concurrency: int = CONCURRENCY,
+    on_request: fleet_actions.Progress | None = None,
 ) -> list[ActionResult]:
     """THE entry point of every operator action (dashboard, palette, groups, command line).
 
     Recover or compensate the sagas of ``target`` (ids, or everything matching a filter,
     read when this runs): each saga is planned by the one rule of ``plan_action`` just
-    before it is acted on, a chunk at a time; ``progress`` hears ``(done, total)``.
+    before it is acted on, a chunk at a time; ``progress`` hears ``(done, total)``. On a
+    SQL database each chunk is one durable request (``on_request`` hears how it goes).
     One saga's failure is its result; the others still run.
     """
     reader = mediator.storage
@@ -319,7 +323,9 @@ async def submit_action(
         progress(0, len(ids))
     for start in range(0, len(ids), CHUNK):
         plans = await read_plans(reader, mediator, verb, ids[start : start + CHUNK])
-        results += await carry_out(mediator, plans, reason=reason, concurrency=concurrency)
+        results += await carry_out(
+            mediator, plans, reason=reason, concurrency=concurrency, on_progress=on_request
+        )
         if progress is not None:
             progress(len(results), len(ids))
     return results
@@ -339,11 +345,15 @@ async def carry_out(
     *,
     reason: str,
     concurrency: int = CONCURRENCY,
+    on_progress: fleet_actions.Progress | None = None,
 ) -> list[ActionResult]:
     """Run every runnable plan (skipped ones answer their skip result), in plan order.
 
-    One saga's failure is its result; the others still run.
+    One saga's failure is its result; the others still run. On a SQL database the
+    runnable plans become one durable request, served by a live worker or else here.
     """
+    if is_durable(mediator):
+        return await _by_request(mediator, plans, reason=reason, on_progress=on_progress)
 
     async def one(plan: ActionPlan) -> ActionResult:
         if plan.skip_result is not None:
@@ -366,12 +376,34 @@ async def start_many(
     concurrency: int = CONCURRENCY,
     on_result: typing.Callable[[typing.Any, ActionResult], None] | None = None,
     collect: bool = True,
+    on_progress: fleet_actions.Progress | None = None,
 ) -> list[ActionResult]:
     """Start one saga per context (pulled lazily), at most ``concurrency`` at a time.
 
-    ``on_result`` sees each result as it comes; without ``collect`` none is kept (a
-    count of a million streams its results in constant memory).
+    On a SQL database, collected starts become durable requests (equal contexts of one
+    saga type share one request of ``count`` sagas), served by a live worker or else
+    here. ``on_result`` sees each result as it comes; without ``collect`` none is kept
+    and the sagas run in this process (a count of a million streams its results in
+    constant memory).
     """
+    if collect and is_durable(mediator):
+        # Equal contexts of one saga type share one request (``count`` sagas).
+        groups: dict[tuple[str, str], tuple[typing.Any, int]] = {}
+        for context in contexts:
+            name = mediator.saga_for_context(context).__name__
+            key = (name, json.dumps(dump_context(context), sort_keys=True))
+            first, n = groups.get(key, (context, 0))
+            groups[key] = (first, n + 1)
+        results: list[ActionResult] = []
+        for (name, _), (context, count) in groups.items():
+            asked = await fleet_actions.ask(
+                mediator, "start", saga_name=name, context=context, count=count, reason=reason
+            )
+            results += await fleet_actions.follow(mediator, asked, on_progress=on_progress)
+        if on_result is not None:
+            for result in results:
+                on_result(None, result)
+        return results
 
     async def one(context: typing.Any) -> ActionResult:
         saga_id = uuid.uuid4()
@@ -383,6 +415,36 @@ async def start_many(
     return await run_bounded(
         contexts, one, concurrency=concurrency, on_result=on_result, collect=collect
     )
+
+
+def is_durable(mediator: SagaMediator) -> bool:
+    """Actions on this mediator's storage are durable requests (a SQL database)."""
+    return isinstance(mediator.storage, SqlAlchemySagaStorage)
+
+
+async def _by_request(
+    mediator: SagaMediator,
+    plans: typing.Sequence[ActionPlan],
+    *,
+    reason: str,
+    on_progress: fleet_actions.Progress | None,
+) -> list[ActionResult]:
+    runnable = [plan for plan in plans if plan.skip_result is None]
+    done: dict[uuid.UUID, ActionResult] = {}
+    if runnable:
+        verb = runnable[0].verb
+        asked = await fleet_actions.ask(
+            mediator,
+            verb,
+            [plan.saga_id for plan in runnable],
+            saga_names={plan.name for plan in runnable if plan.name},
+            reason=reason,
+        )
+        results = await fleet_actions.follow(mediator, asked, on_progress=on_progress)
+        done = {result.saga_id: result for result in results}
+    return [
+        plan.skip_result if plan.skip_result is not None else done[plan.saga_id] for plan in plans
+    ]
 
 
 # ---- results ------------------------------------------------------------------------

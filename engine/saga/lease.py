@@ -32,9 +32,14 @@ def _proc_start_time(pid: int) -> str | None:
     return fields[19]
 
 
+HOST_ENV = "SAGA_HOST_ID"
+"""Overrides the host id (tests simulate two hosts on one machine; containers name theirs)."""
+
+
 def this_host() -> str:
-    """The host part of owner ids."""
-    return socket.gethostname().replace(":", "_") or "localhost"
+    """The host part of owner ids: ``$SAGA_HOST_ID`` when set, else the host name."""
+    host = os.environ.get(HOST_ENV) or socket.gethostname()
+    return host.replace(":", "_") or "localhost"
 
 
 _OWNER: str | None = None

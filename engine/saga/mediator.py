@@ -37,7 +37,7 @@ from engine.saga.lease import (
     this_host,
 )
 from engine.saga.map import SagaMap
-from engine.saga.operator import ActionResult, Operator, operator_action
+from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.outbox import DeliveryReport, EventDelivery
 from engine.saga.saga import Saga
 from engine.saga.settings import Listener, RunSettings, Sleep
@@ -296,13 +296,15 @@ class SagaMediator:
             status = status_row.status if status_row else None
         return ActionResult(saga_id, "recover", status, error=error)
 
-    async def compensate_saga(self, saga_id: uuid.UUID, *, reason: str = "") -> ActionResult:
+    async def compensate_saga(
+        self, saga_id: uuid.UUID, *, reason: str = "", operator: Operator | None = None
+    ) -> ActionResult:
         """Compensate a saga (a rollback when COMPLETED); asks its owner if another runs it."""
         saga_id = saga_uuid(saga_id)
         lease = await self._lease(saga_id)
         if lease.status is SagaStatus.COMPENSATED:
             result = ActionResult(saga_id, "compensate", lease.status)
-            await self._audit(saga_id, "compensate", reason, result)
+            await self._audit(saga_id, "compensate", reason, result, operator=operator)
             return result
         # A stored context that does not load is refused here, before anything is claimed.
         context_type, saga_type, _ = await self._stored(saga_id)
@@ -319,7 +321,7 @@ class SagaMediator:
             result = ActionResult(saga_id, "compensate", lease.status, requested=True)
         else:
             result = ActionResult(saga_id, "compensate", status)
-        await self._audit(saga_id, "compensate", reason, result)
+        await self._audit(saga_id, "compensate", reason, result, operator=operator)
         return result
 
     async def _lease(self, saga_id: uuid.UUID) -> LeaseInfo:
@@ -384,6 +386,8 @@ class SagaMediator:
         reason: str,
         result: ActionResult,
         error: str | None = None,
+        *,
+        operator: Operator | None = None,
     ) -> None:
         """Record an operator action; ``error`` (else the result's) becomes the outcome.
 
@@ -395,18 +399,10 @@ class SagaMediator:
                     saga_id,
                     action,
                     reason,
-                    _outcome(result, error or result.error),
-                    self.operator,
+                    audit_outcome(result, error or result.error),
+                    operator or self.operator,
                 ),
             )
-
-
-def _outcome(result: ActionResult, error: str | None) -> str:
-    if error:
-        return f"error: {error}"[:500]
-    if result.requested:
-        return "requested from owner"
-    return result.status.name if result.status else ""
 
 
 def _load_context(

@@ -88,3 +88,12 @@ class ActionResult:
         if self.requested:
             return f"{self.action} {short}: requested from the running owner"
         return f"{self.action} {short}: {self.status.name if self.status else 'done'}"
+
+
+def audit_outcome(result: ActionResult, error: str | None) -> str:
+    """The audit row's outcome: the error, ``requested from owner`` or the status."""
+    if error:
+        return f"error: {error}"[:500]
+    if result.requested:
+        return "requested from owner"
+    return result.status.name if result.status else ""

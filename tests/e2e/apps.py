@@ -93,3 +93,29 @@ def greeter(storage: ISagaStorage) -> SagaMediator:
         sagas_mapper=lambda sagas: sagas.bind(GreetingContext, GreetingSaga),
         saga_storage=storage,
     )
+
+
+def steady(storage: ISagaStorage) -> SagaMediator:
+    """Sample sagas that never fail and take 5-20 ms per service call: a fleet's load."""
+    return create_mediator(
+        storage,
+        knobs=Knobs(
+            failure_rate=0.0,
+            compensation_failure_rate=0.0,
+            refund_decline_rate=0.0,
+            latency_ms=(5.0, 20.0),
+        ),
+    )
+
+
+def slow(storage: ISagaStorage) -> SagaMediator:
+    """Sample sagas that never fail and take 150-300 ms per service call."""
+    return create_mediator(
+        storage,
+        knobs=Knobs(
+            failure_rate=0.0,
+            compensation_failure_rate=0.0,
+            refund_decline_rate=0.0,
+            latency_ms=(150.0, 300.0),
+        ),
+    )

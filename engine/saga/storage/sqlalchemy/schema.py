@@ -197,6 +197,64 @@ saga_events = sa.Table(
     sqlite_autoincrement=False,
 )
 
+# ---- the fleet: workers and operator requests (times are epoch seconds, as leases) ----
+
+saga_workers = sa.Table(
+    "saga_workers",
+    metadata,
+    # The process's lease owner id (host:pid:start): sagas it runs carry it as lease_owner.
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("app", sa.String(255), nullable=False, server_default=""),
+    sa.Column("saga_types", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("served", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # A dashboard serving requests only while no dedicated worker lives is not dedicated.
+    sa.Column("dedicated", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("stopped_at", sa.Float, nullable=True),
+)
+
+saga_requests = sa.Table(
+    "saga_requests",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("saga_name", sa.String(255), nullable=True),
+    sa.Column("context", sa.JSON, nullable=True),
+    sa.Column("count", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("requester", sa.String(255), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False, server_default="PENDING"),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_saga_requests_created", "created_at"),
+    sa.Index("ix_saga_requests_state", "state"),
+)
+
+saga_request_items = sa.Table(
+    "saga_request_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Uuid, nullable=False),
+    sa.Column("saga_id", sa.Uuid, nullable=False),
+    sa.Column("saga_name", sa.String(255), nullable=False),
+    # Who has the pair now, and until when (renewed by its heartbeat); a free pair with a
+    # claim_expires in the future waits out a backoff.
+    sa.Column("claimed_by", sa.String(255), nullable=True),
+    sa.Column("claim_expires", sa.Float, nullable=True),
+    sa.Column("taken_by", sa.String(255), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("ok", sa.Boolean, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_saga_request_items_request", "request_id", "id"),
+    sa.Index("ix_saga_request_items_open", "outcome", "claim_expires"),
+)
+
 # Kept exact by triggers, so counting a million sagas reads six rows.
 saga_status_counts = sa.Table(
     "saga_status_counts",

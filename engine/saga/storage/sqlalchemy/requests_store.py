@@ -1,0 +1,422 @@
+"""SQL for the fleet: operator requests, their (request, saga) pairs, and the workers table.
+
+Write functions take a Core connection inside the storage writer's transaction (one
+job, one transaction); read functions take an async connection. Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.saga.errors import SagaNotFoundError
+from engine.saga.requests import (
+    ClaimedItem,
+    NewRequest,
+    RequestItemView,
+    RequestProgress,
+    WorkerInfo,
+)
+from engine.saga.storage.sqlalchemy.schema import (
+    saga_executions,
+    saga_request_items,
+    saga_requests,
+    saga_workers,
+)
+
+_CHUNK = 500
+PENDING = "PENDING"
+DONE = "DONE"
+
+
+# ---- requests ------------------------------------------------------------------------
+
+
+def insert_request(conn: sa.Connection, new: NewRequest) -> None:
+    """Write a request and its pairs; names of existing sagas are read here, in one go."""
+    names: dict[uuid.UUID, str] = {}
+    if new.kind == "start":
+        assert new.saga_name is not None
+        names = dict.fromkeys(new.saga_ids, new.saga_name)
+    else:
+        for i in range(0, len(new.saga_ids), _CHUNK):
+            chunk = list(new.saga_ids[i : i + _CHUNK])
+            rows = conn.execute(
+                sa.select(saga_executions.c.id, saga_executions.c.name).where(
+                    saga_executions.c.id.in_(chunk)
+                )
+            )
+            names.update({r.id: r.name for r in rows})
+        missing = [s for s in new.saga_ids if s not in names]
+        if missing:
+            raise SagaNotFoundError(f"Saga {missing[0]} not found")
+    conn.execute(
+        sa.insert(saga_requests).values(
+            id=new.request_id,
+            kind=new.kind,
+            saga_name=new.saga_name,
+            context=new.context,
+            count=len(new.saga_ids),
+            requester=new.requester,
+            reason=new.reason,
+            created_at=new.created_at,
+            state=PENDING if new.saga_ids else DONE,
+            finished_at=None if new.saga_ids else new.created_at,
+        )
+    )
+    pairs = [
+        {"request_id": new.request_id, "saga_id": s, "saga_name": names[s]} for s in new.saga_ids
+    ]
+    for i in range(0, len(pairs), _CHUNK):
+        conn.execute(sa.insert(saga_request_items), pairs[i : i + _CHUNK])
+
+
+def _claimable(now: float, dead: typing.Sequence[str]) -> sa.ColumnElement[bool]:
+    items = saga_request_items.c
+    free = sa.or_(items.claim_expires.is_(None), items.claim_expires < now)
+    if dead:
+        free = sa.or_(free, items.claimed_by.in_(list(dead)))
+    return sa.and_(items.outcome.is_(None), free)
+
+
+def claim_items(
+    conn: sa.Connection,
+    owner: str,
+    names: typing.Sequence[str],
+    limit: int,
+    now: float,
+    expires: float,
+    dead: typing.Sequence[str] = (),
+    request_id: uuid.UUID | None = None,
+) -> list[ClaimedItem]:
+    """Take up to ``limit`` open pairs of saga types in ``names``: one conditional UPDATE.
+
+    A pair is open when it has no outcome and no live claim (free, expired, or held by
+    a dead owner of this host). PostgreSQL skips rows another claimer has locked.
+    """
+    if limit <= 0 or not names:
+        return []
+    items = saga_request_items.c
+    pick = (
+        sa.select(items.id)
+        .where(_claimable(now, dead), items.saga_name.in_(list(names)))
+        .where(sa.true() if request_id is None else items.request_id == request_id)
+        .order_by(items.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    picked = {r.id: r.taken_by for r in conn.execute(pick.add_columns(items.taken_by))}
+    ids = list(picked)
+    if not ids:
+        return []
+    claimed = conn.execute(
+        sa.update(saga_request_items)
+        .where(items.id.in_(ids), _claimable(now, dead))
+        .values(claimed_by=owner, claim_expires=expires, taken_by=owner)
+        .returning(items.id)
+    )
+    got = [r.id for r in claimed]
+    if not got:
+        return []
+    req = saga_requests.c
+    rows = conn.execute(
+        sa.select(
+            items.id,
+            items.request_id,
+            items.saga_id,
+            items.saga_name,
+            req.kind,
+            req.context,
+            req.reason,
+            req.requester,
+        )
+        .join(saga_requests, req.id == items.request_id)
+        .where(items.id.in_(got))
+        .order_by(items.id)
+    )
+    return [
+        ClaimedItem(
+            r.id,
+            r.request_id,
+            r.kind,
+            r.saga_id,
+            r.saga_name,
+            r.context,
+            r.reason,
+            r.requester,
+            fresh=picked.get(r.id) is None,
+        )
+        for r in rows
+    ]
+
+
+async def has_open_items(
+    conn: AsyncConnection,
+    names: typing.Sequence[str],
+    now: float,
+    dead: typing.Sequence[str],
+    request_id: uuid.UUID | None,
+) -> bool:
+    """Whether a claim would find anything: a read, so idle workers take no write lock."""
+    items = saga_request_items.c
+    query = (
+        sa.select(items.id)
+        .where(_claimable(now, dead), items.saga_name.in_(list(names)))
+        .where(sa.true() if request_id is None else items.request_id == request_id)
+        .limit(1)
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+def finish_item(
+    conn: sa.Connection,
+    item_id: int,
+    owner: str,
+    outcome: str,
+    ok: bool,
+    error: str | None,
+    now: float,
+) -> bool:
+    """Record a pair's one outcome; False when ``owner`` no longer holds the pair."""
+    items = saga_request_items.c
+    done = conn.execute(
+        sa.update(saga_request_items)
+        .where(items.id == item_id, items.claimed_by == owner, items.outcome.is_(None))
+        .values(outcome=outcome, ok=ok, error=error, finished_at=now, claimed_by=None)
+        .returning(items.request_id)
+    ).first()
+    if done is None:
+        return False
+    conn.execute(
+        sa.update(saga_workers)
+        .where(saga_workers.c.id == owner)
+        .values(served=saga_workers.c.served + 1)
+    )
+    _close_if_done(conn, done.request_id, now)
+    return True
+
+
+def _close_if_done(conn: sa.Connection, request_id: uuid.UUID, now: float) -> None:
+    items = saga_request_items.c
+    pending = sa.exists().where(items.request_id == request_id, items.outcome.is_(None))
+    conn.execute(
+        sa.update(saga_requests)
+        .where(saga_requests.c.id == request_id, saga_requests.c.state == PENDING, ~pending)
+        .values(state=DONE, finished_at=now)
+    )
+
+
+def close_finished(conn: sa.Connection, now: float) -> int:
+    """Mark DONE every pending request whose pairs all have outcomes (concurrent finishers
+    on PostgreSQL may each see the other's pair still open)."""
+    items = saga_request_items.c
+    req = saga_requests.c
+    pending = sa.exists().where(items.request_id == req.id, items.outcome.is_(None))
+    return conn.execute(
+        sa.update(saga_requests)
+        .where(req.state == PENDING, ~pending)
+        .values(state=DONE, finished_at=now)
+    ).rowcount
+
+
+def release_items(
+    conn: sa.Connection, owner: str, item_ids: typing.Sequence[int], not_before: float | None
+) -> int:
+    """Give pairs back (open again at ``not_before``, at once when None)."""
+    items = saga_request_items.c
+    if not item_ids:
+        return 0
+    return conn.execute(
+        sa.update(saga_request_items)
+        .where(items.id.in_(list(item_ids)), items.claimed_by == owner, items.outcome.is_(None))
+        .values(claimed_by=None, claim_expires=not_before)
+    ).rowcount
+
+
+def release_all(conn: sa.Connection, owner: str) -> int:
+    """Give back every open pair ``owner`` holds (a stopping process)."""
+    items = saga_request_items.c
+    return conn.execute(
+        sa.update(saga_request_items)
+        .where(items.claimed_by == owner, items.outcome.is_(None))
+        .values(claimed_by=None, claim_expires=None)
+    ).rowcount
+
+
+# ---- workers ------------------------------------------------------------------------
+
+
+def register_worker(conn: sa.Connection, info: WorkerInfo) -> None:
+    """Insert (or replace) this process's row in the workers table."""
+    conn.execute(sa.delete(saga_workers).where(saga_workers.c.id == info.id))
+    conn.execute(
+        sa.insert(saga_workers).values(
+            id=info.id,
+            name=info.name,
+            host=info.host,
+            pid=info.pid,
+            app=info.app,
+            saga_types=",".join(info.saga_types),
+            started_at=info.started_at,
+            heartbeat=info.heartbeat,
+            running=info.running,
+            served=info.served,
+            dedicated=info.dedicated,
+            stopped_at=None,
+        )
+    )
+
+
+def beat(conn: sa.Connection, owner: str, now: float, expires: float, running: int) -> None:
+    """Heartbeat: the worker row's time and running count, and its pairs' claims."""
+    conn.execute(
+        sa.update(saga_workers)
+        .where(saga_workers.c.id == owner)
+        .values(heartbeat=now, running=running, stopped_at=None)
+    )
+    items = saga_request_items.c
+    conn.execute(
+        sa.update(saga_request_items)
+        .where(items.claimed_by == owner, items.outcome.is_(None))
+        .values(claim_expires=expires)
+    )
+
+
+def deregister(conn: sa.Connection, owner: str, now: float) -> None:
+    """A worker that stopped cleanly: its row stays, shown gone, with when it stopped."""
+    conn.execute(
+        sa.update(saga_workers).where(saga_workers.c.id == owner).values(stopped_at=now, running=0)
+    )
+
+
+async def list_workers(conn: AsyncConnection, since: float) -> list[WorkerInfo]:
+    """Workers that beat after ``since`` (gone ones too), newest start first."""
+    w = saga_workers.c
+    rows = await conn.execute(
+        sa.select(saga_workers).where(w.heartbeat >= since).order_by(w.started_at.desc(), w.id)
+    )
+    return [
+        WorkerInfo(
+            id=r.id,
+            name=r.name,
+            host=r.host,
+            pid=r.pid,
+            app=r.app,
+            saga_types=tuple(t for t in r.saga_types.split(",") if t),
+            started_at=r.started_at,
+            heartbeat=r.heartbeat,
+            running=r.running,
+            served=r.served,
+            dedicated=bool(r.dedicated),
+            stopped_at=r.stopped_at,
+        )
+        for r in rows
+    ]
+
+
+async def open_claim_holders(conn: AsyncConnection, host: str) -> list[str]:
+    """Owners on ``host`` that hold open pairs (to check which of them are dead)."""
+    items = saga_request_items.c
+    mine = host + ":"
+    rows = await conn.execute(
+        sa.select(items.claimed_by)
+        .where(
+            items.outcome.is_(None),
+            items.claimed_by.is_not(None),
+            sa.func.substr(items.claimed_by, 1, len(mine)) == mine,
+        )
+        .distinct()
+    )
+    return [r.claimed_by for r in rows]
+
+
+async def open_saga_names(conn: AsyncConnection, now: float) -> list[str]:
+    """Saga types that have open pairs nobody live holds (to say who can serve them)."""
+    items = saga_request_items.c
+    rows = await conn.execute(sa.select(items.saga_name).where(_claimable(now, ())).distinct())
+    return [r.saga_name for r in rows]
+
+
+# ---- progress -----------------------------------------------------------------------
+
+
+async def request_progress(
+    conn: AsyncConnection, request_ids: typing.Sequence[uuid.UUID], now: float
+) -> list[RequestProgress]:
+    """Counts of each request's pairs: done, failed, taken (and by whom), waiting."""
+    if not request_ids:
+        return []
+    req = saga_requests.c
+    items = saga_request_items.c
+    heads = {
+        r.id: r
+        for r in await conn.execute(sa.select(saga_requests).where(req.id.in_(list(request_ids))))
+    }
+    live = sa.and_(
+        items.outcome.is_(None), items.claimed_by.is_not(None), items.claim_expires >= now
+    )
+    counts = await conn.execute(
+        sa.select(
+            items.request_id,
+            sa.func.count().label("total"),
+            sa.func.count(items.outcome).label("done"),
+            sa.func.sum(sa.case((items.ok == sa.false(), 1), else_=0)).label("failed"),
+            sa.func.sum(sa.case((live, 1), else_=0)).label("taken"),
+            sa.func.max(sa.case((live, items.claimed_by), else_=None)).label("taker"),
+        )
+        .where(items.request_id.in_(list(request_ids)))
+        .group_by(items.request_id)
+    )
+    by_id = {c.request_id: c for c in counts}
+    out = []
+    for request_id in request_ids:
+        head = heads.get(request_id)
+        if head is None:
+            continue
+        c = by_id.get(request_id)
+        out.append(
+            RequestProgress(
+                request_id=request_id,
+                kind=head.kind,
+                saga_name=head.saga_name,
+                requester=head.requester,
+                reason=head.reason,
+                created_at=head.created_at,
+                state=head.state,
+                finished_at=head.finished_at,
+                total=int(c.total) if c else 0,
+                done=int(c.done) if c else 0,
+                failed=int(c.failed or 0) if c else 0,
+                taken=int(c.taken or 0) if c else 0,
+                taker=c.taker if c else None,
+            )
+        )
+    return out
+
+
+async def recent_requests(conn: AsyncConnection, limit: int) -> list[uuid.UUID]:
+    """Ids of the newest requests."""
+    req = saga_requests.c
+    rows = await conn.execute(sa.select(req.id).order_by(req.created_at.desc()).limit(limit))
+    return [r.id for r in rows]
+
+
+async def request_items(
+    conn: AsyncConnection, request_id: uuid.UUID, limit: int
+) -> list[RequestItemView]:
+    """The pairs of one request, in order."""
+    items = saga_request_items.c
+    rows = await conn.execute(
+        sa.select(saga_request_items)
+        .where(items.request_id == request_id)
+        .order_by(items.id)
+        .limit(limit)
+    )
+    return [
+        RequestItemView(r.saga_id, r.saga_name, r.claimed_by, r.taken_by, r.outcome, r.ok, r.error)
+        for r in rows
+    ]

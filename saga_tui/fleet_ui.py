@@ -1,0 +1,90 @@
+"""The dashboard's part in the fleet: serving requests locally, the workers view, progress.
+
+Local-first: a dashboard with an app on a SQL database serves requests itself while no
+dedicated worker lives (for the saga types such a worker has), so one process on one
+file still does everything; quitting stops its sagas at a step boundary and leaves
+their requests pending for any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import typing
+
+from engine.saga.fleet import RequestBook, RequestsUnsupportedError
+from engine.saga.lease import this_host
+from engine.saga.requests import RequestProgress
+from engine.saga.worker import RequestServer
+from saga_tui.operations import is_durable
+from saga_tui.textfmt import one_line
+from saga_tui.workers_view import WorkersScreen
+
+if typing.TYPE_CHECKING:
+    from textual.app import App
+
+    from engine.saga.mediator import SagaMediator
+    from engine.saga.storage.reader import SagaReader
+
+    _Base = App[int]
+else:
+    _Base = object
+
+SERVER_GRACE = 3.0
+"""Seconds the dashboard's own request server gives running sagas when it quits."""
+PROGRESS_EVERY = 2.0
+"""At most one progress toast per this many seconds while a request is followed."""
+
+
+class FleetMixin(_Base):
+    """Mixed into SagaApp: needs ``mediator``, ``reader`` and ``read_only``."""
+
+    mediator: SagaMediator | None
+    reader: SagaReader
+    read_only: bool
+    _server: RequestServer | None = None
+    _serving: asyncio.Task[None] | None = None
+    _progress_shown: tuple[float, str] = (0.0, "")
+
+    def _serve_requests(self) -> None:
+        """Local-first: with an app on a SQL database, serve requests while no worker lives."""
+        if self.mediator is None or self.read_only or not is_durable(self.mediator):
+            return
+        self._server = RequestServer(
+            self.mediator,
+            name=f"dashboard-{this_host()}-{os.getpid()}",
+            app="dashboard",
+            dedicated=False,
+            grace=SERVER_GRACE,
+            # Healing stale sagas is a worker's job (and `recover --stale`): the operator
+            # sees them as they are.
+            recover_stale=False,
+        )
+        self._serving = asyncio.create_task(self._server.serve())
+
+    def action_workers(self) -> None:
+        """Show the workers view."""
+        try:
+            book = RequestBook.of(typing.cast(typing.Any, self.reader))
+        except RequestsUnsupportedError as exc:
+            self.notify(one_line(exc), severity="warning", markup=False)
+            return
+        self.push_screen(WorkersScreen(book))
+
+    def _request_progress(self, progress: RequestProgress) -> None:
+        # Called while an action's request is followed: a toast when it moved, not too often.
+        when, text = self._progress_shown
+        now, line = time.monotonic(), progress.describe()
+        if progress.finished or line == text or now - when < PROGRESS_EVERY:
+            return
+        self._progress_shown = (now, line)
+        self.notify(line, markup=False, timeout=PROGRESS_EVERY)
+
+    async def _stop_serving(self) -> None:
+        """Stop the local server: sagas stop at a step boundary, requests stay pending."""
+        if self._server is not None and self._serving is not None:
+            self._server.stop()
+            with contextlib.suppress(Exception):
+                await self._serving

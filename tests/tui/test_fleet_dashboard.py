@@ -1,0 +1,126 @@
+"""The dashboard in the fleet: its actions are requests, it serves them locally, ``w``."""
+
+from __future__ import annotations
+
+import time
+import typing
+import uuid
+
+import sqlalchemy as sa
+
+from engine.saga.fleet import RequestBook
+from engine.saga.lease import process_owner_id
+from engine.saga.requests import WorkerInfo
+from engine.saga.storage.sqlalchemy.schema import saga_request_items
+from saga_tui.components.confirm import ConfirmScreen
+from saga_tui.workers_view import WorkersScreen
+from tests.tui.conftest import SIZE, Env, notifications, screen_showing, select, wait_for
+
+
+async def _pairs(env: Env) -> list[sa.Row[typing.Any]]:
+    async with env.storage._engine.connect() as conn:
+        return list(await conn.execute(sa.select(saga_request_items)))
+
+
+async def test_a_compensation_is_a_request_the_dashboard_serves_itself(env: Env) -> None:
+    saga_id = await env.run_saga()
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        book = RequestBook.of(env.storage)
+        me = process_owner_id()
+        # Local-first: with no worker alive, the dashboard registers as a (non-dedicated)
+        # server of its app's saga types.
+        served = await wait_for(pilot, lambda: book.live_workers(), what="the dashboard serving")
+        assert [(w.id, w.dedicated) for w in served] == [(me, False)]
+        await select(pilot, app, saga_id)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot, lambda: any("COMPENSATED" in n for n in notifications(app)), what="toast"
+        )
+        (pair,) = await _pairs(env)
+        assert (pair.saga_id, pair.outcome, pair.ok, pair.taken_by) == (
+            saga_id,
+            "COMPENSATED",
+            True,
+            me,
+        )
+        (request,) = await book.recent()
+        assert (request.kind, request.state, request.requester.split("@")[0] != "") == (
+            "compensate",
+            "DONE",
+            True,
+        )
+    # Quitting deregisters: the row stays, shown stopped.
+    (row,) = await RequestBook.of(env.storage).workers()
+    assert row.stopped_at is not None
+
+
+async def test_the_workers_view_shows_live_and_gone_workers(env: Env) -> None:
+    book = RequestBook.of(env.storage)
+    now = time.time()
+    for name, beat, pid in (("alive-one", now + 600, 11), ("dead-one", now - 120, 12)):
+        await book.register(
+            WorkerInfo(
+                id=f"elsewhere:{pid}:1",
+                name=name,
+                host="elsewhere",
+                pid=pid,
+                app="shop.app:make",
+                saga_types=("OrderSaga",),
+                started_at=now - 300,
+                heartbeat=beat,
+                running=3,
+                served=42,
+            )
+        )
+    app = env.app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the view")
+        text = await screen_showing(pilot, app, "dead-one")
+        alive = next(line for line in text.splitlines() if "alive-one" in line)
+        dead = next(line for line in text.splitlines() if "dead-one" in line)
+        assert "live" in alive and "shop.app:make" in alive and "42" in alive
+        assert "gone" in dead and "2m ago" in dead
+        assert "1 live, 1 gone or stopped" in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, WorkersScreen), what="closed")
+
+
+async def test_quitting_mid_request_strands_nothing(env: Env) -> None:
+    # A bulk start whose sagas are slow: quit while they run; every one is left either
+    # finished or free (no lease) with its request pair open for any worker.
+    from sample_sagas import Knobs
+
+    slow = Knobs(failure_rate=0.0, compensation_failure_rate=0.0, latency_ms=(200.0, 300.0))
+    app = env.app(knobs=slow)
+    book = RequestBook.of(env.storage)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: book.live_workers(), what="the dashboard serving")
+        from engine.saga.context_codec import dump_context
+        from sample_sagas.app import example_context
+
+        request_id = await book.submit(
+            "start",
+            saga_name="TravelSaga",
+            context=dump_context(example_context("TravelSaga")),
+            count=6,
+        )
+        await wait_for(pilot, lambda: _taken(book, request_id), what="the request taken")
+    (progress,) = await book.progress([request_id])
+    pairs = await _pairs(env)
+    assert all(p.claimed_by is None for p in pairs)
+    async with env.storage._engine.connect() as conn:
+        leases = list(
+            await conn.execute(sa.text("SELECT status, lease_owner FROM saga_executions"))
+        )
+    assert all(owner is None for _, owner in leases)
+    assert progress.done < 6 or all(s == "COMPLETED" for s, _ in leases)
+    uuid.UUID(str(request_id))
+
+
+async def _taken(book: RequestBook, request_id: uuid.UUID) -> bool:
+    (progress,) = await book.progress([request_id])
+    return progress.taken > 0
