@@ -110,9 +110,16 @@ def lacks_declared(conn: sa.Connection) -> bool:
         if any(c.name not in columns for c in table.columns):
             return True
         indexes = {i["name"] for i in inspector.get_indexes(table.name)}
-        if any(i.name not in indexes for i in table.indexes):
+        if any(i.name not in indexes for i in table.indexes if _for_dialect(i, conn)):
             return True
     return False
+
+
+def _for_dialect(index: sa.Index, conn: sa.Connection) -> bool:
+    """False for an index declared only for another database (``ddl_if(dialect=...)``)."""
+    condition = getattr(index, "_ddl_if", None)
+    wanted = getattr(condition, "dialect", None)
+    return wanted is None or wanted == conn.dialect.name
 
 
 MIGRATIONS: dict[int, typing.Callable[[sa.Connection], None]] = {2: _v1_to_v2, 3: _v2_to_v3}
