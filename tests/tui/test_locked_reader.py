@@ -29,8 +29,8 @@ async def test_the_first_page_shows_while_another_process_holds_the_write_lock(
 ) -> None:
     db = tmp_path / "locked.db"
     started = subprocess.run(
-        [sys.executable, "-m", "saga_tui", "--db", str(db), "--app", RELIABLE]
-        + ["start", "OrderSaga", "--count", "3"],
+        [sys.executable, "-m", "saga_tui", "--db", str(db), "--app", RELIABLE, "start"]
+        + ["OrderSaga", "--count", "3"],  # noqa: RUF005 (one command, split to fit)
         cwd=ROOT,
         capture_output=True,
         text=True,
