@@ -28,9 +28,9 @@ async def test_the_first_page_shows_while_another_process_holds_the_write_lock(
     tmp_path: pathlib.Path,
 ) -> None:
     db = tmp_path / "locked.db"
+    command = ["saga_tui", "--db", str(db), "--app", RELIABLE, "start", "OrderSaga"]
     started = subprocess.run(
-        [sys.executable, "-m", "saga_tui", "--db", str(db), "--app", RELIABLE, "start"]
-        + ["OrderSaga", "--count", "3"],  # noqa: RUF005 (one command, split to fit)
+        [sys.executable, "-m", *command, "--count", "3"],
         cwd=ROOT,
         capture_output=True,
         text=True,
