@@ -18,6 +18,7 @@ from engine.saga.fleet import RequestBook
 from engine.saga.operator import ActionResult
 from engine.saga.requests import RequestKind, RequestProgress
 from engine.saga.storage.enums import SagaStatus
+from engine.saga.storage.sqlalchemy.storage import SqlAlchemySagaStorage
 from engine.saga.worker import RequestServer
 
 if typing.TYPE_CHECKING:
@@ -34,6 +35,11 @@ class Asked:
     request_id: uuid.UUID
     kind: RequestKind
     saga_names: frozenset[str]
+
+
+def is_durable(mediator: SagaMediator) -> bool:
+    """Actions on this mediator's storage are durable requests (a SQL database)."""
+    return isinstance(mediator.storage, SqlAlchemySagaStorage)
 
 
 async def ask(

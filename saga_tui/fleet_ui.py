@@ -18,7 +18,7 @@ from engine.saga.fleet import RequestBook, RequestsUnsupportedError
 from engine.saga.lease import this_host
 from engine.saga.requests import RequestProgress
 from engine.saga.worker import RequestServer
-from saga_tui.operations import is_durable
+from saga_tui.fleet_actions import is_durable
 from saga_tui.textfmt import one_line
 from saga_tui.workers_view import WorkersScreen
 

@@ -24,9 +24,11 @@ from engine.saga.operator import ActionResult
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.lanes import steps_to_compensate
 from engine.saga.storage.models import SagaFilter
-from engine.saga.storage.sqlalchemy.storage import SqlAlchemySagaStorage
 from saga_tui import fleet_actions
 from saga_tui.filters import format_filter
+from saga_tui.outcomes import all_ok as all_ok
+from saga_tui.outcomes import outcome as outcome
+from saga_tui.outcomes import summarize as summarize
 from saga_tui.textfmt import clean, one_line, plural, short_id
 
 if typing.TYPE_CHECKING:
@@ -352,7 +354,7 @@ async def carry_out(
     One saga's failure is its result; the others still run. On a SQL database the
     runnable plans become one durable request, served by a live worker or else here.
     """
-    if is_durable(mediator):
+    if fleet_actions.is_durable(mediator):
         return await _by_request(mediator, plans, reason=reason, on_progress=on_progress)
 
     async def one(plan: ActionPlan) -> ActionResult:
@@ -386,7 +388,7 @@ async def start_many(
     and the sagas run in this process (a count of a million streams its results in
     constant memory).
     """
-    if collect and is_durable(mediator):
+    if collect and fleet_actions.is_durable(mediator):
         # Equal contexts of one saga type share one request (``count`` sagas).
         groups: dict[tuple[str, str], tuple[typing.Any, int]] = {}
         for context in contexts:
@@ -417,11 +419,6 @@ async def start_many(
     )
 
 
-def is_durable(mediator: SagaMediator) -> bool:
-    """Actions on this mediator's storage are durable requests (a SQL database)."""
-    return isinstance(mediator.storage, SqlAlchemySagaStorage)
-
-
 async def _by_request(
     mediator: SagaMediator,
     plans: typing.Sequence[ActionPlan],
@@ -445,36 +442,3 @@ async def _by_request(
     return [
         plan.skip_result if plan.skip_result is not None else done[plan.saga_id] for plan in plans
     ]
-
-
-# ---- results ------------------------------------------------------------------------
-
-
-def outcome(result: ActionResult) -> str:
-    """How one action ended: a status, ``requested from the running owner``, or the error."""
-    if result.error:
-        return f"error: {clean(result.error)}"
-    if result.requested:
-        return "requested from the running owner"
-    return result.status.name if result.status else "done"
-
-
-def summarize(verb: str, results: typing.Sequence[ActionResult]) -> str:
-    """One line for many results: ``recover 3: 2 COMPENSATED, 1 error · 51c2e0f7: ...``."""
-    if len(results) == 1:
-        result = results[0]
-        return f"{result.action} {short_id(result.saga_id)}: {outcome(result)}"
-    tally: dict[str, int] = {}
-    for result in results:
-        key = outcome(result).split(":")[0].split(" ")[0]
-        tally[key] = tally.get(key, 0) + 1
-    text = f"{verb} {len(results)}: " + ", ".join(f"{n} {k}" for k, n in tally.items())
-    failed = next((r for r in results if not r.ok), None)
-    if failed is not None:
-        text += f" · {short_id(failed.saga_id)}: {outcome(failed)}"
-    return text
-
-
-def all_ok(results: typing.Iterable[ActionResult]) -> bool:
-    """Every action succeeded by ``ActionResult.ok``."""
-    return all(result.ok for result in results)
