@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import json
 import sys
-import time
 import typing
 import uuid
 
@@ -24,6 +23,7 @@ from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
 from saga_tui.operations import ContextInputError
+from saga_tui.start_tally import StartTally
 from saga_tui.target import UsageError
 from saga_tui.textfmt import clean, one_line, short_id
 
@@ -335,39 +335,30 @@ def plan_start(mediator: SagaMediator, saga_name: str, context_text: str | None)
     return StartPlan(saga_name, context_type, context_text)
 
 
-class _StartTally:
-    """Counts of a streaming ``start --count``, and its progress line on a terminal."""
+START_CHUNK = 200
+"""Sagas per start request of the command line: results print a request at a time."""
 
-    def __init__(self, total: int, status: typing.TextIO | None) -> None:
-        self.total = total
-        self.started = 0
-        self.finished = 0
-        self.failed = 0
-        self.status = status if status is not None and status.isatty() else None
-        self._shown = 0.0
 
-    def pulled(self, contexts: typing.Iterable[typing.Any]) -> typing.Iterator[typing.Any]:
-        for context in contexts:
-            self.started += 1
-            yield context
+async def _start_by_requests(
+    mediator: SagaMediator,
+    plan: StartPlan,
+    tally: StartTally,
+    shown: typing.Callable[[typing.Any, ActionResult], None],
+) -> None:
+    """Durable start requests of at most START_CHUNK sagas, one after another.
 
-    def add(self, result: ActionResult) -> None:
-        self.finished += 1
-        if not result.ok:
-            self.failed += 1
-        now = time.monotonic()
-        if self.status is not None and (now - self._shown >= 0.2 or self.finished == self.total):
-            self._shown = now
-            self.status.write(
-                f"\r\x1b[2Kstarted {self.started}/{self.total}  finished {self.finished}"
-                f"  not completed {self.failed}"
-            )
-            self.status.flush()
-
-    def clear(self) -> None:
-        if self.status is not None and self._shown:
-            self.status.write("\r\x1b[2K")
-            self.status.flush()
+    A live worker with the saga type serves them, else this process does; memory holds
+    one request's ids and results, whatever the count.
+    """
+    while tally.started < tally.total:
+        n = min(START_CHUNK, tally.total - tally.started)
+        context = parse_context(plan.saga_name, plan.context_type, plan.context_text)
+        asked = await fleet_actions.ask(
+            mediator, "start", saga_name=plan.saga_name, context=context, count=n, reason=REASON
+        )
+        tally.started += n
+        for result in await fleet_actions.follow(mediator, asked):
+            shown(None, result)
 
 
 async def start_command(
@@ -382,10 +373,12 @@ async def start_command(
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed.
 
-    Results are printed as they come (``--json``: one array, item by item) and only
-    counted, so memory does not grow with ``count``; on a terminal ``status`` shows a
-    progress line. Ctrl+C stops starting and says how many started. ``--no-wait``
-    writes one request for ``count`` sagas and prints its id.
+    On a SQL database the sagas are durable start requests (of START_CHUNK sagas each,
+    served by a live worker with the saga type, else here). Results are printed as they
+    come (``--json``: one array, item by item) and only counted, so memory does not grow
+    with ``count``; on a terminal ``status`` shows a progress line. Ctrl+C stops starting
+    and says how many started. ``--no-wait`` writes one request for ``count`` sagas and
+    prints its id.
     """
     if not wait:
         context = parse_context(plan.saga_name, plan.context_type, plan.context_text)
@@ -398,7 +391,7 @@ async def start_command(
             reason=REASON,
         )
         return _print_request(out, asked.request_id, as_json)
-    tally = _StartTally(count, status)
+    tally = StartTally(count, status)
     # A fresh context per saga: the steps write into it.
     contexts = tally.pulled(
         parse_context(plan.saga_name, plan.context_type, plan.context_text) for _ in range(count)
@@ -412,9 +405,12 @@ async def start_command(
         tally.add(result)
 
     try:
-        await operations.start_many(
-            mediator, contexts, reason=REASON, on_result=shown, collect=False
-        )
+        if fleet_actions.is_durable(mediator):
+            await _start_by_requests(mediator, plan, tally, shown)
+        else:
+            await operations.start_many(
+                mediator, contexts, reason=REASON, on_result=shown, collect=False
+            )
     except (asyncio.CancelledError, KeyboardInterrupt):
         tally.clear()
         if as_json:
