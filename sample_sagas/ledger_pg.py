@@ -48,17 +48,24 @@ class PostgresLedger:
         self.url = url
         self._engine: AsyncEngine | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._creating: asyncio.Future[AsyncEngine] | None = None
 
     async def _connected(self) -> AsyncEngine:
         if self._engine is None:
-            engine = create_async_engine(self.url, pool_pre_ping=True)
-            async with engine.begin() as conn:
-                # One creator at a time: concurrent CREATE IF NOT EXISTS can collide.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(774201)"))
-                for statement in SCHEMA:
-                    await conn.execute(sa.text(statement))
-            self._engine = engine
+            # Fifty sagas asking at once must share one engine, not make fifty.
+            if self._creating is None or (self._creating.done() and self._creating.exception()):
+                self._creating = asyncio.ensure_future(self._create())
+            self._engine = await asyncio.shield(self._creating)
         return self._engine
+
+    async def _create(self) -> AsyncEngine:
+        engine = create_async_engine(self.url, pool_pre_ping=True)
+        async with engine.begin() as conn:
+            # One creator at a time: concurrent CREATE IF NOT EXISTS can collide.
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(774201)"))
+            for statement in SCHEMA:
+                await conn.execute(sa.text(statement))
+        return engine
 
     async def record(
         self, saga_id: uuid.UUID, step: str, action: Action, fence: int | None = None
@@ -157,6 +164,7 @@ class PostgresLedger:
 
     async def aclose(self) -> None:
         """Close the connections."""
+        self._creating = None
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
