@@ -34,7 +34,6 @@ from tests.tui.conftest import (
     FAST,
     Env,
     notifications,
-    screen_showing,
     screen_text,
     select,
     table,
@@ -117,9 +116,14 @@ async def test_killed_process_sagas_are_stranded_and_recovered_in_four_keys(env:
             await wait_for(
                 pilot, lambda: stranded_chip(app) == "⚠ STRANDED 12", timeout=30, what="count"
             )
-            shown = await screen_showing(pilot, app, "⚠ STRANDED")
-            # Every row says so; RUNNING is left only on its count in the header.
-            assert shown.count("⚠ STRANDED") == 13 and shown.count("● RUNNING") == 1
+            # Every row says so (the rows check a dead owner again within two seconds);
+            # RUNNING is left only on its count in the header.
+            shown = await wait_for(
+                pilot,
+                lambda: (text := screen_text(app)).count("⚠ STRANDED") == 13 and text,
+                what="every row stranded",
+            )
+            assert shown.count("● RUNNING") == 1, shown
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
 
