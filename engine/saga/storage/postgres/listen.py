@@ -32,6 +32,8 @@ class ChangeListener:
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self.listening = asyncio.Event()
+        self.connections = 0
+        """How many times a LISTEN connection was made (a reconnect adds one)."""
 
     def start(self) -> None:
         """Begin listening in a background task (idempotent)."""
@@ -59,6 +61,7 @@ class ChangeListener:
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
             delay = 0.1
+            self.connections += 1
             self.listening.set()
             # Anything committed while no one listened is missed: tell subscribers once.
             self._notified()
