@@ -276,3 +276,32 @@ async def hostile_sagas(storage: typing.Any) -> tuple[uuid.UUID, uuid.UUID]:
             OperatorAction(saga_id, "recover", f"reason {EVIL}", f"user{EVIL}", f"host{EVIL}", EVIL)
         )
     return named, order
+
+
+@contextlib.contextmanager
+def write_locked(db: str | os.PathLike[str]) -> typing.Iterator[None]:
+    """Another process holds ``BEGIN IMMEDIATE`` on the SQLite file ``db`` meanwhile."""
+    import sys
+
+    locker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert read_line(locker, 60, what="the locker") == "locked"
+        yield
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(timeout=30)

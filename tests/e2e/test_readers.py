@@ -17,7 +17,7 @@ import typing
 
 import pytest
 
-from tests.support import read_line
+from tests.support import write_locked
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELIABLE = "tests.e2e.apps:reliable"
@@ -45,28 +45,8 @@ def locked(tmp_path: pathlib.Path) -> typing.Iterator[pathlib.Path]:
         "saga_tui", "--db", str(db), "--app", RELIABLE, "start", "OrderSaga", "--count", "3"
     )
     assert started.returncode == 0, started.stderr
-    locker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys\n"
-            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert read_line(locker, 60, what="the locker") == "locked"
+    with write_locked(db):
         yield db
-    finally:
-        assert locker.stdin is not None
-        locker.stdin.close()
-        locker.wait(timeout=30)
 
 
 @pytest.mark.slow

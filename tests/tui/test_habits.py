@@ -521,8 +521,8 @@ async def test_13_a_reload_repaints_only_the_rows_that_changed(
         await wait_for(pilot, lambda: len(table(app).order) == 6, what="rows")
         # Clock times do not tick; anchored, the rows stay where they are.
         await pilot.press("t", "j", "j")
-        await pilot.pause()
         t = table(app)
+        await wait_for(pilot, lambda: t.absolute, what="clock times")
         rendered: list[str] = []
         original = t._strip
 
@@ -533,5 +533,5 @@ async def test_13_a_reload_repaints_only_the_rows_that_changed(
         monkeypatch.setattr(t, "_strip", counting)
         await env.mediator.compensate_saga(ids[0])
         await wait_for(pilot, lambda: row_status(app, ids[0]) == "COMPENSATED", what="update")
-        await pilot.pause()
+        await wait_for(pilot, lambda: str(ids[0])[:8] in rendered, what="the row repainted")
         assert set(rendered) <= {str(ids[0])[:8], "ID"}, rendered

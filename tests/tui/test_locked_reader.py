@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from saga_tui.cli import make_app
-from tests.support import read_line
+from tests.support import write_locked
 from tests.tui.conftest import SIZE, table, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -39,24 +39,8 @@ async def test_the_first_page_shows_while_another_process_holds_the_write_lock(
         stdin=subprocess.DEVNULL,
     )
     assert started.returncode == 0, started.stderr
-    locker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys\n"
-            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert read_line(locker, 60, what="the locker") == "locked"
-        app = make_app(str(db), None, read_only=False)
+    app = make_app(str(db), None, read_only=False)
+    with write_locked(db):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(
                 pilot,
@@ -64,7 +48,3 @@ async def test_the_first_page_shows_while_another_process_holds_the_write_lock(
                 timeout=FIRST_PAGE,
                 what="the first page of 3 sagas under the held write lock",
             )
-    finally:
-        assert locker.stdin is not None
-        locker.stdin.close()
-        locker.wait(timeout=30)

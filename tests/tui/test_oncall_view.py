@@ -16,6 +16,7 @@ import typing
 import uuid
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Static
 
 from engine.saga.context_codec import dump_context
@@ -157,6 +158,14 @@ async def test_killed_process_sagas_are_stranded_and_recovered_in_four_keys(env:
             kill(proc)
 
 
+def _palette_found(app: typing.Any) -> bool:
+    """The command palette is open with a command highlighted for what was typed."""
+    screen = app.screen
+    if not isinstance(screen, CommandPalette):
+        return False
+    return screen.query_one(CommandList).highlighted is not None
+
+
 @pytest.mark.slow
 async def test_palette_recovers_all_stranded_after_asking_and_enter_cancels(env: Env) -> None:
     kill(start_strander(env, 3))
@@ -168,7 +177,7 @@ async def test_palette_recovers_all_stranded_after_asking_and_enter_cancels(env:
         for answer in ("enter", "y"):
             await pilot.press("ctrl+p")
             await pilot.press(*"Recover all stranded")
-            await pilot.pause()
+            await wait_for(pilot, lambda: _palette_found(app), what="the palette's match")
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="ask")
             body = confirm_text(app)

@@ -197,15 +197,15 @@ async def test_snapshot(frozen: Env, view: str, size: tuple[int, int]) -> None:
     app = frozen.app()
     async with app.run_test(size=size) as pilot:
         await open_view(pilot, app, view)
-        await pilot.pause()
         # The same screen twice in a row: nothing is still moving.
-        previous = None
-        for _ in range(50):
-            await pilot.pause(0.05)
-            shown = screen_text(app)
-            if shown == previous:
-                break
-            previous = shown
+        seen: list[str] = []
+
+        def settled() -> bool:
+            seen.append(screen_text(app))
+            return len(seen) > 1 and seen[-1] == seen[-2]
+
+        await wait_for(pilot, settled, what="a screen that stopped changing")
+        shown = seen[-1]
     stored = SNAPSHOTS / f"{view}-{size[0]}x{size[1]}.txt"
     if os.environ.get("SAGA_SNAPSHOT_UPDATE"):
         SNAPSHOTS.mkdir(exist_ok=True)
