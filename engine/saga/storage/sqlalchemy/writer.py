@@ -34,7 +34,7 @@ from engine.saga.errors import SagaStorageError
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
 from engine.saga.storage.sqlalchemy.connect import BUSY_TIMEOUT_MS, WRITER_OPTION, use_wal
-from engine.saga.storage.sqlalchemy.raw_checkpoint import apply_raw
+from engine.saga.storage.sqlalchemy.raw_checkpoint import INSERT_LOG, apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
 from engine.saga.storage.sqlalchemy.wal import WRITER_FALLBACK_PAGES, WalCheckpointer
 
@@ -270,12 +270,13 @@ class SqliteWriter(BatchWriter):
     ) -> list[typing.Any]:
         now = db_values.time_to_db(db_values.utcnow())
         results: list[typing.Any] = []
+        logs: list[tuple[typing.Any, ...]] = []
         raw.execute("BEGIN IMMEDIATE")
         try:
             for _, cp in items:
                 if not isolate:
                     try:
-                        results.append(apply_raw(raw, cp, now))
+                        results.append(apply_raw(raw, cp, now, logs))
                     except _EXPECTED as exc:
                         results.append(exc)
                     continue
@@ -288,6 +289,8 @@ class SqliteWriter(BatchWriter):
                     raw.execute("ROLLBACK TO cp")
                     results.append(exc)
                 raw.execute("RELEASE cp")
+            if logs:
+                raw.executemany(INSERT_LOG, logs)
             raw.execute("COMMIT")
         except BaseException:
             if raw.in_transaction:
