@@ -19,6 +19,7 @@ from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
 from saga_tui import fleet_actions, operations, textout
+from saga_tui.events_text import event_json, event_line
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
@@ -150,11 +151,20 @@ async def show_command(reader: SagaReader, out: Out, ident: str, *, as_json: boo
     detail = await reader.get_saga(saga_id)
     if detail is None:
         raise UsageError(f"{ident}: no saga with this id")
+    # The step's events (the outbox): what was delivered, what waits, what failed.
+    events = await reader.saga_events(saga_id)
     if as_json:
-        out(textout.dumps(textout.detail_json(detail)))
+        data = textout.detail_json(detail)
+        data["events"] = [event_json(e) for e in events]
+        out(textout.dumps(data))
     else:
         for line in textout.detail_text(detail):
             out(line)
+        if events:
+            out("")
+            out("Events:")
+            for event in events:
+                out("  " + event_line(event, with_saga=False))
     return EXIT_OK
 
 

@@ -54,10 +54,46 @@ def dump_context(context: typing.Any) -> dict[str, typing.Any]:
         raise ContextSerializationError(_describe_failure(context, exc)) from exc
     if not isinstance(data, dict):
         raise ContextSerializationError(f"{cls.__name__} does not serialize to a JSON object")
-    problem = unstorable(data)
-    if problem is not None:
-        raise ContextSerializationError(f"{cls.__name__}.{problem}")
+    if _suspect(data):
+        problem = unstorable(data)
+        if problem is not None:
+            raise ContextSerializationError(f"{cls.__name__}.{problem}")
     return data
+
+
+# The checkpoint path asks this of every context: a walk without building a path per
+# key (``unstorable`` does that, only once something looks wrong). True means "maybe".
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _suspect(data: typing.Any) -> bool:
+    """True when ``data`` may hold a value ``unstorable`` refuses (it then says which)."""
+    kind = type(data)
+    if kind is dict:
+        for key, value in data.items():
+            if type(key) is not str or _suspect_text(key):
+                return True
+            if _suspect_value(value):
+                return True
+        return False
+    if kind is list:
+        return any(_suspect_value(value) for value in data)
+    return _suspect_value(data)
+
+
+def _suspect_value(value: typing.Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _suspect_text(value)
+    if kind is float:
+        return value - value != 0.0  # NaN and +-Infinity
+    if kind is dict or kind is list:
+        return _suspect(value)
+    return not (value is None or kind is int or kind is bool)
+
+
+def _suspect_text(text: str) -> bool:
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
 # NUL and lone surrogates: JSON text can spell them, PostgreSQL's jsonb refuses them.

@@ -43,18 +43,27 @@ def this_host() -> str:
 
 
 _OWNER: str | None = None
-_OWNER_PID: int | None = None
 
 
 def process_owner_id() -> str:
     """This process's owner id: ``host:pid:start`` (start tells a reused pid apart)."""
-    global _OWNER, _OWNER_PID
-    pid = os.getpid()
-    if _OWNER is None or pid != _OWNER_PID:
+    global _OWNER
+    owner = _OWNER
+    if owner is None:
+        pid = os.getpid()
         start = _proc_start_time(pid) or f"t{int(time.time())}"
-        _OWNER = f"{this_host()}:{pid}:{start}"
-        _OWNER_PID = pid
-    return _OWNER
+        owner = _OWNER = f"{this_host()}:{pid}:{start}"
+    return owner
+
+
+def _forget_owner() -> None:
+    global _OWNER
+    _OWNER = None
+
+
+# A forked child is another process: it computes its own id (asked on every saga start,
+# so the pid is not read each time).
+os.register_at_fork(after_in_child=_forget_owner)
 
 
 def owner_is_dead(owner: str, host: str | None = None) -> bool:

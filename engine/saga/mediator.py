@@ -34,6 +34,7 @@ from engine.saga.lease import (
     LeaseKeeper,
     keeper_for,
     owner_is_dead,
+    process_owner_id,
     this_host,
 )
 from engine.saga.map import SagaMap
@@ -97,6 +98,7 @@ class SagaMediator:
             max_recovery_attempts=max_recovery_attempts,
         )
         self.lease_seconds = lease_seconds
+        self._lease_keeper: LeaseKeeper | None = None
         self.events = EventDelivery(
             self.emitter,
             self.storage,
@@ -151,7 +153,14 @@ class SagaMediator:
     # ---- running -----------------------------------------------------------------------
 
     def _keeper(self) -> LeaseKeeper:
-        return keeper_for(self.storage, self.lease_seconds)
+        keeper = self._lease_keeper
+        if (
+            keeper is None
+            or keeper.storage is not self.storage
+            or keeper.owner != process_owner_id()
+        ):
+            keeper = self._lease_keeper = keeper_for(self.storage, self.lease_seconds)
+        return keeper
 
     def _transaction(
         self,

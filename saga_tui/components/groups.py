@@ -100,8 +100,8 @@ class GroupsScreen(Screen[str | None]):
             table.move_cursor(row=keys_.index(keep), animate=False)
         total = sum(g.count for g in groups)
         title = (
-            f"Failure groups · {len(groups)} causes, {total:,} sagas · enter shows them · "
-            "r/c act on all (↻ retrying)"
+            f"Failure groups · {len(groups):,} cause{'' if len(groups) == 1 else 's'}, "
+            f"{total:,} saga{'' if total == 1 else 's'} · enter shows · r/c act on all · ↻ retrying"
         )
         if not groups:
             title = "Failure groups · no failures: nothing failed, rolled back or retries"

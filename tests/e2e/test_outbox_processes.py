@@ -158,6 +158,16 @@ def test_a_failing_handler_is_retried_then_failed_then_redelivered_by_the_operat
     assert fixed.returncode == 0, fixed.stderr
     assert f"{saga_id}  redeliver  2 delivered, 0 failed" in fixed.stdout
     assert [step for _, step, _ in deliveries(str(ledger))] == ["Pack", "Ship"]
+    shown = saga_tui(db, ledger, "ok", "show", saga_id[:8], "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(e["step"], e["state"]) for e in json.loads(shown.stdout)["events"]] == [
+        ("Pack", "DELIVERED"),
+        ("Ship", "DELIVERED"),
+    ]
+    shown_text = saga_tui(db, ledger, "ok", "show", saga_id[:8])
+    assert shown_text.returncode == 0, shown_text.stderr
+    events_part = shown_text.stdout.split("Events:\n", 1)[1].splitlines()
+    assert len(events_part) == 2 and all("DELIVERED" in line for line in events_part)
     none_failed = saga_tui(db, ledger, "ok", "events", "--failed")
     assert none_failed.stdout.strip() == "no failed events"
     assert [row[:3] for row in event_rows(db, saga_id)] == [

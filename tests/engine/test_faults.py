@@ -14,6 +14,7 @@ import pytest
 
 import engine
 from engine.saga.bootstrap import bootstrap
+from engine.saga.context_codec import dump_context
 from engine.saga.errors import ContextSerializationError, LeaseLostError
 from engine.saga.failure import MESSAGE_LIMIT
 from engine.saga.saga import Saga
@@ -281,3 +282,51 @@ async def test_a_saga_id_that_is_not_a_uuid_is_refused_in_words(
     ):
         with pytest.raises(InvalidSagaIdError, match=r"not a saga id: .* \(a UUID is expected\)"):
             await call()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a\x00b",
+        "caf\udcff",
+        {"nested": [1, {"deep": "x\x00"}]},
+        ["ok", "x\ud800"],
+        {"k\x00ey": 1},
+        {"caf\udcffé": 1},
+    ],
+)
+def test_every_unstorable_context_value_is_named_with_its_field(value: object) -> None:
+    """The checkpoint path screens contexts quickly; nothing the full check refuses slips by."""
+
+    @dataclasses.dataclass
+    class Holder:
+        ok: str = "fine é ✓"
+        field: object = None
+
+    with pytest.raises(ContextSerializationError, match=r"Holder\.'?field"):
+        dump_context(Holder(field=value))
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_float_field_json_cannot_carry_is_named(number: float) -> None:
+    """NaN and the infinities in a float field are refused with the field named."""
+
+    @dataclasses.dataclass
+    class Holder:
+        ok: float = 1.0
+        amount: float = 0.0
+
+    with pytest.raises(ContextSerializationError, match=r"Holder\.amount"):
+        dump_context(Holder(amount=number))
+
+
+def test_storable_context_values_pass_the_screen() -> None:
+    """Unicode text, nested lists and dicts, big numbers: stored as they are."""
+
+    @dataclasses.dataclass
+    class Holder:
+        text: str = "fine é ✓ 🚀 \\u0000 literal"
+        items: object = dataclasses.field(default_factory=lambda: [1, 2.5, None, True, {"a": "b"}])
+        big: int = 10**30
+
+    assert dump_context(Holder())["items"][4] == {"a": "b"}

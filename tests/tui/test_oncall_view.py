@@ -312,6 +312,7 @@ async def test_groups_three_causes_counts_filter_and_recover_a_group(env: Env) -
         ]
         shown = screen_text(app)
         assert "out of stock: <q>" in shown  # the pattern, values taken out
+        assert "Failure groups · 4 causes, 11 sagas · enter shows" in shown
         grid = app.screen.query_one(DataTable)
         hour = str(grid.get_row_at(0)[1])
         # Drawn in the newest bucket (or the one before, when five minutes just turned).

@@ -30,7 +30,7 @@ def _insert_sql(table: str, columns: typing.Sequence[str]) -> str:
 
 
 _INSERT_SAGA = _insert_sql("saga_executions", SAGA_COLUMNS)
-_INSERT_LOG = _insert_sql("saga_logs", ("saga_id", *LOG_COLUMNS))
+INSERT_LOG = _insert_sql("saga_logs", ("saga_id", *LOG_COLUMNS))
 _INSERT_EVENT = _insert_sql("saga_events", ("saga_id", *EVENT_COLUMNS))
 
 
@@ -43,11 +43,18 @@ def _bind(value: typing.Any) -> typing.Any:
     return value
 
 
-def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> CheckpointResult:
+def apply_raw(
+    conn: sqlite3.Connection,
+    cp: Checkpoint,
+    now_text: str,
+    defer_logs: list[tuple[typing.Any, ...]] | None = None,
+) -> CheckpointResult:
     """One checkpoint inside the caller's transaction; ``now_text`` is db_values.time_to_db.
 
     Every refusal (duplicate, missing saga, lost lease) is raised before this
-    checkpoint wrote anything, so a batch needs no SAVEPOINT for them.
+    checkpoint wrote anything, so a batch needs no SAVEPOINT for them. With
+    ``defer_logs`` the log rows are appended there, for one INSERT per batch (in
+    checkpoint order) instead of one per checkpoint.
     """
     hex_id = db_values.uuid_to_db(cp.saga_id)
     insert, update, increment, guard, logs, events = checkpoint_rows(cp, now_text)
@@ -90,7 +97,10 @@ def apply_raw(conn: sqlite3.Connection, cp: Checkpoint, now_text: str) -> Checkp
         if not cp.clear_requested_action:
             requested = returned[0][0]
     if logs:
-        conn.executemany(_INSERT_LOG, [(hex_id, *row) for row in logs])
+        if defer_logs is not None:
+            defer_logs.extend((hex_id, *row) for row in logs)
+        else:
+            conn.executemany(INSERT_LOG, [(hex_id, *row) for row in logs])
     if events:
         conn.executemany(_INSERT_EVENT, [(hex_id, *map(_bind, row)) for row in events])
     return CheckpointResult(requested_action=db_values.action_from_db(requested))
