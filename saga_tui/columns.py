@@ -1,9 +1,10 @@
 """The saga table's columns, and which of them fit how wide on a terminal of a given width.
 
-Columns are kept by priority (ERROR outranks PROGRESS, UPDATED, TOOK and TRIES), grown
+Columns are kept by priority (ERROR outranks PROGRESS, UPDATED, KEY, TOOK and TRIES), grown
 towards a comfortable width in a fixed order, and ERROR takes what is left, so a wide
 terminal gives the width to the error. Wide mode keeps every column at full width and
-lets the table scroll sideways. No Textual here: the table widget asks ``fit``.
+lets the table scroll sideways. KEY (the business key) is left out when no saga on the
+page has one. No Textual here: the table widget asks ``fit``.
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("mark", "", 1, 1, 0),
     Column("id", "ID", 8, 8, 0),
     Column("saga", "SAGA", 10, 16, 2, sort="name"),
+    Column("key", "KEY", 10, 14, 6),
     Column("status", "STATUS", 14, 14, 1, sort="status"),
     Column("progress", "PROGRESS", 5, 18, 4, short="STEPS"),
     Column("updated", "UPDATED", 8, 8, 5),
-    Column("took", "TOOK", 7, 7, 6),
-    Column("tries", "TRIES", 5, 5, 7),
-    Column("created", "CREATED", 9, 9, 8, sort="created", extra=True),
+    Column("took", "TOOK", 7, 7, 7),
+    Column("tries", "TRIES", 5, 5, 8),
+    Column("created", "CREATED", 9, 9, 9, sort="created", extra=True),
     Column("error", "ERROR", 24, 40, 3),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 FLEX = "error"
 # After every kept column has its minimum, the leftover goes to these in turn.
-GROWTH = ("saga", "progress", "error")
+GROWTH = ("saga", "progress", "key", "error")
 # Wider than comfortable once everything is in: the step name gets its full width.
 WIDE_PROGRESS = 24
 ABSOLUTE_TIME_WIDTH = 11
@@ -75,18 +77,21 @@ def fit(
     wide: bool = False,
     error_width: int = 0,
     absolute_times: bool = False,
+    keys: bool = True,
 ) -> Layout:
     """Columns and widths for ``width`` cells (screen order); wide mode keeps all of them.
 
-    ``error_width`` is the longest error on the page, the width wide mode gives ERROR.
+    ``error_width`` is the longest error on the page, the width wide mode gives ERROR;
+    ``keys`` says whether any saga shown has a business key (no KEY column otherwise).
     """
-    columns = {c.key: _base(c.key, absolute_times) for c in COLUMNS}
+    shown = [c for c in COLUMNS if keys or c.key != "key"]
+    columns = {c.key: _base(c.key, absolute_times) for c in shown}
     if wide:
         widths = {key: column.want for key, column in columns.items()}
         widths["progress"] = WIDE_PROGRESS
         left = width - sum(widths.values()) - GAP * (len(widths) - 1) + widths[FLEX]
         widths[FLEX] = max(columns[FLEX].want, error_width, left)
-        return tuple((c.key, widths[c.key]) for c in COLUMNS)
+        return tuple((c.key, widths[c.key]) for c in shown)
     kept: dict[str, int] = {}
     used = -GAP
     for column in sorted(columns.values(), key=lambda c: c.priority):
@@ -119,7 +124,7 @@ def fit(
         left -= grow
     if FLEX in kept:
         kept[FLEX] += max(0, left)
-    return tuple((c.key, kept[c.key]) for c in COLUMNS if c.key in kept)
+    return tuple((c.key, kept[c.key]) for c in shown if c.key in kept)
 
 
 def total_width(layout: Layout) -> int:

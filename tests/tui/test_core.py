@@ -36,6 +36,18 @@ def test_error_outranks_took_and_tries_and_takes_a_wide_terminal() -> None:
     assert wide["error"] >= 80 and all(c.key in wide for c in columns.COLUMNS)
 
 
+def test_key_column_drops_before_error_and_status_and_only_shows_with_keys() -> None:
+    at_80 = dict(columns.fit(79))
+    assert {"status", "error", "saga"} <= set(at_80) and "key" not in at_80
+    at_100 = dict(columns.fit(99))
+    assert at_100["key"] >= columns.BY_KEY["key"].min
+    assert [key for key, _ in columns.fit(99)][:4] == ["mark", "id", "saga", "key"]
+    # No saga on the page has a business key: no KEY column, its width goes elsewhere.
+    unkeyed = columns.fit(99, keys=False)
+    assert "key" not in dict(unkeyed) and columns.total_width(unkeyed) == 99
+    assert "key" not in dict(columns.fit(77, wide=True, keys=False))
+
+
 def test_wide_mode_keeps_every_column_and_the_whole_error() -> None:
     layout = dict(columns.fit(77, wide=True, error_width=300))
     assert set(layout) == {c.key for c in columns.COLUMNS}
