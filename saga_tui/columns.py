@@ -1,10 +1,11 @@
 """The saga table's columns, and which of them fit how wide on a terminal of a given width.
 
-Columns are kept by priority (ERROR outranks PROGRESS, UPDATED, KEY, TOOK and TRIES), grown
+Columns are kept by priority (ERROR outranks PROGRESS, UPDATED, TOOK and TRIES), grown
 towards a comfortable width in a fixed order, and ERROR takes what is left, so a wide
-terminal gives the width to the error. Wide mode keeps every column at full width and
-lets the table scroll sideways. KEY (the business key) is left out when no saga on the
-page has one. No Textual here: the table widget asks ``fit``.
+terminal gives the width to the error. The extras (KEY, CREATED) come in only once every
+other column is comfortable, so they never narrow the error. Wide mode keeps every column
+at full width and lets the table scroll sideways. KEY (the business key) is left out when
+no saga on the page has one. No Textual here: the table widget asks ``fit``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mark", "", 1, 1, 0),
     Column("id", "ID", 8, 8, 0),
     Column("saga", "SAGA", 10, 16, 2, sort="name"),
-    Column("key", "KEY", 10, 14, 6),
+    Column("key", "KEY", 10, 14, 6, extra=True),
     Column("status", "STATUS", 14, 14, 1, sort="status"),
     Column("progress", "PROGRESS", 5, 18, 4, short="STEPS"),
     Column("updated", "UPDATED", 8, 8, 5),
@@ -53,7 +54,7 @@ COLUMNS: tuple[Column, ...] = (
 BY_KEY = {c.key: c for c in COLUMNS}
 FLEX = "error"
 # After every kept column has its minimum, the leftover goes to these in turn.
-GROWTH = ("saga", "progress", "key", "error")
+GROWTH = ("saga", "progress", "error")
 # Wider than comfortable once everything is in: the step name gets its full width.
 WIDE_PROGRESS = 24
 ABSOLUTE_TIME_WIDTH = 11
@@ -113,12 +114,19 @@ def fit(
             grow = min(left, max(0, columns[key].want - kept[key]))
             kept[key] += grow
             left -= grow
-    if len(kept) == len(columns) - 1 and all(kept[k] >= columns[k].want for k in kept):
-        # Everything is comfortable: the extras (CREATED) come in, the step name widens.
-        for column in columns.values():
-            if column.extra and column.min + GAP <= left:
+    regular = [key for key, column in columns.items() if not column.extra]
+    if all(k in kept and kept[k] >= columns[k].want for k in regular):
+        # Everything is comfortable: the extras (KEY, CREATED) come in, the step name widens.
+        extras = [c for c in columns.values() if c.extra]
+        for column in extras:
+            if column.min + GAP <= left:
                 kept[column.key] = column.min
                 left -= column.min + GAP
+        for column in extras:
+            if column.key in kept:
+                grow = min(left, column.want - kept[column.key])
+                kept[column.key] += grow
+                left -= grow
         grow = min(left, max(0, WIDE_PROGRESS - kept["progress"]))
         kept["progress"] += grow
         left -= grow

@@ -1,9 +1,8 @@
 """The on-call queries in SQLAlchemy Core: counts of a filter, stranded sagas, failure
 groups, the pulse of the last minutes and per-step timings.
 
-Each is one statement over one index (the failure groups: one grouped pass over the
-failure index, then the newest example of each group by one seek), so they stay in
-milliseconds on a million sagas.
+Each reads a few index ranges (the failure groups: the trigger-kept counts table, then a
+seek per group in the failure index), so they stay in milliseconds on a million sagas.
 """
 
 from __future__ import annotations
@@ -91,9 +90,9 @@ async def count_sagas(conn: AsyncConnection, f: SagaFilter) -> int:
 async def stranded_count(conn: AsyncConnection, now: float | None = None) -> int:
     """Unfinished sagas nobody runs: lease free or expired, or held by a dead owner here.
 
-    Counted inside the lease index (status, expiry, owner) with nothing sorted: the free
-    and expired leases are two ranges per status; of the live leases only those of this
-    host's owners are grouped (only they can be found dead), each owner checked once.
+    Counted inside the lease index (status, expiry, owner): the free and expired leases
+    are two ranges per status; of the live leases only this host's owners' are grouped
+    (only they can be found dead), and each such owner is checked once.
     """
     now = time.time() if now is None else now
     active = _S.status.in_(ACTIVE_NAMES)
