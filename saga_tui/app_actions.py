@@ -36,7 +36,7 @@ from saga_tui.operations import (
     submit_action,
     summarize,
 )
-from saga_tui.textfmt import plural
+from saga_tui.textfmt import operator_reason, plural
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
@@ -130,15 +130,17 @@ class ActionsMixin(App[int]):
             self.notify(f"{verb}: {reason}", severity="warning", markup=False, timeout=8)
             return
 
+        title, lines = preview.question()
+        question = ConfirmScreen.asking(title, lines, self.user_keys.keymap, ask_reason=True)
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act(verb, preview.target)
+                self._act(verb, preview.target, operator_reason(REASON, question.reason))
 
-        title, lines = preview.question()
-        self.push_screen(ConfirmScreen.asking(title, lines, self.user_keys.keymap), answered)
+        self.push_screen(question, answered)
 
     @work(group="actions", exit_on_error=False)
-    async def _act(self, verb: Verb, target: Target) -> None:
+    async def _act(self, verb: Verb, target: Target, reason: str = REASON) -> None:
         assert self.mediator is not None
         self._in_flight += 1
         try:
@@ -150,7 +152,7 @@ class ActionsMixin(App[int]):
                 self.mediator,
                 verb,
                 target,
-                reason=REASON,
+                reason=reason,
                 progress=progress,
                 on_request=self._request_progress,
             )

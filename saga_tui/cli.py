@@ -13,7 +13,7 @@ import sys
 import typing
 
 from saga_tui.target import DEFAULT_APP, DEFAULT_DB, AppFactory, UsageError
-from saga_tui.textfmt import one_line
+from saga_tui.textfmt import REASON_LENGTH, one_line
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -48,6 +48,12 @@ def _common(*, suppress: bool) -> _Parser:
         "-v", "--verbose", action="store_true", default=default or False, help="engine logs"
     )
     return p
+
+
+def _reason(text: str) -> str:
+    if not text.isprintable() or len(text) > REASON_LENGTH:
+        raise argparse.ArgumentTypeError(f"one line of at most {REASON_LENGTH} characters")
+    return text.strip()
 
 
 def _positive(text: str) -> int:
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--stale", action="store_true", help="every saga whose runner is gone")
     p.add_argument("--filter", help="every saga matching, e.g. 'status:failed name:Order'")
+    p.add_argument("--reason", type=_reason, default="", help="why, stored with the action")
     p.add_argument("--json", action="store_true")
     _no_wait(p)
 
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--filter", help="every saga matching, e.g. 'group:3f2a9c1e0b7d4a21'")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--reason", type=_reason, default="", help="why, stored with the action")
     p.add_argument("--json", action="store_true")
     _no_wait(p)
 
@@ -262,6 +270,7 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
                 as_json=args.json,
                 wait=wait,
+                why=args.reason,
             )
             if args.stale:
                 await events_cli.deliver_pending_command(mediator, _print, as_json=args.json)
@@ -277,6 +286,7 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
                 as_json=args.json,
                 wait=wait,
+                why=args.reason,
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(

@@ -2,8 +2,10 @@
 
 Columns are kept by priority (ERROR outranks PROGRESS, UPDATED, TOOK and TRIES), grown
 towards a comfortable width in a fixed order, and ERROR takes what is left, so a wide
-terminal gives the width to the error. Wide mode keeps every column at full width and
-lets the table scroll sideways. No Textual here: the table widget asks ``fit``.
+terminal gives the width to the error. The extras (KEY, CREATED) come in only once every
+other column is comfortable, so they never narrow the error. Wide mode keeps every column
+at full width and lets the table scroll sideways. KEY (the business key) is left out when
+no saga on the page has one. No Textual here: the table widget asks ``fit``.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("mark", "", 1, 1, 0),
     Column("id", "ID", 8, 8, 0),
     Column("saga", "SAGA", 10, 16, 2, sort="name"),
+    Column("key", "KEY", 10, 14, 6, extra=True),
     Column("status", "STATUS", 14, 14, 1, sort="status"),
     Column("progress", "PROGRESS", 5, 18, 4, short="STEPS"),
     Column("updated", "UPDATED", 8, 8, 5),
-    Column("took", "TOOK", 7, 7, 6),
-    Column("tries", "TRIES", 5, 5, 7),
-    Column("created", "CREATED", 9, 9, 8, sort="created", extra=True),
+    Column("took", "TOOK", 7, 7, 7),
+    Column("tries", "TRIES", 5, 5, 8),
+    Column("created", "CREATED", 9, 9, 9, sort="created", extra=True),
     Column("error", "ERROR", 24, 40, 3),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
@@ -75,18 +78,21 @@ def fit(
     wide: bool = False,
     error_width: int = 0,
     absolute_times: bool = False,
+    keys: bool = True,
 ) -> Layout:
     """Columns and widths for ``width`` cells (screen order); wide mode keeps all of them.
 
-    ``error_width`` is the longest error on the page, the width wide mode gives ERROR.
+    ``error_width`` is the longest error on the page, the width wide mode gives ERROR;
+    ``keys`` says whether any saga shown has a business key (no KEY column otherwise).
     """
-    columns = {c.key: _base(c.key, absolute_times) for c in COLUMNS}
+    shown = [c for c in COLUMNS if keys or c.key != "key"]
+    columns = {c.key: _base(c.key, absolute_times) for c in shown}
     if wide:
         widths = {key: column.want for key, column in columns.items()}
         widths["progress"] = WIDE_PROGRESS
         left = width - sum(widths.values()) - GAP * (len(widths) - 1) + widths[FLEX]
         widths[FLEX] = max(columns[FLEX].want, error_width, left)
-        return tuple((c.key, widths[c.key]) for c in COLUMNS)
+        return tuple((c.key, widths[c.key]) for c in shown)
     kept: dict[str, int] = {}
     used = -GAP
     for column in sorted(columns.values(), key=lambda c: c.priority):
@@ -108,18 +114,25 @@ def fit(
             grow = min(left, max(0, columns[key].want - kept[key]))
             kept[key] += grow
             left -= grow
-    if len(kept) == len(columns) - 1 and all(kept[k] >= columns[k].want for k in kept):
-        # Everything is comfortable: the extras (CREATED) come in, the step name widens.
-        for column in columns.values():
-            if column.extra and column.min + GAP <= left:
+    regular = [key for key, column in columns.items() if not column.extra]
+    if all(k in kept and kept[k] >= columns[k].want for k in regular):
+        # Everything is comfortable: the extras (KEY, CREATED) come in, the step name widens.
+        extras = [c for c in columns.values() if c.extra]
+        for column in extras:
+            if column.min + GAP <= left:
                 kept[column.key] = column.min
                 left -= column.min + GAP
+        for column in extras:
+            if column.key in kept:
+                grow = min(left, column.want - kept[column.key])
+                kept[column.key] += grow
+                left -= grow
         grow = min(left, max(0, WIDE_PROGRESS - kept["progress"]))
         kept["progress"] += grow
         left -= grow
     if FLEX in kept:
         kept[FLEX] += max(0, left)
-    return tuple((c.key, kept[c.key]) for c in COLUMNS if c.key in kept)
+    return tuple((c.key, kept[c.key]) for c in shown if c.key in kept)
 
 
 def total_width(layout: Layout) -> int:

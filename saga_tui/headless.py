@@ -26,7 +26,7 @@ from saga_tui.ids import id_prefix
 from saga_tui.operations import ContextInputError
 from saga_tui.start_tally import StartTally
 from saga_tui.target import UsageError
-from saga_tui.textfmt import clean, one_line, short_id
+from saga_tui.textfmt import clean, one_line, operator_reason, short_id
 
 EXIT_OK, EXIT_FAILED = 0, 1
 REASON = "saga-tui command line"
@@ -224,25 +224,32 @@ async def recover_command(
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
     wait: bool = True,
+    why: str = "",
 ) -> int:
-    """Recover sagas by id, every stale one (runner gone), or every one matching a filter."""
+    """Recover sagas by id, every stale one (runner gone), or every one matching a filter.
+
+    ``why`` (``--reason``) is stored with the action, after where it came from.
+    """
     if stale:
-        results = await recover_all_stale(mediator)
+        results = await recover_all_stale(mediator, why=why)
         if not as_json and not results:
             out("no stale sagas")
             return EXIT_OK
         return _report(results, out, as_json)
     target = await _target(mediator, idents, saga_filter)
     if not wait:
-        return await _request_only(mediator, out, "recover", target, as_json)
-    results = await operations.submit_action(mediator, "recover", target, reason=REASON)
+        return await _request_only(mediator, out, "recover", target, as_json, why)
+    reason = operator_reason(REASON, why)
+    results = await operations.submit_action(mediator, "recover", target, reason=reason)
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
     return _report(results, out, as_json)
 
 
-async def recover_all_stale(mediator: SagaMediator, batch: int = 1000) -> list[ActionResult]:
+async def recover_all_stale(
+    mediator: SagaMediator, batch: int = 1000, why: str = ""
+) -> list[ActionResult]:
     """Recover stale sagas batch after batch until a batch brings nothing new."""
     seen: set[uuid.UUID] = set()
     results: list[ActionResult] = []
@@ -250,7 +257,7 @@ async def recover_all_stale(mediator: SagaMediator, batch: int = 1000) -> list[A
         found = await mediator.recover_stale(
             limit=batch,
             concurrency=operations.CONCURRENCY,
-            reason=REASON + " --stale",
+            reason=operator_reason(REASON + " --stale", why),
             skip=seen,
         )
         new = [r for r in found if r.saga_id not in seen]
@@ -269,6 +276,7 @@ async def compensate_command(
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
     wait: bool = True,
+    why: str = "",
 ) -> int:
     """Compensate sagas by id, or every one matching a filter, after confirmation.
 
@@ -281,8 +289,9 @@ async def compensate_command(
     if preview.runnable and not confirm("\n".join([title, *(f"  {line}" for line in lines)])):
         raise UsageError("compensation cancelled")
     if not wait:
-        return await _request_only(mediator, out, "compensate", target, as_json)
-    results = await operations.submit_action(mediator, "compensate", target, reason=REASON)
+        return await _request_only(mediator, out, "compensate", target, as_json, why)
+    reason = operator_reason(REASON, why)
+    results = await operations.submit_action(mediator, "compensate", target, reason=reason)
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
@@ -295,6 +304,7 @@ async def _request_only(
     verb: operations.Verb,
     target: operations.Target,
     as_json: bool,
+    why: str,
 ) -> int:
     """``--no-wait``: write the request for the runnable sagas of ``target``; print its id."""
     ids = await operations.target_ids(mediator.storage, target)
@@ -307,7 +317,7 @@ async def _request_only(
         runnable[0].verb,
         [plan.saga_id for plan in runnable],
         saga_names={plan.name for plan in runnable if plan.name},
-        reason=REASON,
+        reason=operator_reason(REASON, why),
     )
     return _print_request(out, asked.request_id, as_json)
 

@@ -199,6 +199,13 @@ CONFIRM: list[Binding] = [
         id="confirm.no",
         tooltip="Cancel: nothing is done (enter cancels too)",
     ),
+    Binding(
+        "tab",
+        "reason",
+        "Reason",
+        id="confirm.reason",
+        tooltip="Type a reason, stored with the action (enter ends it, then y confirms)",
+    ),
 ]
 
 # The failure groups view's keys.

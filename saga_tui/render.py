@@ -197,6 +197,7 @@ def summary_cells(
         "mark": paint(Text("*" if marked else " ", style="mark", end=""), palette),
         "id": Text(short_id(summary.id), end=""),
         "saga": safe(summary.name),
+        "key": safe(summary.search_key or ""),
         "status": (
             paint(Text(f"? {UNREADABLE}", style="bad", end=""), palette)
             if summary.unreadable

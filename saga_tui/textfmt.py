@@ -226,3 +226,13 @@ def is_stranded(summary: SagaSummary, now: float) -> bool:
     if summary.unreadable or summary.status not in ACTIVE_STATUSES:
         return False
     return lease_lapsed(summary.lease_owner, summary.lease_expires, now, _DEAD)
+
+
+REASON_LENGTH = 200
+"""The longest reason an operator may give (it is one line of a saga's history)."""
+
+
+def operator_reason(origin: str, typed: str | None) -> str:
+    """What is stored with an operator action: where it came from, then why, if told."""
+    why = clean(" ".join((typed or "").split()))
+    return f"{origin}: {why}" if why else origin

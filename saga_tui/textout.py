@@ -128,15 +128,16 @@ def dumps(data: typing.Any) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-TABLE_COLUMNS = ("ID", "SAGA", "STATUS", "PROGRESS", "UPDATED", "TOOK", "TRIES", "ERROR")
+TABLE_COLUMNS = ("ID", "SAGA", "KEY", "STATUS", "PROGRESS", "UPDATED", "TOOK", "TRIES", "ERROR")
 
 
 def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
-    """The saga table as aligned lines."""
+    """The saga table as aligned lines (KEY only when a saga shown has a business key)."""
     cells = [
         [
             short_id(s.id),
             clean(s.name),
+            clean(s.search_key or ""),
             "STRANDED" if stranded(s) else status_word(s),
             clean(progress(s)),
             age(s.updated_at),
@@ -146,11 +147,17 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
         ]
         for s in rows
     ]
-    widths = [len(h) for h in TABLE_COLUMNS]
+    header = list(TABLE_COLUMNS)
+    if not any(s.search_key for s in rows):
+        key = header.index("KEY")
+        header.pop(key)
+        for row in cells:
+            row.pop(key)
+    widths = [len(h) for h in header]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     lines = []
-    for row in [list(TABLE_COLUMNS), *cells]:
+    for row in [header, *cells]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return lines
 

@@ -231,12 +231,19 @@ class SagaTable(ScrollView, can_focus=True, inherit_bindings=False):
             error = max((c["error"].cell_len for c in cells), default=0)
         # One column stays free for the vertical scrollbar, so the layout never flips.
         width = max(1, self.size.width - 1)
-        return fit(width, wide=self.wide, error_width=error, absolute_times=self.absolute)
+        keys = any(s.search_key for s in self.summaries.values())
+        return fit(
+            width, wide=self.wide, error_width=error, absolute_times=self.absolute, keys=keys
+        )
 
     def _resize_virtual(self) -> None:
-        self.columns = self._fit()
+        columns = self._fit()
+        # KEY comes and goes with the page: a new layout repaints every line.
+        relaid, self.columns = columns != self.columns, columns
         size = Size(total_width(self.columns), len(self.order) + 1)
         if size == self.virtual_size:
+            if relaid:
+                self.refresh()
             return
         update = getattr(self, "_scroll_update", None)
         if update is None:

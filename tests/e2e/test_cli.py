@@ -74,7 +74,8 @@ def ids_by_status(db: str, status: str) -> list[str]:
 def test_list_prints_a_table_and_json_that_parses(db: str) -> None:
     table = saga_tui("--db", db, "list")
     assert table.returncode == 0, table.stderr
-    assert table.stdout.splitlines()[0].split()[:3] == ["ID", "SAGA", "STATUS"]
+    # The sample sagas declare business keys: KEY comes after SAGA.
+    assert table.stdout.splitlines()[0].split()[:4] == ["ID", "SAGA", "KEY", "STATUS"]
     rows = ok_json("--db", db, "list")
     assert len(rows) >= 7
     assert {r["status"] for r in rows} >= {"COMPLETED", "FAILED"}

@@ -119,3 +119,33 @@ def test_list_stranded_shows_only_sagas_nobody_runs(db: str) -> None:
     text = saga_tui("--db", db, "list", "--stranded")
     assert text.returncode == 0 and "STRANDED" in text.stdout.splitlines()[1]
     assert ok_json("--db", db, "list", "--filter", "key:ord-str")[0]["id"] == stranded
+
+
+def test_list_shows_the_business_key_and_compensate_stores_the_reason(db: str) -> None:
+    rows = ok_json("--db", db, "list", "--filter", "status:completed")
+    # start --count repeats the app's example context: one order id, five sagas.
+    assert [r["search_key"] for r in rows] == ["ord-0001"] * 5
+    text = saga_tui("--db", db, "list", "--filter", "status:completed").stdout.splitlines()
+    assert text[0].split()[:4] == ["ID", "SAGA", "KEY", "STATUS"]
+    assert [line.split()[2:4] for line in text[1:]] == [["ord-0001", "COMPLETED"]] * 5
+    one = rows[0]["id"]
+    done = ok_json(
+        "--db", db, "--app", RELIABLE, "compensate", one, "--yes", "--reason", "  refund by hand "
+    )
+    assert [r["status"] for r in done] == ["COMPENSATED"]
+    history = ok_json("--db", db, "show", one)["history"]
+    # The start is in the history too (from the command line, no reason given).
+    assert [(h["action"], h["reason"]) for h in history][-1] == (
+        "compensate",
+        "saga-tui command line: refund by hand",
+    )
+    assert history[0]["reason"] == "saga-tui command line"
+    shown = saga_tui("--db", db, "show", one).stdout
+    assert "(saga-tui command line: refund by hand)" in shown
+
+
+def test_a_reason_of_more_than_one_line_is_refused(db: str) -> None:
+    for reason in ("two\nlines", "x" * 201):
+        run = saga_tui("--db", db, "--app", RELIABLE, "recover", "--stale", "--reason", reason)
+        assert run.returncode == 2 and "--reason" in run.stderr, run.stderr
+        assert "one line of at most 200 characters" in run.stderr

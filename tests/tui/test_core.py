@@ -36,6 +36,23 @@ def test_error_outranks_took_and_tries_and_takes_a_wide_terminal() -> None:
     assert wide["error"] >= 80 and all(c.key in wide for c in columns.COLUMNS)
 
 
+def test_key_column_comes_in_once_the_error_is_comfortable_and_only_with_keys() -> None:
+    # KEY never narrows ERROR: on 120 columns the error keeps its width and KEY is out.
+    for width in (79, 119):
+        layout = dict(columns.fit(width))
+        assert {"status", "error", "saga"} <= set(layout) and "key" not in layout
+        assert dict(columns.fit(width, keys=False)) == layout
+    wide = columns.fit(159)
+    assert [key for key, _ in wide][:4] == ["mark", "id", "saga", "key"]
+    assert dict(wide)["key"] == columns.BY_KEY["key"].want
+    assert dict(wide)["error"] >= columns.BY_KEY["error"].want
+    # No saga on the page has a business key: no KEY column, its width goes elsewhere.
+    unkeyed = columns.fit(159, keys=False)
+    assert "key" not in dict(unkeyed) and columns.total_width(unkeyed) == 159
+    assert "key" in dict(columns.fit(77, wide=True))
+    assert "key" not in dict(columns.fit(77, wide=True, keys=False))
+
+
 def test_wide_mode_keeps_every_column_and_the_whole_error() -> None:
     layout = dict(columns.fit(77, wide=True, error_width=300))
     assert set(layout) == {c.key for c in columns.COLUMNS}

@@ -11,7 +11,7 @@ from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter, SagaSummary
 from saga_tui.components.start_form import SagaChoice, validate
 from saga_tui.filters import FilterError, format_filter, parse_filter
-from saga_tui.render import progress_text, safe, summary_row
+from saga_tui.render import progress_text, safe, summary_cells, summary_row
 from saga_tui.textfmt import clean, duration, error_line, one_line, progress
 
 
@@ -158,7 +158,24 @@ def test_the_command_line_table_words_rows_as_the_dashboard() -> None:
     )  # fmt: skip
     _, row = textout.table([running])
     cells = summary_row(running)
-    took = cells[6].plain
+    took = summary_cells(running)["took"].plain
     assert took == "3h00m"
     assert row.split()[5] == took  # TOOK: so far, not up to the last update
     assert row.split()[-1] == cells[-1].plain == "Boom"
+
+
+def test_the_command_line_table_has_a_key_column_only_when_a_saga_has_a_key() -> None:
+    from saga_tui import textout
+
+    now = datetime.datetime.now(datetime.UTC)
+    keyed = SagaSummary(
+        uuid.uuid4(), "OrderSaga", SagaStatus.COMPLETED, now, now, 3, 3,
+        search_key="ord-9ca8\x1b[2J",
+    )  # fmt: skip
+    plain = SagaSummary(uuid.uuid4(), "S", SagaStatus.COMPLETED, now, now, 3, 3)
+    head, row, other = textout.table([keyed, plain])
+    assert head.split()[:4] == ["ID", "SAGA", "KEY", "STATUS"]
+    assert row.split()[2] == "ord-9ca8\\x1b[2J"  # escaped, never sent raw
+    assert other.split()[2] == "COMPLETED"  # no key: the cell is blank
+    assert textout.table([plain])[0].split()[:3] == ["ID", "SAGA", "STATUS"]
+    assert summary_cells(keyed)["key"].plain == "ord-9ca8\\x1b[2J"

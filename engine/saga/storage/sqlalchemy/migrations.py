@@ -73,6 +73,7 @@ def _v1_to_v2(conn: sa.Connection) -> None:
     for table in (
         schema.saga_audit,
         schema.saga_status_counts,
+        schema.saga_failure_counts,
         schema.saga_schema_version,
     ):
         table.create(conn, checkfirst=True)
@@ -97,6 +98,13 @@ def _v2_to_v3(conn: sa.Connection) -> None:
     for table in schema.metadata.sorted_tables:
         for index in table.indexes:
             index.create(conn, checkfirst=True)
+    # Triggers declared since the database was made (each statement is idempotent), and
+    # a counts table that is new is filled from the rows it counts.
+    for ddl in schema.count_trigger_ddl(conn.dialect.name):
+        conn.exec_driver_sql(ddl)
+    if schema.saga_failure_counts.name not in names:
+        for sql in schema.RECOUNT_FAILURES_SQL:
+            conn.exec_driver_sql(sql)
 
 
 def lacks_declared(conn: sa.Connection) -> bool:

@@ -118,6 +118,15 @@ SAGA_INDEXES = (
         sqlite_where=saga_executions.c.failure_key.is_not(None),
         postgresql_where=saga_executions.c.failure_key.is_not(None),
     ),
+    # The groups' last hour: the failures since a moment are one range, whatever their cause.
+    sa.Index(
+        "ix_saga_executions_failed_at",
+        saga_executions.c.failed_at,
+        saga_executions.c.failure_key,
+        saga_executions.c.status,
+        sqlite_where=saga_executions.c.failed_at.is_not(None),
+        postgresql_where=saga_executions.c.failed_at.is_not(None),
+    ),
     # The header's pulse: sagas that ended in the last minutes, by status.
     sa.Index(
         "ix_saga_executions_finished",
@@ -263,6 +272,16 @@ saga_status_counts = sa.Table(
     sa.Column("n", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
+# Failure groups: sagas per (cause, status), kept exact by triggers, so the groups view
+# reads a row per group instead of counting every failed saga's index entry.
+saga_failure_counts = sa.Table(
+    "saga_failure_counts",
+    metadata,
+    sa.Column("failure_key", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(12), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False, server_default=sa.text("0")),
+)
+
 saga_schema_version = sa.Table(
     "saga_schema_version",
     metadata,
@@ -289,6 +308,63 @@ BEGIN
 END""",
 )
 
+# A saga counts for its (failure_key, status) while it has a failure key.
+_SQLITE_FAILURE_CHANGED = "(OLD.status IS NOT NEW.status OR OLD.failure_key IS NOT NEW.failure_key)"
+_SQLITE_FAILURE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS trg_saga_failure_insert AFTER INSERT ON saga_executions
+WHEN NEW.failure_key IS NOT NULL
+BEGIN
+  INSERT OR IGNORE INTO saga_failure_counts (failure_key, status, n)
+    VALUES (NEW.failure_key, NEW.status, 0);
+  UPDATE saga_failure_counts SET n = n + 1
+    WHERE failure_key = NEW.failure_key AND status = NEW.status;
+END""",
+    f"""CREATE TRIGGER IF NOT EXISTS trg_saga_failure_leave
+AFTER UPDATE OF status, failure_key ON saga_executions
+WHEN OLD.failure_key IS NOT NULL AND {_SQLITE_FAILURE_CHANGED}
+BEGIN
+  UPDATE saga_failure_counts SET n = n - 1
+    WHERE failure_key = OLD.failure_key AND status = OLD.status;
+END""",
+    f"""CREATE TRIGGER IF NOT EXISTS trg_saga_failure_enter
+AFTER UPDATE OF status, failure_key ON saga_executions
+WHEN NEW.failure_key IS NOT NULL AND {_SQLITE_FAILURE_CHANGED}
+BEGIN
+  INSERT OR IGNORE INTO saga_failure_counts (failure_key, status, n)
+    VALUES (NEW.failure_key, NEW.status, 0);
+  UPDATE saga_failure_counts SET n = n + 1
+    WHERE failure_key = NEW.failure_key AND status = NEW.status;
+END""",
+    """CREATE TRIGGER IF NOT EXISTS trg_saga_failure_delete AFTER DELETE ON saga_executions
+WHEN OLD.failure_key IS NOT NULL
+BEGIN
+  UPDATE saga_failure_counts SET n = n - 1
+    WHERE failure_key = OLD.failure_key AND status = OLD.status;
+END""",
+)
+
+_POSTGRES_FAILURE_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION saga_failure_count_trg() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.failure_key IS NOT NULL THEN
+    UPDATE saga_failure_counts SET n = n - 1
+    WHERE failure_key = OLD.failure_key AND status = OLD.status::text;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.failure_key IS NOT NULL THEN
+    INSERT INTO saga_failure_counts (failure_key, status, n)
+    VALUES (NEW.failure_key, NEW.status::text, 1)
+    ON CONFLICT (failure_key, status) DO UPDATE SET n = saga_failure_counts.n + 1;
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER trg_saga_failure_insert AFTER INSERT OR DELETE
+ON saga_executions FOR EACH ROW EXECUTE FUNCTION saga_failure_count_trg()""",
+    """CREATE OR REPLACE TRIGGER trg_saga_failure_update AFTER UPDATE OF status, failure_key
+ON saga_executions FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+  OR OLD.failure_key IS DISTINCT FROM NEW.failure_key)
+EXECUTE FUNCTION saga_failure_count_trg()""",
+)
+
 _POSTGRES_COUNT_TRIGGERS = (
     """CREATE OR REPLACE FUNCTION saga_count_trg() RETURNS trigger AS $$
 BEGIN
@@ -310,17 +386,26 @@ EXECUTE FUNCTION saga_count_trg()""",
 
 
 def count_trigger_ddl(dialect_name: str) -> tuple[str, ...]:
-    """The statements that create the status-count triggers for one dialect."""
+    """The statements that create the count triggers (status, failure cause) for a dialect."""
     if dialect_name == "sqlite":
-        return _SQLITE_COUNT_TRIGGERS
+        return _SQLITE_COUNT_TRIGGERS + _SQLITE_FAILURE_TRIGGERS
     if dialect_name == "postgresql":
-        return _POSTGRES_COUNT_TRIGGERS
+        return _POSTGRES_COUNT_TRIGGERS + _POSTGRES_FAILURE_TRIGGERS
     return ()
 
+
+RECOUNT_FAILURES_SQL = (
+    "DELETE FROM saga_failure_counts",
+    "INSERT INTO saga_failure_counts (failure_key, status, n) "
+    "SELECT failure_key, status, COUNT(*) FROM saga_executions"
+    " WHERE failure_key IS NOT NULL GROUP BY failure_key, status",
+)
+"""Rebuild the failure counts from the rows (when the table is new, or after a bulk load)."""
 
 RECOUNT_SQL = (
     "DELETE FROM saga_status_counts",
     "INSERT INTO saga_status_counts (status, n) "
     "SELECT status, COUNT(*) FROM saga_executions GROUP BY status",
+    *RECOUNT_FAILURES_SQL,
 )
 """Rebuild the counts from the rows (after a migration or a bulk load)."""
