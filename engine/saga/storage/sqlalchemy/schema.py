@@ -357,11 +357,16 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$ LANGUAGE plpgsql""",
-    """CREATE OR REPLACE TRIGGER trg_saga_failure_insert AFTER INSERT OR DELETE
-ON saga_executions FOR EACH ROW EXECUTE FUNCTION saga_failure_count_trg()""",
+    # WHEN clauses keep sagas without a failure (nearly all writes) out of the function.
+    """CREATE OR REPLACE TRIGGER trg_saga_failure_insert AFTER INSERT
+ON saga_executions FOR EACH ROW WHEN (NEW.failure_key IS NOT NULL)
+EXECUTE FUNCTION saga_failure_count_trg()""",
+    """CREATE OR REPLACE TRIGGER trg_saga_failure_delete AFTER DELETE
+ON saga_executions FOR EACH ROW WHEN (OLD.failure_key IS NOT NULL)
+EXECUTE FUNCTION saga_failure_count_trg()""",
     """CREATE OR REPLACE TRIGGER trg_saga_failure_update AFTER UPDATE OF status, failure_key
-ON saga_executions FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
-  OR OLD.failure_key IS DISTINCT FROM NEW.failure_key)
+ON saga_executions FOR EACH ROW WHEN ((OLD.failure_key IS NOT NULL OR NEW.failure_key IS NOT NULL)
+  AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.failure_key IS DISTINCT FROM NEW.failure_key))
 EXECUTE FUNCTION saga_failure_count_trg()""",
 )
 
