@@ -17,6 +17,7 @@ import typing
 from engine.saga.fleet import RequestBook, RequestsUnsupportedError
 from engine.saga.lease import this_host
 from engine.saga.requests import RequestProgress
+from engine.saga.storage.models import SagaFilter
 from engine.saga.worker import RequestServer
 from saga_tui.fleet_actions import is_durable
 from saga_tui.textfmt import one_line
@@ -71,7 +72,12 @@ class FleetMixin(_Base):
         except RequestsUnsupportedError as exc:
             self.notify(one_line(exc), severity="warning", markup=False)
             return
-        self.push_screen(WorkersScreen(book))
+        self.push_screen(WorkersScreen(book), self._worker_chosen)
+
+    def _worker_chosen(self, name: str | None) -> None:
+        if name:
+            screen: typing.Any = self.screen_stack[0]
+            screen.set_filter(SagaFilter(worker=name))
 
     def _request_progress(self, progress: RequestProgress) -> None:
         # Called while an action's request is followed: a toast when it moved, not too often.

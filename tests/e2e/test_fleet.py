@@ -153,6 +153,10 @@ async def test_start_compensate_recover_requests_are_served_by_a_worker(db_url: 
             book = RequestBook.of(storage)
             workers = await book.workers()
             assert [(w.name, w.served) for w in workers] == [("w1", 7)]
+            # The worker's sagas by its name: the four it started and the one it recovered.
+            listed = saga_tui(db_url, "list", "--filter", "worker:w1", "--json")
+            assert listed.returncode == 0, listed.stderr
+            assert {r["id"] for r in json.loads(listed.stdout)} == {*ids, failed_id}
             detail = await storage.get_saga(uuid.UUID(failed_id))
             assert detail is not None
             last = detail.audit[-1]

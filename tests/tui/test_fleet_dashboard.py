@@ -14,7 +14,15 @@ from engine.saga.requests import WorkerInfo
 from engine.saga.storage.sqlalchemy.schema import saga_request_items
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.workers_view import WorkersScreen
-from tests.tui.conftest import SIZE, Env, notifications, screen_showing, select, wait_for
+from tests.tui.conftest import (
+    SIZE,
+    Env,
+    notifications,
+    screen_showing,
+    screen_text,
+    select,
+    wait_for,
+)
 
 
 async def _pairs(env: Env) -> list[sa.Row[typing.Any]]:
@@ -124,3 +132,53 @@ async def test_quitting_mid_request_strands_nothing(env: Env) -> None:
 async def _taken(book: RequestBook, request_id: uuid.UUID) -> bool:
     (progress,) = await book.progress([request_id])
     return progress.taken > 0
+
+
+async def test_enter_on_a_worker_shows_its_sagas(env: Env) -> None:
+    from engine.saga.storage.enums import SagaStatus
+    from engine.saga.storage.models import Checkpoint, NewSaga
+
+    book = RequestBook.of(env.storage)
+    now = time.time()
+    owners = {"w-a": "elsewhere:11:1", "w-b": "elsewhere:12:1"}
+    for name, started in (("w-a", now - 100), ("w-b", now - 300)):
+        owner = owners[name]
+        await book.register(
+            WorkerInfo(owner, name, "elsewhere", int(owner.split(":")[1]), "shop:make",
+                       ("OrderSaga",), started, now)
+        )  # fmt: skip
+    leased: dict[str, uuid.UUID] = {}
+    for name, owner in owners.items():
+        leased[name] = uuid.uuid4()
+        await env.storage.apply(
+            Checkpoint(
+                saga_id=leased[name],
+                create=NewSaga(name="OrderSaga", context={"x": 1}, step_count=3),
+                status=SagaStatus.RUNNING,
+                owner=owner,
+                lease_expires=now + 600,
+            )
+        )
+    other = await env.run_saga()
+    app = env.app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.main_screen.table
+        await wait_for(pilot, lambda: len(t.order) == 3, what="every saga listed")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the view")
+        await screen_showing(pilot, app, "w-b")
+        await pilot.press("down")
+
+        def age_of_w_b() -> str:
+            line = next(x for x in screen_text(app).splitlines() if "w-b" in x)
+            return line.split(" ago")[0].split()[-1]
+
+        before = age_of_w_b()
+        # The view re-reads the table every second: the cursor must stay on w-b.
+        await wait_for(pilot, lambda: age_of_w_b() != before, what="the view refreshed")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, WorkersScreen), what="closed")
+        await wait_for(pilot, lambda: t.order == [str(leased["w-b"])], what="w-b's saga only")
+        assert app.browse.saga_filter.worker == "w-b"
+        assert str(other) not in t.order
+        await screen_showing(pilot, app, "worker:w-b")
