@@ -253,6 +253,9 @@ async def _run(args: argparse.Namespace) -> int:
                 grace=args.grace,
             )
         wait = not getattr(args, "no_wait", False)
+        from saga_tui.request_report import RequestReport, worker_command
+
+        report = RequestReport(sys.stderr, start_worker=worker_command(args.db))
         if command == "recover":
             code = await headless.recover_command(
                 mediator,
@@ -262,6 +265,7 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
                 as_json=args.json,
                 wait=wait,
+                on_request=report,
             )
             if args.stale:
                 await events_cli.deliver_pending_command(mediator, _print, as_json=args.json)
@@ -277,6 +281,7 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
                 as_json=args.json,
                 wait=wait,
+                on_request=report,
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(
@@ -287,6 +292,7 @@ async def _run(args: argparse.Namespace) -> int:
             as_json=args.json,
             status=sys.stderr,
             wait=wait,
+            on_request=report,
         )
     finally:
         await storage.close()

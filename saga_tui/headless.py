@@ -214,8 +214,11 @@ async def recover_command(
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
     wait: bool = True,
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
-    """Recover sagas by id, every stale one (runner gone), or every one matching a filter."""
+    """Recover sagas by id, every stale one (runner gone), or every one matching a filter.
+
+    ``on_request`` hears how each request goes (the command line's progress on stderr)."""
     if stale:
         results = await recover_all_stale(mediator)
         if not as_json and not results:
@@ -225,7 +228,9 @@ async def recover_command(
     target = await _target(mediator, idents, saga_filter)
     if not wait:
         return await _request_only(mediator, out, "recover", target, as_json)
-    results = await operations.submit_action(mediator, "recover", target, reason=REASON)
+    results = await operations.submit_action(
+        mediator, "recover", target, reason=REASON, on_request=on_request
+    )
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
@@ -259,6 +264,7 @@ async def compensate_command(
     saga_filter: SagaFilter | None = None,
     as_json: bool = False,
     wait: bool = True,
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
     """Compensate sagas by id, or every one matching a filter, after confirmation.
 
@@ -272,7 +278,9 @@ async def compensate_command(
         raise UsageError("compensation cancelled")
     if not wait:
         return await _request_only(mediator, out, "compensate", target, as_json)
-    results = await operations.submit_action(mediator, "compensate", target, reason=REASON)
+    results = await operations.submit_action(
+        mediator, "compensate", target, reason=REASON, on_request=on_request
+    )
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
@@ -344,6 +352,7 @@ async def _start_by_requests(
     plan: StartPlan,
     tally: StartTally,
     shown: typing.Callable[[typing.Any, ActionResult], None],
+    on_request: fleet_actions.Progress | None = None,
 ) -> None:
     """Durable start requests of at most START_CHUNK sagas, one after another.
 
@@ -357,7 +366,7 @@ async def _start_by_requests(
             mediator, "start", saga_name=plan.saga_name, context=context, count=n, reason=REASON
         )
         tally.started += n
-        for result in await fleet_actions.follow(mediator, asked):
+        for result in await fleet_actions.follow(mediator, asked, on_progress=on_request):
             shown(None, result)
 
 
@@ -370,6 +379,7 @@ async def start_command(
     as_json: bool = False,
     status: typing.TextIO | None = None,
     wait: bool = True,
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed.
 
@@ -406,7 +416,7 @@ async def start_command(
 
     try:
         if fleet_actions.is_durable(mediator):
-            await _start_by_requests(mediator, plan, tally, shown)
+            await _start_by_requests(mediator, plan, tally, shown, on_request)
         else:
             await operations.start_many(
                 mediator, contexts, reason=REASON, on_result=shown, collect=False

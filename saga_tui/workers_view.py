@@ -45,6 +45,17 @@ def worker_state(worker: WorkerInfo, now: float) -> str:
     return "live" if worker.dedicated else "live (dashboard)"
 
 
+def waiting_note(types: typing.Sequence[str], worker_alive: bool) -> str:
+    """Why open requests wait: no worker runs, or none has their saga types."""
+    names = clean(", ".join(types))
+    if not worker_alive:
+        return f"requests for {names} wait: no worker is running; start `saga-tui worker`"
+    return (
+        f"requests for {names} wait: no live worker has them registered; "
+        "start `saga-tui worker --app MODULE:FACTORY` with them"
+    )
+
+
 def worker_row(worker: WorkerInfo, now: float) -> tuple[Text, ...]:
     """One table row, every database value cleaned."""
     state = worker_state(worker, now)
@@ -91,9 +102,9 @@ class WorkersScreen(ModalScreen[str | None]):
     @work(exclusive=True, group="workers", exit_on_error=False)
     async def _load(self) -> None:
         found = await self.book.workers()
-        self._show(found)
+        self._show(found, await self.book.unserved_types())
 
-    def _show(self, found: list[WorkerInfo]) -> None:
+    def _show(self, found: list[WorkerInfo], waiting: list[str]) -> None:
         if not self.is_attached:
             return
         now = time.time()
@@ -112,6 +123,8 @@ class WorkersScreen(ModalScreen[str | None]):
             if found
             else "no worker has run in the last hour: start one with `saga-tui worker`"
         )
+        if waiting:
+            text += "\n" + waiting_note(waiting, any(w.alive(now) and w.dedicated for w in found))
         self.query_one("#workers-summary", Static).update(Text(text))
 
     def action_filter_worker(self) -> None:

@@ -182,3 +182,50 @@ async def test_enter_on_a_worker_shows_its_sagas(env: Env) -> None:
         assert app.browse.saga_filter.worker == "w-b"
         assert str(other) not in t.order
         await screen_showing(pilot, app, "worker:w-b")
+
+
+async def test_a_saga_type_nobody_here_runs_is_requested_and_said_to_wait(env: Env) -> None:
+    # GhostSaga is registered neither in the dashboard's app nor by any worker (none runs):
+    # recovering it writes a request that waits for one, and the dashboard says so.
+    from engine.saga.storage.enums import SagaStatus
+    from engine.saga.storage.models import Checkpoint, NewSaga
+    from saga_tui.components.detail import DetailScreen
+
+    ghost = uuid.uuid4()
+    await env.storage.apply(
+        Checkpoint(
+            saga_id=ghost,
+            create=NewSaga(name="GhostSaga", context={"x": 1}, step_count=2),
+            status=SagaStatus.RUNNING,
+            current_step="Haunt",
+        )
+    )
+    app = env.app()
+    book = RequestBook.of(env.storage)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, ghost)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await screen_showing(
+            pilot, app, "GhostSaga is not registered here: r and c ask a worker that has it"
+        )
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await screen_showing(pilot, app, "a worker that has it serves the request")
+        await pilot.press("y")
+        waiting = (
+            "recover 1 saga: 0 of 1 done, pending: no worker is running; "
+            "it will be served when `saga-tui worker` starts"
+        )
+        await wait_for(pilot, lambda: waiting in notifications(app), what="the waiting toast")
+        (request,) = await book.recent()
+        assert (request.kind, request.total, request.done, request.taken) == ("recover", 1, 0, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="the list")
+        await screen_showing(pilot, app, "requests wait for a worker: GhostSaga")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the view")
+        await screen_showing(pilot, app, "requests for GhostSaga wait: no worker is running")
+    # Quitting leaves it pending for any worker.
+    (after,) = await book.progress([request.request_id])
+    assert (after.state, after.done) == ("PENDING", 0)
