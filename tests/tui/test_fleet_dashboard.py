@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 import uuid
@@ -229,3 +230,30 @@ async def test_a_saga_type_nobody_here_runs_is_requested_and_said_to_wait(env: E
     # Quitting leaves it pending for any worker.
     (after,) = await book.progress([request.request_id])
     assert (after.state, after.done) == ("PENDING", 0)
+
+
+async def test_a_follower_serves_its_request_itself_once_the_live_worker_is_gone(
+    env: Env,
+) -> None:
+    # A worker row beating now but whose process is gone (its beats stop): the request is
+    # left to it at first, and served here once it is gone (local-first).
+    from engine.saga.requests import GONE_AFTER, RequestProgress
+    from saga_tui import fleet_actions
+
+    saga_id = await env.run_saga()
+    book = RequestBook.of(env.storage)
+    now = time.time()
+    await book.register(
+        WorkerInfo("elsewhere:13:1", "w-gone", "elsewhere", 13, "shop:make",
+                   ("OrderSaga",), now, now - GONE_AFTER + 3)
+    )  # fmt: skip
+    assert await fleet_actions.served_elsewhere(env.mediator, ["OrderSaga"])
+    seen: list[RequestProgress] = []
+    asked = await fleet_actions.ask(env.mediator, "compensate", [saga_id], saga_names=["OrderSaga"])
+    results = await asyncio.wait_for(
+        fleet_actions.follow(env.mediator, asked, on_progress=seen.append), 120
+    )
+    assert [(r.saga_id, r.ok) for r in results] == [(saga_id, True)]
+    assert seen[0].taken == 0 and seen[0].waiting_for is None  # left to the live worker
+    (pair,) = await _pairs(env)
+    assert pair.taken_by == process_owner_id()
