@@ -27,6 +27,7 @@ from saga_tui.components.saga_table import SagaTable
 from saga_tui.components.start_form import SagaChoice, StartForm, StartRequest
 from saga_tui.demo import DemoTraffic
 from saga_tui.events_text import counts_text
+from saga_tui.fleet_actions import is_durable, waiting_text
 from saga_tui.fleet_ui import FleetMixin
 from saga_tui.live import PAGE_SIZE, POLL_INTERVAL, BrowseState, LiveFeed, LoadResult
 from saga_tui.messages import (
@@ -38,7 +39,7 @@ from saga_tui.messages import (
 )
 from saga_tui.operations import READ_ONLY_WHY, start_many, why_not_runnable
 from saga_tui.render import Palette, palette_from_theme
-from saga_tui.textfmt import one_line, plural, utcnow, zone
+from saga_tui.textfmt import clean, one_line, plural, utcnow, zone
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
@@ -113,6 +114,7 @@ class SagaApp(FleetMixin, ActionsMixin):
             self._demo = DemoTraffic(self.mediator)
             self._demo.start()
         self._serve_requests()
+        self._watch_waiting()
         if self.user_keys.warning:
             self.notify(self.user_keys.warning, title="Keymap", severity="warning", markup=False)
         self.reload()
@@ -188,7 +190,8 @@ class SagaApp(FleetMixin, ActionsMixin):
         now = utcnow()
         clock = f"{now.astimezone().strftime('%H:%M:%S')} {zone(now)}"
         events = counts_text(self.shown.event_counts) if self.shown else ""
-        self.main_screen.show_title(self.label, live, running, clock, events)
+        waiting = waiting_text(self.waiting_types)
+        self.main_screen.show_title(self.label, live, running, clock, events, waiting)
 
     @on(Loaded)
     def _show_load(self, message: Loaded) -> None:
@@ -251,6 +254,8 @@ class SagaApp(FleetMixin, ActionsMixin):
             return
         summary = self.main_screen.table.summary(saga_id)
         why = why_not_runnable(self.mediator, summary.name) if summary else None
+        if why and summary and self.mediator is not None and is_durable(self.mediator):
+            why = f"{clean(summary.name)} is not registered here: r and c ask a worker that has it"
         detail = DetailScreen(
             saga_id,
             why,

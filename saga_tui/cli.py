@@ -196,7 +196,7 @@ def _confirm_with(args: argparse.Namespace) -> typing.Callable[[str], bool]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from saga_tui import events_cli, headless
+    from saga_tui import events_cli, headless, reads
     from saga_tui.target import build_mediator, load_app_factory, open_storage, resolve_db_url
 
     url = resolve_db_url(args.db)
@@ -223,7 +223,7 @@ async def _run(args: argparse.Namespace) -> int:
     storage = open_storage(url, read_only=args.read_only, must_exist=must_exist)
     try:
         if command == "list":
-            return await headless.list_command(
+            return await reads.list_command(
                 storage,
                 _print,
                 statuses=headless.status_option(args.status),
@@ -234,11 +234,9 @@ async def _run(args: argparse.Namespace) -> int:
                 saga_filter=saga_filter,
             )
         if command == "groups":
-            return await headless.groups_command(
-                storage, _print, limit=args.limit, as_json=args.json
-            )
+            return await reads.groups_command(storage, _print, limit=args.limit, as_json=args.json)
         if command == "show":
-            return await headless.show_command(storage, _print, args.id, as_json=args.json)
+            return await reads.show_command(storage, _print, args.id, as_json=args.json)
         if command == "events":
             return await events_cli.events_command(
                 storage, _print, failed=args.failed, limit=args.limit, as_json=args.json
@@ -261,6 +259,9 @@ async def _run(args: argparse.Namespace) -> int:
                 grace=args.grace,
             )
         wait = not getattr(args, "no_wait", False)
+        from saga_tui.request_report import RequestReport, worker_command
+
+        report = RequestReport(sys.stderr, start_worker=worker_command(args.db))
         if command == "recover":
             code = await headless.recover_command(
                 mediator,
@@ -271,6 +272,7 @@ async def _run(args: argparse.Namespace) -> int:
                 as_json=args.json,
                 wait=wait,
                 why=args.reason,
+                on_request=report,
             )
             if args.stale:
                 await events_cli.deliver_pending_command(mediator, _print, as_json=args.json)
@@ -287,6 +289,7 @@ async def _run(args: argparse.Namespace) -> int:
                 as_json=args.json,
                 wait=wait,
                 why=args.reason,
+                on_request=report,
             )
         plan = headless.plan_start(mediator, args.name, args.context)
         return await headless.start_command(
@@ -297,6 +300,7 @@ async def _run(args: argparse.Namespace) -> int:
             as_json=args.json,
             status=sys.stderr,
             wait=wait,
+            on_request=report,
         )
     finally:
         await storage.close()

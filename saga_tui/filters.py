@@ -29,13 +29,17 @@ _BUSINESS_KEYS = ("key", "k")
 _GROUP_KEYS = ("group",)
 _EVENT_KEYS = ("events",)
 _EVENT_STATES = ("failed", "pending")
+_WORKER_KEYS = ("worker",)
 _KEY = re.compile(r"([A-Za-z_]+):(.*)", re.S)
-_ALL_KEYS = _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS + _EVENT_KEYS
+_ALL_KEYS = (
+    _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS + _EVENT_KEYS + _WORKER_KEYS
+)
 STRANDED_WORDS = ("stranded", "stale")
 """``status:stranded`` / ``is:stale``: unfinished sagas nobody runs (not a stored status)."""
 HELP = (
     "use status:NAME (or status:stranded), name:TEXT, key:BUSINESS-KEY, group:KEY, "
-    'events:failed|pending or free text (quote text that holds a colon: "a:b")'
+    "events:failed|pending, worker:NAME or free text "
+    '(quote text that holds a colon: "a:b")'
 )
 
 
@@ -110,6 +114,7 @@ def parse_filter(text: str) -> SagaFilter:
     business: str | None = None
     group: str | None = None
     events: str | None = None
+    worker: str | None = None
     for word, quoted in _words(text):
         if not quoted and looks_like_id(word):
             free.append(id_prefix(word) or word)  # any spelling of a whole id
@@ -119,10 +124,7 @@ def parse_filter(text: str) -> SagaFilter:
             free.append(word)
             continue
         key, value = found.group(1).lower(), found.group(2)
-        if (
-            key
-            not in _STATUS_KEYS + _NAME_KEYS + _IS_KEYS + _BUSINESS_KEYS + _GROUP_KEYS + _EVENT_KEYS
-        ):
+        if key not in _ALL_KEYS:
             raise FilterError(f"unknown filter {word!r}: {HELP}")
         if not value.strip():
             raise FilterError(f"{key}: needs a value, e.g. {key}:{_EXAMPLES[key]}")
@@ -140,6 +142,8 @@ def parse_filter(text: str) -> SagaFilter:
             business = value.strip()
         elif key in _GROUP_KEYS:
             group = value.strip().lower()
+        elif key in _WORKER_KEYS:
+            worker = value.strip()
         else:
             names.append(value)
     return SagaFilter(
@@ -150,6 +154,7 @@ def parse_filter(text: str) -> SagaFilter:
         key=business,
         failure_key=group,
         events=events,
+        worker=worker,
     )
 
 
@@ -175,6 +180,7 @@ _EXAMPLES = {
     "key": "ord-9ca8",
     "k": "ord-9ca8",
     "group": "3f2a9c1e0b7d4a21",
+    "worker": "w1",
 }
 
 
@@ -194,6 +200,8 @@ def format_filter(saga_filter: SagaFilter) -> str:
         parts.append("name:" + _quote(saga_filter.name))
     if saga_filter.events:
         parts.append("events:" + saga_filter.events.lower())
+    if saga_filter.worker:
+        parts.append("worker:" + _quote(saga_filter.worker))
     if saga_filter.text:
         parts.append(" ".join(_quote(w) for w in saga_filter.text.split(" ")))
     return " ".join(parts)

@@ -16,10 +16,11 @@ import uuid
 
 from engine.saga.fleet import RequestBook
 from engine.saga.operator import ActionResult
-from engine.saga.requests import RequestKind, RequestProgress
+from engine.saga.requests import RequestKind, RequestProgress, WorkerInfo
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.sqlalchemy.storage import SqlAlchemySagaStorage
 from engine.saga.worker import RequestServer
+from saga_tui.textfmt import clean
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
@@ -77,6 +78,81 @@ async def served_elsewhere(mediator: SagaMediator, names: typing.Iterable[str]) 
     return all(any(w.can_run(name) for w in live) for name in names)
 
 
+NO_WORKER = "no worker is running; it will be served when `saga-tui worker` starts"
+WATCH_EVERY = 1.0
+"""Seconds between two looks at the workers table while a request is followed."""
+
+
+def runs_here(mediator: SagaMediator, name: str) -> bool:
+    """This process has the saga type registered (it can serve its pairs)."""
+    return any(registered == name for registered, _, _ in mediator.registered())
+
+
+def waiting_reason(unserved: typing.Sequence[str], live: typing.Sequence[WorkerInfo]) -> str:
+    """Why pairs of these saga types wait: no worker at all, or none that has them."""
+    if not any(w.dedicated for w in live):
+        return NO_WORKER
+    names = clean(", ".join(sorted(unserved)))
+    return (
+        f"no live worker has {names} registered; it will be served when "
+        "`saga-tui worker --app ...` with it starts"
+    )
+
+
+def waiting_text(types: typing.Sequence[str]) -> str:
+    """The header's note while requests of these saga types wait for a worker ("" if none)."""
+    if not types:
+        return ""
+    return f"requests wait for a worker: {', '.join(types)}"
+
+
+@dataclasses.dataclass
+class _Following:
+    """One followed request: who serves it here (if anyone) and why it waits."""
+
+    mediator: SagaMediator
+    asked: Asked
+    server: RequestServer | None = None
+    serving: asyncio.Task[None] | None = None
+    waiting_for: str | None = None
+
+    def serve(self) -> None:
+        """Serve this request's pairs of the types this process has, here."""
+        self.server = RequestServer(
+            self.mediator, only_request=self.asked.request_id, register=False, recover_stale=False
+        )
+        self.serving = asyncio.create_task(self.server.serve())
+
+    async def watch(self) -> None:
+        """Each WATCH_EVERY: serve here when the live servers went away (local-first),
+        and say why the pairs no process can serve wait."""
+        book = RequestBook.of(self.mediator.storage)
+        while True:
+            live = await book.live_workers()
+            unserved = [
+                n for n in sorted(self.asked.saga_names) if not any(w.can_run(n) for w in live)
+            ]
+            if self.server is None and any(runs_here(self.mediator, n) for n in unserved):
+                self.serve()
+            if self.server is not None:
+                unserved = [n for n in unserved if not runs_here(self.mediator, n)]
+            self.waiting_for = waiting_reason(unserved, live) if unserved else None
+            await asyncio.sleep(WATCH_EVERY)
+
+    def told(self, progress: RequestProgress) -> RequestProgress:
+        """``progress`` with why its waiting pairs wait (when nobody can serve them)."""
+        if self.waiting_for is None or progress.finished or not progress.waiting:
+            return progress
+        return dataclasses.replace(progress, waiting_for=self.waiting_for)
+
+    async def stop(self) -> None:
+        """Stop serving here: running sagas end at a step boundary, pairs go back."""
+        if self.server is not None and self.serving is not None:
+            self.server.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.serving)
+
+
 async def follow(
     mediator: SagaMediator,
     asked: Asked,
@@ -86,24 +162,27 @@ async def follow(
     poll: float = 0.1,
 ) -> list[ActionResult]:
     """Wait until every pair has its outcome; serve the request here when nobody else can
-    (``serve_here`` None: decide by the workers table). Returns results in request order."""
+    (``serve_here`` None: decide by the workers table, and again while waiting). Returns
+    results in request order. ``on_progress`` hears how far it is, and why it waits when
+    no live process can serve some of its sagas."""
     book = RequestBook.of(mediator.storage)
+    following = _Following(mediator, asked)
     if serve_here is None:
         serve_here = not await served_elsewhere(mediator, asked.saga_names)
-    server: RequestServer | None = None
-    serving: asyncio.Task[None] | None = None
+        watching = asyncio.create_task(following.watch()) if on_progress is not None else None
+    else:
+        watching = None
     if serve_here:
-        server = RequestServer(
-            mediator, only_request=asked.request_id, register=False, recover_stale=False
-        )
-        serving = asyncio.create_task(server.serve())
+        following.serve()
+    told = None if on_progress is None else lambda p: on_progress(following.told(p))
     try:
-        await book.wait(asked.request_id, poll=poll, on_progress=on_progress)
+        await book.wait(asked.request_id, poll=poll, on_progress=told)
     finally:
-        if server is not None and serving is not None:
-            server.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(serving)
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
+        await following.stop()
     return results_of(asked.kind, await book.items(asked.request_id))
 
 

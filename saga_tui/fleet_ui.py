@@ -14,9 +14,12 @@ import os
 import time
 import typing
 
+from textual import work
+
 from engine.saga.fleet import RequestBook, RequestsUnsupportedError
 from engine.saga.lease import this_host
 from engine.saga.requests import RequestProgress
+from engine.saga.storage.models import SagaFilter
 from engine.saga.worker import RequestServer
 from saga_tui.fleet_actions import is_durable
 from saga_tui.textfmt import one_line
@@ -34,6 +37,9 @@ else:
 
 SERVER_GRACE = 3.0
 """Seconds the dashboard's own request server gives running sagas when it quits."""
+WAITING_EVERY = 2.0
+"""Seconds between two looks for requests no live process can serve."""
+WAITING_TOAST = 10.0
 PROGRESS_EVERY = 2.0
 """At most one progress toast per this many seconds while a request is followed."""
 
@@ -47,6 +53,25 @@ class FleetMixin(_Base):
     _server: RequestServer | None = None
     _serving: asyncio.Task[None] | None = None
     _progress_shown: tuple[float, str] = (0.0, "")
+    _waiting_shown: str | None = None
+    waiting_types: tuple[str, ...] = ()
+    """Saga types with open requests no live process can serve (the header says so)."""
+
+    def _watch_waiting(self) -> None:
+        """Look every few seconds for requests nobody can serve (any SQL database)."""
+        try:
+            book = RequestBook.of(typing.cast(typing.Any, self.reader))
+        except RequestsUnsupportedError:
+            return
+        self._check_waiting(book)
+        self.set_interval(WAITING_EVERY, lambda: self._check_waiting(book))
+
+    @work(exclusive=True, group="fleet-waiting", exit_on_error=False)
+    async def _check_waiting(self, book: RequestBook) -> None:
+        try:
+            self.waiting_types = tuple(await book.unserved_types())
+        except Exception:  # a python-cqrs database has no requests table: nothing waits
+            self.waiting_types = ()
 
     def _serve_requests(self) -> None:
         """Local-first: with an app on a SQL database, serve requests while no worker lives."""
@@ -71,12 +96,24 @@ class FleetMixin(_Base):
         except RequestsUnsupportedError as exc:
             self.notify(one_line(exc), severity="warning", markup=False)
             return
-        self.push_screen(WorkersScreen(book))
+        self.push_screen(WorkersScreen(book), self._worker_chosen)
+
+    def _worker_chosen(self, name: str | None) -> None:
+        if name:
+            screen: typing.Any = self.screen_stack[0]
+            screen.set_filter(SagaFilter(worker=name))
 
     def _request_progress(self, progress: RequestProgress) -> None:
         # Called while an action's request is followed: a toast when it moved, not too often.
         when, text = self._progress_shown
         now, line = time.monotonic(), progress.describe()
+        if progress.waiting_for != self._waiting_shown and not progress.finished:
+            # Why it waits is said at once, and stays a while: the operator must act.
+            self._waiting_shown = progress.waiting_for
+            if progress.waiting_for:
+                self._progress_shown = (now, line)
+                self.notify(line, severity="warning", markup=False, timeout=WAITING_TOAST)
+                return
         if progress.finished or line == text or now - when < PROGRESS_EVERY:
             return
         self._progress_shown = (now, line)

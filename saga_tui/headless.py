@@ -1,4 +1,4 @@
-"""The headless commands: list, show, groups, recover, compensate, start.
+"""The headless commands that act: recover, compensate, start (list, show, groups: reads).
 
 Each returns an exit code (0 done, 1 an action failed) and raises UsageError for bad
 input before any action runs, so a typo never leaves half of a batch done.
@@ -19,7 +19,6 @@ from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
 from saga_tui import fleet_actions, operations, textout
-from saga_tui.events_text import event_json, event_line
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
@@ -109,81 +108,6 @@ def parse_context(saga_name: str, context_type: type, text: str) -> typing.Any:
         raise UsageError(f"--context: {exc}") from None
 
 
-# ---- read commands ------------------------------------------------------------------
-
-
-async def list_command(
-    reader: SagaReader,
-    out: Out,
-    *,
-    statuses: tuple[SagaStatus, ...] = (),
-    name: str | None = None,
-    limit: int = 50,
-    as_json: bool = False,
-    stranded: bool = False,
-    saga_filter: SagaFilter | None = None,
-) -> int:
-    """Print the newest sagas matching the filter (``stranded``: only those nobody runs)."""
-    f = saga_filter or SagaFilter()
-    f = dataclasses.replace(
-        f,
-        statuses=tuple(dict.fromkeys((*f.statuses, *statuses))),
-        name=" ".join(n for n in (f.name, name) if n) or None,
-        stranded=f.stranded or stranded,
-    )
-    page = await reader.list_sagas(f, limit=limit)
-    if as_json:
-        out(textout.dumps([textout.summary_json(s) for s in page.items]))
-        return EXIT_OK
-    if not page.items:
-        out("no sagas")
-        return EXIT_OK
-    for line in textout.table(page.items):
-        out(line)
-    if page.next_cursor is not None:
-        out(f"(newest {len(page.items)} shown; --limit shows more)")
-    return EXIT_OK
-
-
-async def show_command(reader: SagaReader, out: Out, ident: str, *, as_json: bool = False) -> int:
-    """Print one saga in full."""
-    saga_id = await resolve_id(reader, ident)
-    detail = await reader.get_saga(saga_id)
-    if detail is None:
-        raise UsageError(f"{ident}: no saga with this id")
-    # The step's events (the outbox): what was delivered, what waits, what failed.
-    events = await reader.saga_events(saga_id)
-    if as_json:
-        data = textout.detail_json(detail)
-        data["events"] = [event_json(e) for e in events]
-        out(textout.dumps(data))
-    else:
-        for line in textout.detail_text(detail):
-            out(line)
-        if events:
-            out("")
-            out("Events:")
-            for event in events:
-                out("  " + event_line(event, with_saga=False))
-    return EXIT_OK
-
-
-async def groups_command(
-    reader: SagaReader, out: Out, *, limit: int = 50, as_json: bool = False
-) -> int:
-    """Print the failure groups: failed, rolled-back and retrying sagas by cause."""
-    groups = await reader.failure_groups(limit=limit)
-    if as_json:
-        out(textout.dumps([textout.group_json(g) for g in groups]))
-        return EXIT_OK
-    if not groups:
-        out("no failure groups: nothing failed, rolled back or retries")
-        return EXIT_OK
-    for line in textout.groups_table(groups):
-        out(line)
-    return EXIT_OK
-
-
 # ---- actions ------------------------------------------------------------------------
 
 
@@ -225,10 +149,12 @@ async def recover_command(
     as_json: bool = False,
     wait: bool = True,
     why: str = "",
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
     """Recover sagas by id, every stale one (runner gone), or every one matching a filter.
 
-    ``why`` (``--reason``) is stored with the action, after where it came from.
+    ``why`` (``--reason``) is stored with the action, after where it came from;
+    ``on_request`` hears how each request goes (the command line's progress on stderr).
     """
     if stale:
         results = await recover_all_stale(mediator, why=why)
@@ -240,7 +166,9 @@ async def recover_command(
     if not wait:
         return await _request_only(mediator, out, "recover", target, as_json, why)
     reason = operator_reason(REASON, why)
-    results = await operations.submit_action(mediator, "recover", target, reason=reason)
+    results = await operations.submit_action(
+        mediator, "recover", target, reason=reason, on_request=on_request
+    )
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
@@ -277,6 +205,7 @@ async def compensate_command(
     as_json: bool = False,
     wait: bool = True,
     why: str = "",
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
     """Compensate sagas by id, or every one matching a filter, after confirmation.
 
@@ -291,7 +220,9 @@ async def compensate_command(
     if not wait:
         return await _request_only(mediator, out, "compensate", target, as_json, why)
     reason = operator_reason(REASON, why)
-    results = await operations.submit_action(mediator, "compensate", target, reason=reason)
+    results = await operations.submit_action(
+        mediator, "compensate", target, reason=reason, on_request=on_request
+    )
     if not as_json and not results:
         out("no saga matches the filter")
         return EXIT_OK
@@ -364,6 +295,7 @@ async def _start_by_requests(
     plan: StartPlan,
     tally: StartTally,
     shown: typing.Callable[[typing.Any, ActionResult], None],
+    on_request: fleet_actions.Progress | None = None,
 ) -> None:
     """Durable start requests of at most START_CHUNK sagas, one after another.
 
@@ -377,7 +309,7 @@ async def _start_by_requests(
             mediator, "start", saga_name=plan.saga_name, context=context, count=n, reason=REASON
         )
         tally.started += n
-        for result in await fleet_actions.follow(mediator, asked):
+        for result in await fleet_actions.follow(mediator, asked, on_progress=on_request):
             shown(None, result)
 
 
@@ -390,6 +322,7 @@ async def start_command(
     as_json: bool = False,
     status: typing.TextIO | None = None,
     wait: bool = True,
+    on_request: fleet_actions.Progress | None = None,
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed.
 
@@ -426,7 +359,7 @@ async def start_command(
 
     try:
         if fleet_actions.is_durable(mediator):
-            await _start_by_requests(mediator, plan, tally, shown)
+            await _start_by_requests(mediator, plan, tally, shown, on_request)
         else:
             await operations.start_many(
                 mediator, contexts, reason=REASON, on_result=shown, collect=False

@@ -262,6 +262,13 @@ HELP: list[Binding] = [
 ]
 
 WORKERS: list[Binding] = [
+    Binding(
+        "enter",
+        "filter_worker",
+        "Show sagas",
+        id="workers.filter",
+        tooltip="Show the worker's sagas in the list (filter worker:NAME)",
+    ),
     Binding("escape,q,w", "dismiss", "Close", id="workers.close", tooltip="Close the workers view"),
 ]
 

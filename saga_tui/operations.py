@@ -47,6 +47,7 @@ CHUNK = 200
 PREVIEW = 20
 """Plan lines a confirmation shows for a filter; the rest are counted."""
 NO_APP = "no application is loaded (--app), so sagas cannot be run here"
+BY_WORKER = "a worker that has it serves the request"
 
 
 class ContextInputError(ValueError):
@@ -218,7 +219,12 @@ async def read_plans(
     for saga_id in ids:
         detail = await reader.get_saga(saga_id)
         why = why_not_runnable(mediator, detail.summary.name) if detail else None
-        plans.append(plan_action(verb, saga_id, detail, why))
+        # Not registered here: on a SQL database the request waits for a worker that is.
+        elsewhere = why is not None and mediator is not None and fleet_actions.is_durable(mediator)
+        plan = plan_action(verb, saga_id, detail, None if elsewhere else why)
+        if elsewhere and plan.runnable:
+            plan = dataclasses.replace(plan, what=f"{plan.what}; not registered here: {BY_WORKER}")
+        plans.append(plan)
     return plans
 
 

@@ -160,12 +160,18 @@ class RequestBook:
         return [w for w in found if w.alive(now) and (w.dedicated or not dedicated_only)]
 
     async def unserved_types(self) -> list[str]:
-        """Saga types with open requests that no live process has registered."""
-        names = await self.storage._read(store.open_saga_names, time.time())
+        """Saga types with open requests that no live process has registered, nor serves
+        unregistered (a command line serving its own request), sorted."""
+        now = time.time()
+        names = await self.storage._read(store.open_saga_names, now)
         if not names:
             return []
         live = await self.live_workers()
-        return [n for n in names if not any(w.can_run(n) for w in live)]
+        missing = [n for n in names if not any(w.can_run(n) for w in live)]
+        if missing:
+            busy = await self.storage._read(store.claimed_names, missing, now)
+            missing = [n for n in missing if n not in busy]
+        return sorted(missing)
 
     # ---- serving (used by engine.saga.worker) -----------------------------------------
 

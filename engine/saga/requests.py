@@ -79,6 +79,8 @@ class RequestProgress:
     failed: int
     taken: int
     taker: str | None
+    waiting_for: str | None = None
+    """Set by a follower while pairs wait and no live process can serve them: why."""
 
     @property
     def finished(self) -> bool:
@@ -103,6 +105,8 @@ class RequestProgress:
             parts.append(f"{self.failed} failed")
         if self.taken:
             parts.append(f"taken by {owner_label(self.taker)}")
+        elif self.waiting_for:
+            parts.append(f"pending: {self.waiting_for}")
         else:
             parts.append("pending")
         return f"{what}: " + ", ".join(parts)

@@ -173,10 +173,12 @@ class MainScreen(Screen[None]):
             subtitle = f"{self._progress} · {subtitle}"
         table.border_subtitle = Text(subtitle, end="")  # type: ignore[assignment]
 
-    def show_title(self, label: str, live: str, running: int, clock: str, events: str = "") -> None:
+    def show_title(
+        self, label: str, live: str, running: int, clock: str, events: str = "", waiting: str = ""
+    ) -> None:
         """The top line."""
         self.query_one("#title", TitleBar).show(
-            label, live, running, clock, read_only=self.read_only, events=events
+            label, live, running, clock, read_only=self.read_only, events=events, waiting=waiting
         )
 
     def add_logs(self, records: list[LogRecord], palette: Palette) -> None:

@@ -34,10 +34,12 @@ class TitleBar(Static):
         *,
         read_only: bool,
         events: str = "",
+        waiting: str = "",
     ) -> None:
         """Render the database label, read-only, the live state, this process's sagas, the time.
 
-        ``events`` (the outbox's pending and failed counts) shows when there are any.
+        ``events`` (the outbox's pending and failed counts) shows when there are any;
+        ``waiting`` when requests wait for a worker nobody runs.
         """
         left = Text(end="")
         left.append("saga-tui", style="bold")
@@ -50,6 +52,9 @@ class TitleBar(Static):
         if events:
             left.append(" · ")
             left.append(events, style="bold")
+        if waiting:
+            left.append(" · ")
+            left.append(clean(waiting), style="bold reverse")
         if running:
             more = f" · {running} running in this process"
             if left.cell_len + len(more) + len(clock) + 1 > width:

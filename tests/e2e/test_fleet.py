@@ -10,9 +10,11 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
+import threading
 import typing
 import uuid
 
@@ -153,6 +155,10 @@ async def test_start_compensate_recover_requests_are_served_by_a_worker(db_url: 
             book = RequestBook.of(storage)
             workers = await book.workers()
             assert [(w.name, w.served) for w in workers] == [("w1", 7)]
+            # The worker's sagas by its name: the four it started and the one it recovered.
+            listed = saga_tui(db_url, "list", "--filter", "worker:w1", "--json")
+            assert listed.returncode == 0, listed.stderr
+            assert {r["id"] for r in json.loads(listed.stdout)} == {*ids, failed_id}
             detail = await storage.get_saga(uuid.UUID(failed_id))
             assert detail is not None
             last = detail.audit[-1]
@@ -378,3 +384,107 @@ def _epoch(value: typing.Any) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
     return float(value.timestamp())
+
+
+GREETER = "tests.e2e.apps:greeter"
+
+
+async def test_a_request_nobody_can_serve_says_so_once_until_a_worker_serves_it(
+    db_url: str, tmp_path: pathlib.Path
+) -> None:
+    # GreetingSaga is not in the samples (RELIABLE) and no worker runs: the command line
+    # writes the request, says once on stderr that it waits for a worker, and finishes when
+    # a worker with the saga type starts. stdout stays the JSON results (stderr a file, not
+    # a terminal: no progress lines).
+    made = saga_tui(db_url, "--app", GREETER, "start", "GreetingSaga", "--json")
+    assert made.returncode == 0, made.stderr
+    greeting = json.loads(made.stdout)[0]["id"]
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "saga_tui", "--db", _cli_db(db_url),
+                "--app", RELIABLE, "compensate", greeting, "--yes", "--json",
+            ],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=sink, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            await wait_for(lambda: "waiting for a worker" in err.read_text(), 60, what="the wait")
+            assert proc.poll() is None
+            worker = Worker(db_url, GREETER, "w-greet")
+            try:
+                out, _ = proc.communicate(timeout=120)
+            finally:
+                code, _ = worker.term()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    said = err.read_text()
+    assert proc.returncode == 0, said
+    assert code == 0
+    assert [r["status"] for r in json.loads(out)] == ["COMPENSATED"]
+    assert said.count("waiting for a worker") == 1, said
+    assert "waiting for a worker: none is running; start one with `saga-tui --db " in said
+    assert "of 1 done" not in said  # no progress lines on a pipe
+    async with opened(db_url) as storage:
+        (pair,) = [
+            p
+            for p in await rows(storage, sa.select(saga_request_items))
+            if str(p.saga_id) == greeting and p.outcome == "COMPENSATED"
+        ]
+        workers = {w.id: w.name for w in await RequestBook.of(storage).workers()}
+        assert workers[pair.taken_by] == "w-greet"
+
+
+async def test_on_a_terminal_the_command_line_shows_how_its_request_goes(
+    tmp_path: pathlib.Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}"
+    worker = Worker(url, SLOW, "w-slow", "--concurrency", "1")
+    try:
+        started = saga_tui(url, "--app", SLOW, "start", "OrderSaga", "--count", "3", "--json")
+        assert started.returncode == 0, started.stderr
+        ids = [r["id"] for r in json.loads(started.stdout)]
+        # stderr on a pseudo-terminal, stdout a pipe: progress lines go to the terminal only.
+        master, slave = os.openpty()
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "saga_tui", "--db", _cli_db(url), "--app", SLOW,
+                "compensate", *ids, "--yes", "--json",
+            ],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        os.close(slave)
+        seen: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(master, seen), daemon=True)
+        reader.start()
+        out, _ = proc.communicate(timeout=120)
+        reader.join(timeout=30)
+        os.close(master)
+    finally:
+        code, _ = worker.term()
+    assert code == 0
+    said = b"".join(seen).decode()
+    assert proc.returncode == 0, said
+    assert [r["status"] for r in json.loads(out)] == ["COMPENSATED"] * 3
+    lines = [line.split("\x1b[2K")[-1] for line in said.replace("\r\n", "\n").split("\n")]
+    progress = [line for line in lines if re.fullmatch(PROGRESS_LINE, line)]
+    assert progress, said
+    assert "waiting for a worker" not in said  # a worker with the saga type lives
+
+
+PROGRESS_LINE = (
+    r"request [0-9a-f]{8}: compensate 3 sagas: [0-3] of 3 done, (pending|taken by w-slow)"
+)
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal's other end closed
+            return
+        if not chunk:
+            return
+        into.append(chunk)

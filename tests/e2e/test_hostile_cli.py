@@ -49,8 +49,9 @@ def test_no_command_prints_a_raw_control_character(tmp_path: pathlib.Path) -> No
         ("saga_tui", "--db", str(db), "show", named),
         ("saga_tui", "--db", str(db), "show", order),
         ("saga_tui", "--db", str(db), "show", order, "--json"),
-        ("saga_tui", "--db", str(db), *app, "recover", named),
-        ("saga_tui", "--db", str(db), *app, "recover", named, "--json"),
+        # Its saga type is not in the app: the request waits for a worker (--no-wait).
+        ("saga_tui", "--db", str(db), *app, "recover", named, "--no-wait"),
+        ("saga_tui", "--db", str(db), *app, "recover", named, "--no-wait", "--json"),
         ("saga_tui", "--db", str(db), *app, "compensate", "--yes", order),
         ("saga_tui", "--db", str(db), *app, "compensate", "--yes", order, "--json"),
         ("saga_tui", "--db", str(db), *app, "recover", "--stale", "--json"),

@@ -85,3 +85,40 @@ async def test_a_request_for_a_missing_saga_writes_nothing(tmp_path: pathlib.Pat
         await wait_for(lambda: True, 1)
     finally:
         await storage.close()
+
+
+async def test_saga_types_nobody_serves_are_named_until_someone_does(
+    tmp_path: pathlib.Path,
+) -> None:
+    import time
+    import uuid
+
+    from engine.saga.requests import WorkerInfo
+    from engine.saga.storage.enums import SagaStatus
+    from engine.saga.storage.models import Checkpoint, NewSaga
+
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    try:
+        book = RequestBook.of(storage)
+        assert await book.unserved_types() == []
+        ghost = uuid.uuid4()
+        await storage.apply(
+            Checkpoint(
+                saga_id=ghost,
+                create=NewSaga(name="GhostSaga", context={}, step_count=1),
+                status=SagaStatus.RUNNING,
+            )
+        )
+        await book.submit("recover", [ghost])
+        assert await book.unserved_types() == ["GhostSaga"]
+        # A command line serving its own request (not registered) holds the pair.
+        (pair,) = await book.claim("cli:1:1", ["GhostSaga"], 10, time.time() + 60)
+        assert await book.unserved_types() == []
+        await book.release("cli:1:1", [pair.item_id])
+        assert await book.unserved_types() == ["GhostSaga"]
+        # A live worker with the type registered.
+        now = time.time()
+        await book.register(WorkerInfo("w:2:2", "w", "w", 2, "app", ("GhostSaga",), now, now))
+        assert await book.unserved_types() == []
+    finally:
+        await storage.close()

@@ -12,7 +12,7 @@ from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Static, TextArea
 
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
-from engine.saga.storage.models import Checkpoint, NewSaga, SagaPage
+from engine.saga.storage.models import SagaPage
 from saga_tui import headless
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.components.detail import DetailScreen
@@ -261,36 +261,6 @@ async def test_read_only_refuses_every_action(env: Env) -> None:
         refusals = [n for n in notifications(app) if n.startswith("read-only")]
         assert {r.split(":")[1].split()[0] for r in refusals} == {"start", "recover", "compensate"}
         assert app.screen is app.screen_stack[0]
-
-
-async def test_unregistered_saga_says_why(env: Env) -> None:
-    ghost = uuid.uuid4()
-    await env.storage.apply(
-        Checkpoint(
-            saga_id=ghost,
-            create=NewSaga(name="GhostSaga", context={"x": 1}, step_count=2),
-            status=SagaStatus.RUNNING,
-            current_step="Haunt",
-        )
-    )
-    app = env.app()
-    async with app.run_test(size=SIZE) as pilot:
-        await select(pilot, app, ghost)
-        await pilot.press("r")
-        await wait_for(
-            pilot,
-            lambda: any("GhostSaga is not registered" in n for n in notifications(app)),
-            what="reason",
-        )
-        assert not isinstance(app.screen, ConfirmScreen)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
-
-        def header() -> str:
-            return str(app.screen.query_one("#detail-header", Static).render())
-
-        await wait_for(pilot, lambda: "cannot be recovered here" in header(), what="the reason")
-        assert "GhostSaga" in header()
 
 
 async def test_cursor_stays_when_rows_change(env: Env) -> None:

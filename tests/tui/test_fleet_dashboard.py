@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 import uuid
@@ -14,7 +15,15 @@ from engine.saga.requests import WorkerInfo
 from engine.saga.storage.sqlalchemy.schema import saga_request_items
 from saga_tui.components.confirm import ConfirmScreen
 from saga_tui.workers_view import WorkersScreen
-from tests.tui.conftest import SIZE, Env, notifications, screen_showing, select, wait_for
+from tests.tui.conftest import (
+    SIZE,
+    Env,
+    notifications,
+    screen_showing,
+    screen_text,
+    select,
+    wait_for,
+)
 
 
 async def _pairs(env: Env) -> list[sa.Row[typing.Any]]:
@@ -124,3 +133,127 @@ async def test_quitting_mid_request_strands_nothing(env: Env) -> None:
 async def _taken(book: RequestBook, request_id: uuid.UUID) -> bool:
     (progress,) = await book.progress([request_id])
     return progress.taken > 0
+
+
+async def test_enter_on_a_worker_shows_its_sagas(env: Env) -> None:
+    from engine.saga.storage.enums import SagaStatus
+    from engine.saga.storage.models import Checkpoint, NewSaga
+
+    book = RequestBook.of(env.storage)
+    now = time.time()
+    owners = {"w-a": "elsewhere:11:1", "w-b": "elsewhere:12:1"}
+    for name, started in (("w-a", now - 100), ("w-b", now - 300)):
+        owner = owners[name]
+        await book.register(
+            WorkerInfo(owner, name, "elsewhere", int(owner.split(":")[1]), "shop:make",
+                       ("OrderSaga",), started, now)
+        )  # fmt: skip
+    leased: dict[str, uuid.UUID] = {}
+    for name, owner in owners.items():
+        leased[name] = uuid.uuid4()
+        await env.storage.apply(
+            Checkpoint(
+                saga_id=leased[name],
+                create=NewSaga(name="OrderSaga", context={"x": 1}, step_count=3),
+                status=SagaStatus.RUNNING,
+                owner=owner,
+                lease_expires=now + 600,
+            )
+        )
+    other = await env.run_saga()
+    app = env.app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.main_screen.table
+        await wait_for(pilot, lambda: len(t.order) == 3, what="every saga listed")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the view")
+        await screen_showing(pilot, app, "w-b")
+        await pilot.press("down")
+
+        def age_of_w_b() -> str:
+            line = next(x for x in screen_text(app).splitlines() if "w-b" in x)
+            return line.split(" ago")[0].split()[-1]
+
+        before = age_of_w_b()
+        # The view re-reads the table every second: the cursor must stay on w-b.
+        await wait_for(pilot, lambda: age_of_w_b() != before, what="the view refreshed")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, WorkersScreen), what="closed")
+        await wait_for(pilot, lambda: t.order == [str(leased["w-b"])], what="w-b's saga only")
+        assert app.browse.saga_filter.worker == "w-b"
+        assert str(other) not in t.order
+        await screen_showing(pilot, app, "worker:w-b")
+
+
+async def test_a_saga_type_nobody_here_runs_is_requested_and_said_to_wait(env: Env) -> None:
+    # GhostSaga is registered neither in the dashboard's app nor by any worker (none runs):
+    # recovering it writes a request that waits for one, and the dashboard says so.
+    from engine.saga.storage.enums import SagaStatus
+    from engine.saga.storage.models import Checkpoint, NewSaga
+    from saga_tui.components.detail import DetailScreen
+
+    ghost = uuid.uuid4()
+    await env.storage.apply(
+        Checkpoint(
+            saga_id=ghost,
+            create=NewSaga(name="GhostSaga", context={"x": 1}, step_count=2),
+            status=SagaStatus.RUNNING,
+            current_step="Haunt",
+        )
+    )
+    app = env.app()
+    book = RequestBook.of(env.storage)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, ghost)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        await screen_showing(
+            pilot, app, "GhostSaga is not registered here: r and c ask a worker that has it"
+        )
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await screen_showing(pilot, app, "a worker that has it serves the request")
+        await pilot.press("y")
+        waiting = (
+            "recover 1 saga: 0 of 1 done, pending: no worker is running; "
+            "it will be served when `saga-tui worker` starts"
+        )
+        await wait_for(pilot, lambda: waiting in notifications(app), what="the waiting toast")
+        (request,) = await book.recent()
+        assert (request.kind, request.total, request.done, request.taken) == ("recover", 1, 0, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="the list")
+        await screen_showing(pilot, app, "requests wait for a worker: GhostSaga")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the view")
+        await screen_showing(pilot, app, "requests for GhostSaga wait: no worker is running")
+    # Quitting leaves it pending for any worker.
+    (after,) = await book.progress([request.request_id])
+    assert (after.state, after.done) == ("PENDING", 0)
+
+
+async def test_a_follower_serves_its_request_itself_once_the_live_worker_is_gone(
+    env: Env,
+) -> None:
+    # A worker row beating now but whose process is gone (its beats stop): the request is
+    # left to it at first, and served here once it is gone (local-first).
+    from engine.saga.requests import GONE_AFTER, RequestProgress
+    from saga_tui import fleet_actions
+
+    saga_id = await env.run_saga()
+    book = RequestBook.of(env.storage)
+    now = time.time()
+    await book.register(
+        WorkerInfo("elsewhere:13:1", "w-gone", "elsewhere", 13, "shop:make",
+                   ("OrderSaga",), now, now - GONE_AFTER + 3)
+    )  # fmt: skip
+    assert await fleet_actions.served_elsewhere(env.mediator, ["OrderSaga"])
+    seen: list[RequestProgress] = []
+    asked = await fleet_actions.ask(env.mediator, "compensate", [saga_id], saga_names=["OrderSaga"])
+    results = await asyncio.wait_for(
+        fleet_actions.follow(env.mediator, asked, on_progress=seen.append), 120
+    )
+    assert [(r.saga_id, r.ok) for r in results] == [(saga_id, True)]
+    assert seen[0].taken == 0 and seen[0].waiting_for is None  # left to the live worker
+    (pair,) = await _pairs(env)
+    assert pair.taken_by == process_owner_id()

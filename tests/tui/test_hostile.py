@@ -60,7 +60,11 @@ async def test_no_control_character_reaches_any_dashboard_screen(env: Env) -> No
         await pilot.press("y")
         await wait_for(pilot, lambda: notifications(app), what="a toast")
         await select(pilot, app, named)
-        await pilot.press("r")  # a saga type this app does not know: it says so
+        # A saga type this app does not know: the request waits for a worker that has it.
+        await pilot.press("r")
+        text = await screen_showing(pilot, app, "Recover 1 saga?")
+        assert_harmless(text, "the confirmation for an unknown saga type")
+        await pilot.press("y")
         await wait_for(pilot, lambda: len(notifications(app)) >= 2, what="the second toast")
         for message in notifications(app):
             assert_harmless(message, "a toast")

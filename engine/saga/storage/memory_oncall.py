@@ -53,7 +53,17 @@ def matches_oncall(row: Row, f: SagaFilter, now: float) -> bool:
         return False
     if f.failure_key and (row.get("failure_key") != f.failure_key or row["status"] not in _GROUPED):
         return False
+    if f.worker and not run_by(row.get("lease_owner"), f.worker.strip()):
+        return False
     return not (f.stranded and not is_stranded(row, now))
+
+
+def run_by(owner: str | None, worker: str) -> bool:
+    """The lease is held by ``worker`` as an owner id (``host:pid`` or ``host:pid:start``):
+    a memory store keeps no workers table to look names up in."""
+    if owner is None or ":" not in worker:
+        return False
+    return owner == worker or owner.startswith(worker + ":")
 
 
 def stranded_count(rows: typing.Iterable[Row]) -> int:

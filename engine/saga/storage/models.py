@@ -219,6 +219,10 @@ class SagaFilter:
     """Set by storage for ``stranded``: the time leases are judged at."""
     events: str | None = None
     """Only sagas holding events in this state (``FAILED`` or ``PENDING``)."""
+    worker: str | None = None
+    """A worker (``worker:w1``, by name or ``host:pid``): sagas it runs, or served a request of."""
+    worker_owners: tuple[str, ...] | None = None
+    """Set by storage for ``worker``: the owner ids of the registered workers so named."""
 
     @property
     def is_empty(self) -> bool:
@@ -233,6 +237,7 @@ class SagaFilter:
             or self.key
             or self.failure_key
             or self.events
+            or self.worker
         )
 
     @property

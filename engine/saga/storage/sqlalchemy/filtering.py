@@ -20,7 +20,11 @@ from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.outbox import holds_events
-from engine.saga.storage.sqlalchemy.schema import saga_executions
+from engine.saga.storage.sqlalchemy.schema import (
+    saga_executions,
+    saga_request_items,
+    saga_workers,
+)
 
 UUID_PREFIX = re.compile(r"[0-9a-f]{0,8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?")
 ACTIVE_NAMES = sorted(s.name for s in ACTIVE_STATUSES)
@@ -149,6 +153,8 @@ def filter_clauses(
         clauses.append(stranded_clause(conn, f))
     if f.events:
         clauses.append(holds_events(f.events))
+    if f.worker:
+        clauses.append(worker_clause(f))
     if f.since:
         clauses.append(saga_executions.c.created_at >= db_values.as_utc(f.since))
     if f.until:
@@ -220,6 +226,38 @@ async def resolve_stranded(conn: AsyncConnection, f: SagaFilter) -> SagaFilter:
     now = time.time()
     dead = tuple(sorted(o for o in await live_owners_here(conn, now) if owner_is_dead(o)))
     return dataclasses.replace(f, now=now, dead_owners=dead)
+
+
+def owned_by(f: SagaFilter, column: sa.ColumnElement[str | None]) -> sa.ColumnElement[bool]:
+    """``column`` (an owner id) names a process of ``f.worker``: a registered worker of
+    that name, or the owner ``host:pid[:start]`` itself (a range on the owner index)."""
+    owners = list(f.worker_owners or ())
+    parts: list[sa.ColumnElement[bool]] = [column.in_(owners)] if owners else []
+    name = (f.worker or "").strip()
+    if ":" in name:
+        # ``host:pid`` as request progress shows it: every start of that pid.
+        parts += [column == name, sa.and_(column >= name + ":", column < name + ";")]
+    return sa.or_(*parts) if parts else sa.false()
+
+
+def worker_clause(f: SagaFilter) -> sa.ColumnElement[bool]:
+    """Sagas a worker runs now (its lease) or ran for a request (the pair it took)."""
+    items = saga_request_items.c
+    served = sa.select(items.saga_id).where(owned_by(f, items.taken_by))
+    return sa.or_(owned_by(f, saga_executions.c.lease_owner), saga_executions.c.id.in_(served))
+
+
+async def resolve_worker(conn: AsyncConnection, f: SagaFilter) -> SagaFilter:
+    """``f`` with the owner ids of the workers its ``worker`` names (by name or owner id)."""
+    if not f.worker or f.worker_owners is not None:
+        return f
+    name = f.worker.strip()
+    w = saga_workers.c
+    try:
+        rows = await conn.execute(sa.select(w.id).where(sa.or_(w.name == name, w.id == name)))
+    except sa.exc.DBAPIError:  # a python-cqrs database opened read-only has no workers table
+        return dataclasses.replace(f, worker_owners=())
+    return dataclasses.replace(f, worker_owners=tuple(sorted({r[0] for r in rows})))
 
 
 async def has_key(conn: AsyncConnection, prefix: str) -> bool:

@@ -341,6 +341,23 @@ async def open_saga_names(conn: AsyncConnection, now: float) -> list[str]:
     return [r.saga_name for r in rows]
 
 
+async def claimed_names(conn: AsyncConnection, names: typing.Sequence[str], now: float) -> set[str]:
+    """Which of these saga types have pairs someone holds now (an unregistered server:
+    a command line serving its own request)."""
+    items = saga_request_items.c
+    rows = await conn.execute(
+        sa.select(items.saga_name)
+        .where(
+            items.outcome.is_(None),
+            items.claim_expires >= now,
+            items.claimed_by.is_not(None),
+            items.saga_name.in_(list(names)),
+        )
+        .distinct()
+    )
+    return {r.saga_name for r in rows}
+
+
 # ---- progress -----------------------------------------------------------------------
 
 

@@ -290,6 +290,8 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
     async def _resolve(self, saga_filter: SagaFilter) -> SagaFilter:
         """The filter as it runs now: its text placed, its stranded rule at this moment."""
         saga_filter = await resolve_text_filter(saga_filter, self.find_ids, self._has_key)
+        if saga_filter.worker:
+            saga_filter = await self._read(filtering.resolve_worker, saga_filter)
         return await self._read(filtering.resolve_stranded, saga_filter)
 
     async def _has_key(self, prefix: str) -> bool:
