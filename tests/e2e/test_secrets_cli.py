@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
 import subprocess
 import sys
 import uuid
@@ -15,7 +16,13 @@ import uuid
 import pytest
 
 from tests.e2e.secret_app import PASSWORD as APP_PASSWORD
-from tests.support import POSTGRES_URL
+from tests.support import (
+    POSTGRES_URL,
+    ROLE_PASSWORD,
+    pg_fetch,
+    postgres_role_database,
+    read_until,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PASSWORD = "S3cretPW"
@@ -161,3 +168,36 @@ def test_a_server_refusing_the_login_is_reported_without_the_password(url: str) 
         ran = run(*args, module="sample_sagas")
         assert ran.returncode == 2, ran.stderr
         assert_hidden(ran, "WrongPW9")
+
+
+@needs_postgres
+@pytest.mark.slow
+def test_a_worker_and_its_requests_never_store_or_print_the_password() -> None:
+    with postgres_role_database() as url:
+        app = ("--db", url, "--app", "tests.e2e.apps:reliable")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "saga_tui", "-v", *app, "worker"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            serving = read_until(worker, lambda line: "serving" in line, 60, what="serving")
+            assert "on postgresql+asyncpg" in serving
+            for command in (("start", "OrderSaga", "--count", "3"), ("recover", "--stale")):
+                ran = run("-v", *app, *command)
+                assert ran.returncode == 0, ran.stderr
+                assert_hidden(ran, ROLE_PASSWORD)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        assert ROLE_PASSWORD not in serving + out + err
+        stored = {
+            table: pg_fetch(url, f"SELECT row_to_json(t)::text FROM {table} t")
+            for table in ("saga_workers", "saga_requests", "saga_request_items", "saga_audit")
+        }
+        assert stored["saga_workers"] and stored["saga_requests"], stored
+        assert ROLE_PASSWORD not in repr(stored)
