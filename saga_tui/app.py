@@ -15,8 +15,10 @@ import uuid
 
 from textual import on, work
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
+from engine.saga.secrets import mask_secrets
 from saga_tui import clipboard, examples, keys
 from saga_tui.app_actions import REASON, ActionsMixin
 from saga_tui.commands import SagaCommands
@@ -76,7 +78,7 @@ class SagaApp(FleetMixin, ActionsMixin):
         self.environ = os.environ if environ is None else environ
         self.reader = reader
         self.mediator = mediator
-        self.label = label
+        self.label = mask_secrets(label)  # a URL given as the label keeps its password hidden
         self.read_only = read_only or reader.read_only
         self.read_only_why = read_only_why or READ_ONLY_WHY
         self.demo = demo
@@ -92,6 +94,24 @@ class SagaApp(FleetMixin, ActionsMixin):
             self.set_keymap(self.user_keys.keymap)
 
     # ---- layout ---------------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast of the dashboard, with any password in a URL masked."""
+        super().notify(
+            mask_secrets(message),
+            title=mask_secrets(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def get_default_screen(self) -> MainScreen:
         """The saga list is the bottom screen."""

@@ -12,6 +12,7 @@ import os
 import sys
 import typing
 
+from engine.saga.secrets import MaskingFormatter, mask_secrets
 from saga_tui.target import DEFAULT_APP, DEFAULT_DB, AppFactory, UsageError
 from saga_tui.textfmt import REASON_LENGTH, one_line
 
@@ -393,7 +394,9 @@ def _quiet_engine_logs(verbose: bool) -> None:
     # log line on stderr would be written over): once, for every command.
     engine_log = logging.getLogger("engine")
     if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
     else:
         engine_log.addHandler(logging.NullHandler())
         engine_log.propagate = False
@@ -418,7 +421,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             return serve_command(args)
         return asyncio.run(_run(args))
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

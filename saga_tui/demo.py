@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import random
 import typing
 
 from engine.saga.context_codec import load_context
+from engine.saga.secrets import get_logger
 from saga_tui import examples
 
 if typing.TYPE_CHECKING:
@@ -20,7 +20,7 @@ PAUSE = (0.3, 1.5)
 """Seconds a demo worker waits between two sagas."""
 EVENTS_EVERY = 2.0
 """Seconds between two passes of the event redelivery loop."""
-logger = logging.getLogger("saga_tui.demo")
+logger = get_logger("saga_tui.demo")
 
 
 class DemoTraffic:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from engine.saga.errors import SagaStorageError
 from engine.saga.mediator import SagaMediator
+from engine.saga.secrets import mask_url
 from engine.saga.storage.protocol import ISagaStorage
 from saga_tui.textfmt import one_line
 
@@ -37,7 +38,7 @@ def resolve_db_url(arg: str | None) -> str:
         try:
             sa.make_url(arg)
         except (sa.exc.ArgumentError, ValueError) as exc:
-            raise UsageError(f"--db {arg}: not a database URL ({one_line(exc)})") from exc
+            raise UsageError(f"--db {mask_url(arg)}: not a database URL ({one_line(exc)})") from exc
         return arg
     return "sqlite+aiosqlite:///" + os.path.abspath(os.path.expanduser(arg))
 
@@ -129,10 +130,7 @@ def _label(url: str) -> str:
     path = sqlite_file(url)
     if path is not None:
         return path
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
-        return url
+    return mask_url(url)
 
 
 def label(url: str) -> str:

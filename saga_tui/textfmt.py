@@ -11,6 +11,7 @@ import datetime
 import functools
 import re
 
+from engine.saga.failure import safe_text
 from engine.saga.lease import DeadOwners, lease_lapsed
 from engine.saga.storage.enums import ACTIVE_STATUSES, SagaStatus
 from engine.saga.storage.models import SagaSummary
@@ -52,7 +53,7 @@ def one_line(exc: BaseException, *, with_type: bool = False) -> str:
     ``with_type`` prefixes the type (``TimeoutError: gateway``), for a reader who did not
     choose the operation that failed.
     """
-    lines = str(exc).strip().splitlines()
+    lines = safe_text(exc).strip().splitlines()
     message = clean(lines[0]) if lines else ""
     name = type(exc).__name__
     if not message:

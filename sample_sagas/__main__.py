@@ -10,6 +10,8 @@ import os
 import sys
 import typing
 
+from engine.saga.failure import safe_text
+from engine.saga.secrets import mask_secrets
 from sample_sagas.services import Knobs
 
 EXIT_OK, EXIT_BAD_LEDGER, EXIT_USAGE = 0, 1, 2
@@ -138,34 +140,30 @@ def run_load_command(argv: list[str]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from engine.saga.failure import mask_secrets
-
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = (safe_text(exc).splitlines() or [type(exc).__name__])[0]
         print(f"sample_sagas: {ascii_safe(mask_secrets(text))}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(progress.as_dict()) if args.json else progress.summary())
     if progress.gave_up:
-        print(f"sample_sagas: {ascii_safe(progress.gave_up)}", file=sys.stderr)
+        print(f"sample_sagas: {ascii_safe(mask_secrets(progress.gave_up))}", file=sys.stderr)
     return EXIT_OK if progress.errors == 0 else EXIT_BAD_LEDGER
 
 
 def run_check_command(argv: list[str]) -> int:
     """Compare the ledger with every saga's status; report the effects it refused."""
-    from engine.saga.failure import mask_secrets
-
     args = check_parser().parse_args(argv)
     if "://" in args.db and not args.db.startswith("sqlite"):
         target = args.db
     else:
         path = os.path.abspath(args.db.split(":///", 1)[-1])
         if not os.path.isfile(path):
-            print(f"sample_sagas check: no database file at {path}", file=sys.stderr)
+            print(f"sample_sagas check: no database file at {mask_secrets(path)}", file=sys.stderr)
             return EXIT_USAGE
         target = path
     try:
         checked, bad, refused = asyncio.run(_check(target))
     except Exception as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = (safe_text(exc).splitlines() or [type(exc).__name__])[0]
         print(f"sample_sagas check: {ascii_safe(mask_secrets(text))}", file=sys.stderr)
         return EXIT_USAGE
     for item in bad:

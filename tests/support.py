@@ -88,6 +88,44 @@ def postgres_database_sync() -> typing.Iterator[str]:
         run_async(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+ROLE_PASSWORD = "Distinct7PW"
+"""The password of :func:`postgres_role_database`'s role: in no other text of a test."""
+
+
+@contextlib.contextmanager
+def postgres_role_database() -> typing.Iterator[str]:
+    """A fresh database owned by a fresh login role with :data:`ROLE_PASSWORD`; its URL.
+
+    The server's own test URL has a password equal to its user name, so a test that
+    looks for a leaked password needs one that appears nowhere else.
+    """
+    import asyncpg
+
+    async def admin(*sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            for statement in sql:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    suffix = uuid.uuid4().hex[:12]
+    role, name = f"saga_role_{suffix}", f"saga_test_{suffix}"
+    run_async(
+        admin(
+            f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{ROLE_PASSWORD}'",
+            f'CREATE DATABASE "{name}" OWNER "{role}"',
+        )
+    )
+    host = POSTGRES_URL.rsplit("@", 1)[-1].split("/", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{role}:{ROLE_PASSWORD}@{host}/{name}"
+    finally:
+        run_async(
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{role}"')
+        )
+
+
 def pg_fetch(url: str, sql: str, *args: typing.Any) -> list[tuple[typing.Any, ...]]:
     """The rows of one query on a PostgreSQL database (a SQLAlchemy or libpq URL)."""
     import asyncpg

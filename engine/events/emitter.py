@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import typing
 
 from engine.container import ContainerAdapter
 from engine.events.map import EventMap
 from engine.events.models import DomainEvent, Event, NotificationEvent
 from engine.message_brokers.protocol import Message, MessageBroker, message_from_event
+from engine.saga.secrets import get_logger
 
-logger = logging.getLogger("engine.events")
+logger = get_logger("engine.events")
 
 # Follow-up events may produce further events; stop a runaway chain.
 _MAX_FOLLOW_UP_DEPTH = 8

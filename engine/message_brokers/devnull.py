@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import collections
-import logging
 
 from engine.message_brokers.protocol import Message, MessageBroker
+from engine.saga.secrets import get_logger
 
-logger = logging.getLogger("engine.message_brokers")
+logger = get_logger("engine.message_brokers")
 
 
 class DevnullMessageBroker(MessageBroker):

@@ -8,7 +8,6 @@ logged and the remaining steps are compensated anyway.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import typing
 
@@ -18,11 +17,12 @@ from engine.saga.errors import LeaseLostError
 from engine.saga.failure import error_info
 from engine.saga.grouping import failure_mark
 from engine.saga.plan import Handler
+from engine.saga.secrets import get_logger
 from engine.saga.settings import RunSettings
 from engine.saga.storage.enums import SagaStepStatus
 from engine.saga.storage.models import Checkpoint, ErrorInfo, FailureMark, LogWrite
 
-logger = logging.getLogger("engine.saga")
+logger = get_logger("engine.saga")
 
 _STARTED = SagaStepStatus.STARTED
 _COMPLETED = SagaStepStatus.COMPLETED

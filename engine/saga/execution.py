@@ -8,7 +8,6 @@ fence of its claim (``leased_run``); failing and compensating live in ``ending``
 
 from __future__ import annotations
 
-import logging
 import time
 import typing
 import uuid
@@ -26,6 +25,7 @@ from engine.saga.errors import (
 )
 from engine.saga.lease import LeaseKeeper
 from engine.saga.plan import StepPlan, search_key_of
+from engine.saga.secrets import get_logger
 from engine.saga.settings import RunSettings
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import (
@@ -39,7 +39,7 @@ from engine.saga.storage.models import Checkpoint, FailureMark, LogWrite, NewSag
 from engine.saga.storage.protocol import ISagaStorage
 from engine.saga.storage.rows import FIRST_FENCE
 
-logger = logging.getLogger("engine.saga")
+logger = get_logger("engine.saga")
 
 
 class EventOutlet(typing.Protocol):

@@ -12,6 +12,7 @@ import re
 import traceback as tb
 import typing
 
+from engine.saga.secrets import mask_secrets
 from engine.saga.storage.models import ErrorInfo
 
 MESSAGE_LIMIT = 8 * 1024
@@ -24,14 +25,6 @@ NAME_LIMIT = 255
 """Characters of an error type name (the column is 255 characters wide)."""
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_SECRET = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)([^\s@/]+)(@)")
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with the password of every URL in it (``scheme://user:secret@``) masked."""
-    if "://" not in text:
-        return text
-    return _SECRET.sub(r"\1***\3", text)
 
 
 def _escape(match: re.Match[str]) -> str:

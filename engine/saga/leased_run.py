@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 import typing
 import uuid
@@ -32,12 +31,13 @@ from engine.saga.errors import (
 from engine.saga.failure import safe_text
 from engine.saga.lease import LeaseKeeper, owner_is_dead
 from engine.saga.plan import StepPlan
+from engine.saga.secrets import get_logger
 from engine.saga.settings import RunSettings
 from engine.saga.storage.enums import RequestedAction, SagaStatus, SagaStepStatus
 from engine.saga.storage.models import Checkpoint, CheckpointResult, LogWrite, SagaState
 from engine.saga.storage.protocol import ISagaStorage
 
-logger = logging.getLogger("engine.saga")
+logger = get_logger("engine.saga")
 
 # Refusals of one write that leave the run able to record what happened.
 _ANSWERED = (SagaDataError, SagaExistsError, SagaNotFoundError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 import typing
 import uuid
@@ -41,6 +40,7 @@ from engine.saga.map import SagaMap
 from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.outbox import DeliveryReport, EventDelivery
 from engine.saga.saga import Saga
+from engine.saga.secrets import get_logger
 from engine.saga.settings import Listener, RunSettings, Sleep
 from engine.saga.step import SagaStepResult
 from engine.saga.storage.enums import RequestedAction, SagaStatus
@@ -48,7 +48,7 @@ from engine.saga.storage.memory import MemorySagaStorage
 from engine.saga.storage.models import LeaseInfo
 from engine.saga.storage.protocol import ISagaStorage
 
-logger = logging.getLogger("engine.saga")
+logger = get_logger("engine.saga")
 
 # Statuses a recovery run that raised can have reached by recording its own end.
 _ENDED = frozenset({SagaStatus.COMPENSATED, SagaStatus.FAILED})

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import time
 import typing
 import uuid
@@ -28,11 +27,12 @@ from engine.events.emitter import EventEmitter
 from engine.events.models import DomainEvent, Event, NotificationEvent
 from engine.message_brokers.protocol import Message
 from engine.saga.lease import owner_is_dead, process_owner_id
+from engine.saga.secrets import get_logger
 from engine.saga.settings import RunSettings
 from engine.saga.storage.outbox import EventOutcome, EventState, EventWrite, StoredEvent
 from engine.saga.storage.protocol import ISagaStorage
 
-logger = logging.getLogger("engine.events")
+logger = get_logger("engine.events")
 
 _ERROR_CAP = 2000
 

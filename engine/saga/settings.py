@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import typing
 import uuid
 
 from engine.middlewares.base import MiddlewareChain
+from engine.saga.secrets import get_logger
 
-logger = logging.getLogger("engine.saga")
+logger = get_logger("engine.saga")
 
 Sleep = typing.Callable[[float], typing.Awaitable[None]]
 Listener = typing.Callable[[uuid.UUID], None]

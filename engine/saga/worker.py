@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import time
@@ -29,17 +28,19 @@ from engine.saga.errors import (
     SagaError,
     SagaNotRegisteredError,
 )
+from engine.saga.failure import describe
 from engine.saga.fleet import RequestBook
 from engine.saga.lease import owner_is_dead, this_host
 from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.requests import HEARTBEAT_SECONDS, ClaimedItem, WorkerInfo
+from engine.saga.secrets import get_logger
 from engine.saga.storage.enums import SagaStatus
 
 if typing.TYPE_CHECKING:
     from engine.saga.execution import SagaRun
     from engine.saga.mediator import SagaMediator
 
-logger = logging.getLogger("engine.saga.worker")
+logger = get_logger("engine.saga.worker")
 
 STALE_PASS_SECONDS = 2.0
 MAX_BACKOFF = 60.0
@@ -374,12 +375,12 @@ class RequestServer:
             pass
         except SagaError as exc:
             if not recovery:
-                return f"{type(exc).__name__}: {exc}" if run.status is None else None
+                return describe(exc) if run.status is None else None
             if run.status is None:
-                return f"{type(exc).__name__}: {exc}"
+                return describe(exc)
         except Exception as exc:
             # A step failed and the saga was compensated: the status says so.
-            logger.info("saga %s ended in compensation: %s", run.saga_id, exc)
+            logger.info("saga %s ended in compensation: %s", run.saga_id, describe(exc))
         finally:
             await gen.aclose()
         if paused and run.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):

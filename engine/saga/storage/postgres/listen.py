@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import typing
 
 import asyncpg
 
+from engine.saga.secrets import get_logger
 from engine.saga.storage.postgres.statements import CHANNEL
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RECONNECT_MAX = 5.0
 """Longest wait between two attempts to listen again after the connection was lost."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import typing
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.saga.secrets import get_logger
 from engine.saga.storage.models import Checkpoint
 from engine.saga.storage.postgres import statements
 from engine.saga.storage.postgres.batch import apply_batch, apply_whole
@@ -27,7 +27,7 @@ from engine.saga.storage.sqlalchemy import db_values
 from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION
 from engine.saga.storage.sqlalchemy.writer import BatchWriter, Job, _Item
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRIES = 5
 """How often a batch is run again after PostgreSQL chose it as a deadlock victim."""

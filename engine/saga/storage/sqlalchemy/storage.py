@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from engine.saga.errors import ReadOnlyStorageError, saga_uuid
+from engine.saga.secrets import mask_secrets
 from engine.saga.storage.enums import RequestedAction, SagaStatus
 from engine.saga.storage.models import (
     NEWEST_FIRST,
@@ -88,7 +89,7 @@ class SqlAlchemySagaStorage(SqlEventOutbox, ISagaStorage):
         self._engine: AsyncEngine = bind
         self._owned_engine = False
         self._path = sqlite_path(bind.url) if bind.dialect.name == "sqlite" else None
-        self._label = self._path or bind.url.render_as_string(hide_password=True)
+        self._label = self._path or mask_secrets(bind.url.render_as_string(hide_password=True))
         self._sync_engine: sa.Engine | None = None
         self._probe: sqlite3.Connection | None = None
         self._local_changes = 0

@@ -9,13 +9,13 @@ and checkpoints itself only past WRITER_FALLBACK_PAGES, should this thread fall 
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 
+from engine.saga.secrets import get_logger
 from engine.saga.storage.sqlalchemy.connect import open_raw_sqlite
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 INTERVAL = 0.05
 """Seconds between two checkpoints while commits keep coming."""

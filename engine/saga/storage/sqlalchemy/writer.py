@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import logging
 import sqlite3
 import time
 import typing
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.saga.errors import SagaStorageError
+from engine.saga.secrets import get_logger
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
 from engine.saga.storage.sqlalchemy.connect import BUSY_TIMEOUT_MS, WRITER_OPTION, use_wal
@@ -38,7 +38,7 @@ from engine.saga.storage.sqlalchemy.raw_checkpoint import INSERT_LOG, apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
 from engine.saga.storage.sqlalchemy.wal import WRITER_FALLBACK_PAGES, WalCheckpointer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 R = typing.TypeVar("R")
 Job = typing.Callable[[sa.Connection], typing.Any]
