@@ -117,9 +117,26 @@ def read_only_url(url: sa.URL) -> sa.URL:
     return url.set(database=read_only_uri(path), query={**url.query, "uri": "true"})
 
 
+ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+"""The driver a URL without one gets: the async ones this package installs."""
+
+
+def async_url(url: str | sa.URL) -> sa.URL:
+    """``url`` parsed, with the async driver when it names none (``postgresql://`` works)."""
+    if isinstance(url, str) and url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = sa.make_url(url)
+    driver = ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
 def create_engine_for(url: str | sa.URL, *, read_only: bool = False) -> AsyncEngine:
     """An async engine with this package's settings for the URL's dialect."""
-    parsed = sa.make_url(url)
+    parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         if read_only:
             parsed = read_only_url(parsed)
