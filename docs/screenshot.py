@@ -1,4 +1,4 @@
-"""Export the README's dashboard screenshot from the app itself (docs/dashboard.svg).
+"""Export the README's screenshots from the app itself (docs/dashboard.svg, docs/groups.svg).
 
     python docs/screenshot.py
 
@@ -14,6 +14,7 @@ import logging
 import pathlib
 import sys
 import tempfile
+import typing
 import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -66,6 +67,20 @@ async def main() -> None:
         target = HERE / "dashboard.svg"
         target.write_text(app.export_screenshot(title="saga-tui"))
         print(f"wrote {target}")
+        # The on-call view: failures grouped by cause (g).
+        await pilot.press("g")
+        for _ in range(300):
+            if type(app.screen).__name__ == "GroupsScreen" and "COUNT" in _text(app):
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(1.0)
+        groups = HERE / "groups.svg"
+        groups.write_text(app.export_screenshot(title="saga-tui: failure groups"))
+        print(f"wrote {groups}")
+
+
+def _text(app: typing.Any) -> str:
+    return app.export_screenshot()
 
 
 if __name__ == "__main__":
