@@ -367,7 +367,7 @@ async def test_detail_follows_a_running_saga(env: Env) -> None:
     # A saga of the dashboard's own process: its checkpoints wake the refresh. The list
     # reloads at most once a second while sagas change, so steps take long enough here
     # for the saga to be listed and opened while it runs.
-    app = env.app(knobs=Knobs(failure_rate=0.0, latency_ms=(700.0, 700.0)))
+    app = env.app(knobs=Knobs(failure_rate=0.0, latency_ms=(1500.0, 1500.0)))
     saga_id = uuid.uuid4()
     async with app.run_test(size=SIZE) as pilot:
         assert app.mediator is not None

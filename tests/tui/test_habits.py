@@ -312,6 +312,7 @@ async def test_7_the_start_form_reports_every_error_and_ctrl_a_selects_all(env: 
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, StartForm), what="form")
         form = app.screen
+        await wait_for(pilot, lambda: "Cancel" in footer_line(app), what="the form's footer")
         footer = footer_line(app)
         assert "Start" in footer and "Cancel" in footer and "Detail" not in footer
         editor = form.query_one("#start-context", TextArea)
@@ -321,8 +322,12 @@ async def test_7_the_start_form_reports_every_error_and_ctrl_a_selects_all(env: 
         editor.text = json.dumps({"order_id": 1, "lines": "x", "address": 5})
         form.query_one("#start-count", Input).value = "0"
         await pilot.press("ctrl+s")
-        error = str(form.query_one("#start-error").render())
-        problems = error.splitlines()
+
+        def errors() -> list[str]:
+            return str(form.query_one("#start-error").render()).splitlines()
+
+        await wait_for(pilot, lambda: len(errors()) >= 4, what="every error of the form")
+        error = "\n".join(problems := errors())
         assert len(problems) >= 4, error
         assert any("count" in p for p in problems)
         assert any("order_id" in p for p in problems) and any("lines" in p for p in problems)
@@ -337,7 +342,7 @@ async def test_7_the_start_form_fits_80x24(env: Env) -> None:
         text = await screen_showing(pilot, app, "Count")
         line = next(line for line in text.splitlines() if "Count" in line)
         assert "Start" in line and "Cancel" in line
-        assert "^s Start" in footer_line(app)
+        await wait_for(pilot, lambda: "^s Start" in footer_line(app), what="the form's footer")
 
 
 # ---- 8. --read-only shows ----------------------------------------------------------------------
