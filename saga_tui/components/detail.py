@@ -285,20 +285,14 @@ class DetailScreen(Screen[None]):
             table.move_cursor(row=min(row, len(detail.steps) - 1), animate=False)
 
     def _show_timeline(
-        self,
-        detail: SagaDetail,
-        palette: Palette | None,
-        now: datetime.datetime,
-        *,
-        again: bool = False,
+        self, detail: SagaDetail, palette: Palette | None, now: datetime.datetime
     ) -> None:
         widget = self.query_one("#detail-timeline", Static)
-        # The bars fill the box's inside (borders, padding and the scrollbar taken off).
-        inside = widget.content_size.width or (self.size.width or self.app.size.width) - 8
+        # The bars fill the box's inside: borders, padding and a scrollbar's room taken off
+        # whether or not the scrollbar shows yet, so the drawing never depends on when
+        # the first layout happened.
+        inside = (self.size.width or self.app.size.width) - 10
         widget.update(timeline_text(detail, max(40, inside), now, palette))
-        if not widget.content_size.width and not again:
-            # Not laid out yet (a busy first paint): draw once more at the real width.
-            self.call_after_refresh(self._show_timeline, detail, palette, now, again=True)
 
     def _show_error(self, detail: SagaDetail, palette: Palette | None) -> None:
         s = detail.summary
