@@ -69,6 +69,29 @@ def _generator(db: pathlib.Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _stop_outside_a_write(pid: int, db: pathlib.Path) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no write lock on ``db``.
+
+    SQLite has one write lock: a process paused inside a write keeps every other writer
+    waiting until it resumes (the README says so), which is not what this test is about.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(db, timeout=0.5, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            conn.close()
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+
+
 def _check_clean(db: pathlib.Path) -> str:
     check = _run("sample_sagas", "check", "--db", str(db))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -98,7 +121,7 @@ def test_a_generator_paused_past_its_lease_cannot_apply_stale_effects(
             timeout=120,
             what="a first effect of every saga",
         )
-        os.kill(load.pid, signal.SIGSTOP)
+        _stop_outside_a_write(load.pid, db)
         wait_for_sync(lambda: _leases_expired(db), timeout=30, what="the leases to expire")
         ids = [str(row[0]) for row in _query(db, "SELECT id FROM saga_executions ORDER BY id")]
         assert len(ids) == count
