@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import inspect
 import os
+import pathlib
 import queue
 import subprocess
+import sys
 import threading
 import time
 import typing
@@ -343,3 +345,19 @@ def write_locked(db: str | os.PathLike[str]) -> typing.Iterator[None]:
         assert locker.stdin is not None
         locker.stdin.close()
         locker.wait(timeout=30)
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_module(*args: str, module: str = "saga_tui") -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in its own process: no terminal, nothing on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        input="",
+        timeout=120,
+        check=False,
+    )

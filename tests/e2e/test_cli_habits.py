@@ -15,21 +15,14 @@ import tempfile
 import pytest
 
 from saga_tui import cli
+from tests.support import run_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELIABLE = "tests.e2e.apps:reliable"
 
 
 def saga_tui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "saga_tui", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        input="",
-        timeout=120,
-        check=False,
-    )
+    return run_module(*args)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import asyncio
 import json
 import pathlib
 import subprocess
-import sys
 import typing
 import uuid
 
@@ -16,6 +15,7 @@ import pytest
 from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import Checkpoint, NewSaga
 from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage
+from tests.support import run_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELIABLE = "tests.e2e.apps:reliable"
@@ -23,15 +23,7 @@ DECLINING = "tests.e2e.apps:declining"
 
 
 def saga_tui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "saga_tui", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        input="",
-        timeout=120,
-        check=False,
-    )
+    return run_module(*args)
 
 
 def ok_json(*args: str) -> typing.Any:

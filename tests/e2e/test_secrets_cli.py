@@ -22,6 +22,7 @@ from tests.support import (
     pg_fetch,
     postgres_role_database,
     read_until,
+    run_module,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -51,15 +52,7 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
 
 def run(*args: str, module: str = "saga_tui") -> subprocess.CompletedProcess[str]:
     """One command in its own process, no terminal, nothing on stdin."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        input="",
-        timeout=120,
-        check=False,
-    )
+    return run_module(*args, module=module)
 
 
 def assert_hidden(ran: subprocess.CompletedProcess[str], password: str = PASSWORD) -> None:
