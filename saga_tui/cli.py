@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="saga name, e.g. OrderSaga")
     p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
     p.add_argument("--count", type=_positive, default=1)
+    p.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=16,
+        help="sagas at once when no worker serves them and this process does (default 16)",
+    )
     p.add_argument("--json", action="store_true")
     _no_wait(p)
 
@@ -302,6 +308,7 @@ async def _run(args: argparse.Namespace) -> int:
             status=sys.stderr,
             wait=wait,
             on_request=report,
+            concurrency=args.concurrency,
         )
     finally:
         await storage.close()

@@ -28,6 +28,9 @@ if typing.TYPE_CHECKING:
 
 Progress = typing.Callable[[RequestProgress], None]
 
+CONCURRENCY = 16
+"""Sagas at once when this process serves a request itself (as ``worker``'s default)."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Asked:
@@ -115,11 +118,16 @@ class _Following:
     server: RequestServer | None = None
     serving: asyncio.Task[None] | None = None
     waiting_for: str | None = None
+    concurrency: int = CONCURRENCY
 
     def serve(self) -> None:
         """Serve this request's pairs of the types this process has, here."""
         self.server = RequestServer(
-            self.mediator, only_request=self.asked.request_id, register=False, recover_stale=False
+            self.mediator,
+            only_request=self.asked.request_id,
+            register=False,
+            recover_stale=False,
+            concurrency=self.concurrency,
         )
         self.serving = asyncio.create_task(self.server.serve())
 
@@ -160,13 +168,14 @@ async def follow(
     serve_here: bool | None = None,
     on_progress: Progress | None = None,
     poll: float = 0.1,
+    concurrency: int = CONCURRENCY,
 ) -> list[ActionResult]:
     """Wait until every pair has its outcome; serve the request here when nobody else can
     (``serve_here`` None: decide by the workers table, and again while waiting). Returns
     results in request order. ``on_progress`` hears how far it is, and why it waits when
     no live process can serve some of its sagas."""
     book = RequestBook.of(mediator.storage)
-    following = _Following(mediator, asked)
+    following = _Following(mediator, asked, concurrency=concurrency)
     if serve_here is None:
         serve_here = not await served_elsewhere(mediator, asked.saga_names)
         watching = asyncio.create_task(following.watch()) if on_progress is not None else None

@@ -286,7 +286,7 @@ def plan_start(mediator: SagaMediator, saga_name: str, context_text: str | None)
     return StartPlan(saga_name, context_type, context_text)
 
 
-START_CHUNK = 200
+START_CHUNK = 1000
 """Sagas per start request of the command line: results print a request at a time."""
 
 
@@ -296,6 +296,7 @@ async def _start_by_requests(
     tally: StartTally,
     shown: typing.Callable[[typing.Any, ActionResult], None],
     on_request: fleet_actions.Progress | None = None,
+    concurrency: int = fleet_actions.CONCURRENCY,
 ) -> None:
     """Durable start requests of at most START_CHUNK sagas, one after another.
 
@@ -309,7 +310,9 @@ async def _start_by_requests(
             mediator, "start", saga_name=plan.saga_name, context=context, count=n, reason=REASON
         )
         tally.started += n
-        for result in await fleet_actions.follow(mediator, asked, on_progress=on_request):
+        for result in await fleet_actions.follow(
+            mediator, asked, on_progress=on_request, concurrency=concurrency
+        ):
             shown(None, result)
 
 
@@ -323,6 +326,7 @@ async def start_command(
     status: typing.TextIO | None = None,
     wait: bool = True,
     on_request: fleet_actions.Progress | None = None,
+    concurrency: int = fleet_actions.CONCURRENCY,
 ) -> int:
     """Start ``count`` sagas with the planned context; 1 unless every one completed.
 
@@ -330,7 +334,8 @@ async def start_command(
     served by a live worker with the saga type, else here). Results are printed as they
     come (``--json``: one array, item by item) and only counted, so memory does not grow
     with ``count``; on a terminal ``status`` shows a progress line. Ctrl+C stops starting
-    and says how many started. ``--no-wait`` writes one request for ``count`` sagas and
+    and says how many started. ``concurrency``: sagas at once when served here.
+    ``--no-wait`` writes one request for ``count`` sagas and
     prints its id.
     """
     if not wait:
@@ -359,10 +364,15 @@ async def start_command(
 
     try:
         if fleet_actions.is_durable(mediator):
-            await _start_by_requests(mediator, plan, tally, shown, on_request)
+            await _start_by_requests(mediator, plan, tally, shown, on_request, concurrency)
         else:
             await operations.start_many(
-                mediator, contexts, reason=REASON, on_result=shown, collect=False
+                mediator,
+                contexts,
+                reason=REASON,
+                on_result=shown,
+                collect=False,
+                concurrency=concurrency,
             )
     except (asyncio.CancelledError, KeyboardInterrupt):
         tally.clear()

@@ -158,6 +158,11 @@ class RequestServer:
         names = self._names()
         next_pass = 0.0
         dead: list[str] = []
+        # Refill in handfuls: a claim is a write transaction, and one per finished saga
+        # costs a busy server more than the sagas. A lone free slot still waits at most
+        # one poll interval.
+        refill = max(1, self.concurrency // 4)
+        last_claim = 0.0
         while not self._stopping:
             now = time.monotonic()
             if now >= next_pass:
@@ -169,7 +174,8 @@ class RequestServer:
             free = self.concurrency - len(self._tasks)
             took = 0
             wanted = [n for n in names if n not in self.left_to_others]
-            if free > 0 and wanted:
+            if free > 0 and wanted and (free >= refill or now - last_claim >= self.poll):
+                last_claim = now
                 try:
                     found = await self.book.has_open(wanted, dead, self.only_request)
                     items = (

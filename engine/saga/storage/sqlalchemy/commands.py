@@ -237,19 +237,22 @@ def request_action(conn: sa.Connection, saga_id: uuid.UUID, action: RequestedAct
     _update_one(conn, saga_id, requested_action=action.value)
 
 
+def audit_row(action: OperatorAction) -> dict[str, typing.Any]:
+    """The audit table's values for one operator action, stamped now."""
+    return {
+        "saga_id": action.saga_id,
+        "action": action.action,
+        "reason": action.reason,
+        "os_user": action.os_user,
+        "host": action.host,
+        "outcome": action.outcome,
+        "created_at": db_values.utcnow(),
+    }
+
+
 def record_operator_action(conn: sa.Connection, action: OperatorAction) -> None:
     """Append to the audit table."""
-    conn.execute(
-        sa.insert(saga_audit).values(
-            saga_id=action.saga_id,
-            action=action.action,
-            reason=action.reason,
-            os_user=action.os_user,
-            host=action.host,
-            outcome=action.outcome,
-            created_at=db_values.utcnow(),
-        ),
-    )
+    conn.execute(sa.insert(saga_audit).values(**audit_row(action)))
 
 
 def increment_recovery_attempts(

@@ -6,6 +6,8 @@ job, one transaction); read functions take an async connection. Times are epoch 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import typing
 import uuid
 
@@ -20,7 +22,10 @@ from engine.saga.requests import (
     RequestProgress,
     WorkerInfo,
 )
+from engine.saga.storage.models import OperatorAction
+from engine.saga.storage.sqlalchemy import commands
 from engine.saga.storage.sqlalchemy.schema import (
+    saga_audit,
     saga_executions,
     saga_request_items,
     saga_requests,
@@ -74,12 +79,60 @@ def insert_request(conn: sa.Connection, new: NewRequest) -> None:
         conn.execute(sa.insert(saga_request_items), pairs[i : i + _CHUNK])
 
 
-def _claimable(now: float, dead: typing.Sequence[str]) -> sa.ColumnElement[bool]:
+def _claimable(now: typing.Any, dead: typing.Any | None) -> sa.ColumnElement[bool]:
     items = saga_request_items.c
     free = sa.or_(items.claim_expires.is_(None), items.claim_expires < now)
-    if dead:
-        free = sa.or_(free, items.claimed_by.in_(list(dead)))
+    if dead is not None:
+        free = sa.or_(free, items.claimed_by.in_(dead))
     return sa.and_(items.outcome.is_(None), free)
+
+
+@functools.cache
+def _claim_statements(
+    with_dead: bool, one_request: bool, skip_locked: bool
+) -> tuple[sa.Select[typing.Any], sa.Update, sa.Select[typing.Any]]:
+    """The three statements of a claim, built once per shape (bound parameters: c_now,
+    c_names, c_dead, c_request, c_limit, c_ids, c_owner, c_expires)."""
+    items = saga_request_items.c
+    open_now = _claimable(
+        sa.bindparam("c_now"), sa.bindparam("c_dead", expanding=True) if with_dead else None
+    )
+    pick = (
+        sa.select(items.id, items.taken_by)
+        .where(open_now, items.saga_name.in_(sa.bindparam("c_names", expanding=True)))
+        .where(items.request_id == sa.bindparam("c_request") if one_request else sa.true())
+        .order_by(items.id)
+        .limit(sa.bindparam("c_limit", type_=sa.Integer))
+    )
+    if skip_locked:
+        pick = pick.with_for_update(skip_locked=True)
+    take = (
+        sa.update(saga_request_items)
+        .where(items.id.in_(sa.bindparam("c_ids", expanding=True)), open_now)
+        .values(
+            claimed_by=sa.bindparam("c_owner"),
+            claim_expires=sa.bindparam("c_expires"),
+            taken_by=sa.bindparam("c_owner"),
+        )
+        .returning(items.id)
+    )
+    req = saga_requests.c
+    read = (
+        sa.select(
+            items.id,
+            items.request_id,
+            items.saga_id,
+            items.saga_name,
+            req.kind,
+            req.context,
+            req.reason,
+            req.requester,
+        )
+        .join(saga_requests, req.id == items.request_id)
+        .where(items.id.in_(sa.bindparam("c_ids", expanding=True)))
+        .order_by(items.id)
+    )
+    return pick, take, read
 
 
 def claim_items(
@@ -99,45 +152,22 @@ def claim_items(
     """
     if limit <= 0 or not names:
         return []
-    items = saga_request_items.c
-    pick = (
-        sa.select(items.id)
-        .where(_claimable(now, dead), items.saga_name.in_(list(names)))
-        .where(sa.true() if request_id is None else items.request_id == request_id)
-        .order_by(items.id)
-        .limit(limit)
+    pick, take, read = _claim_statements(
+        bool(dead), request_id is not None, conn.dialect.name == "postgresql"
     )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    picked = {r.id: r.taken_by for r in conn.execute(pick.add_columns(items.taken_by))}
-    ids = list(picked)
-    if not ids:
+    params: dict[str, typing.Any] = {"c_now": now, "c_names": list(names), "c_limit": limit}
+    if dead:
+        params["c_dead"] = list(dead)
+    if request_id is not None:
+        params["c_request"] = request_id
+    picked = {r.id: r.taken_by for r in conn.execute(pick, params)}
+    if not picked:
         return []
-    claimed = conn.execute(
-        sa.update(saga_request_items)
-        .where(items.id.in_(ids), _claimable(now, dead))
-        .values(claimed_by=owner, claim_expires=expires, taken_by=owner)
-        .returning(items.id)
-    )
-    got = [r.id for r in claimed]
+    params.update(c_ids=list(picked), c_owner=owner, c_expires=expires)
+    got = [r.id for r in conn.execute(take, params)]
     if not got:
         return []
-    req = saga_requests.c
-    rows = conn.execute(
-        sa.select(
-            items.id,
-            items.request_id,
-            items.saga_id,
-            items.saga_name,
-            req.kind,
-            req.context,
-            req.reason,
-            req.requester,
-        )
-        .join(saga_requests, req.id == items.request_id)
-        .where(items.id.in_(got))
-        .order_by(items.id)
-    )
+    rows = conn.execute(read, {"c_ids": got})
     return [
         ClaimedItem(
             r.id,
@@ -165,49 +195,94 @@ async def has_open_items(
     items = saga_request_items.c
     query = (
         sa.select(items.id)
-        .where(_claimable(now, dead), items.saga_name.in_(list(names)))
+        .where(_claimable(now, list(dead) if dead else None), items.saga_name.in_(list(names)))
         .where(sa.true() if request_id is None else items.request_id == request_id)
         .limit(1)
     )
     return (await conn.execute(query)).first() is not None
 
 
-def finish_item(
-    conn: sa.Connection,
-    item_id: int,
-    owner: str,
-    outcome: str,
-    ok: bool,
-    error: str | None,
-    now: float,
-) -> bool:
-    """Record a pair's one outcome; False when ``owner`` no longer holds the pair."""
-    items = saga_request_items.c
-    done = conn.execute(
-        sa.update(saga_request_items)
-        .where(items.id == item_id, items.claimed_by == owner, items.outcome.is_(None))
-        .values(outcome=outcome, ok=ok, error=error, finished_at=now, claimed_by=None)
-        .returning(items.request_id)
-    ).first()
-    if done is None:
-        return False
-    conn.execute(
-        sa.update(saga_workers)
-        .where(saga_workers.c.id == owner)
-        .values(served=saga_workers.c.served + 1)
-    )
-    _close_if_done(conn, done.request_id, now)
-    return True
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finish:
+    """One pair's outcome to record (``finish_items``)."""
+
+    item_id: int
+    owner: str
+    outcome: str
+    ok: bool
+    error: str | None
+    audit: OperatorAction | None = None
 
 
-def _close_if_done(conn: sa.Connection, request_id: uuid.UUID, now: float) -> None:
-    items = saga_request_items.c
-    pending = sa.exists().where(items.request_id == request_id, items.outcome.is_(None))
-    conn.execute(
-        sa.update(saga_requests)
-        .where(saga_requests.c.id == request_id, saga_requests.c.state == PENDING, ~pending)
-        .values(state=DONE, finished_at=now)
+_items = saga_request_items.c
+# Built once: a statement made per call costs more in SQLAlchemy's construction and
+# cache-key work than the database spends running it.
+_FINISH_ONE = (
+    sa.update(saga_request_items)
+    .where(
+        _items.id == sa.bindparam("f_id"),
+        _items.claimed_by == sa.bindparam("f_owner"),
+        _items.outcome.is_(None),
     )
+    .values(
+        outcome=sa.bindparam("f_outcome"),
+        ok=sa.bindparam("f_ok"),
+        error=sa.bindparam("f_error"),
+        finished_at=sa.bindparam("f_now"),
+        claimed_by=None,
+    )
+    .returning(_items.request_id)
+)
+_SERVED = (
+    sa.update(saga_workers)
+    .where(saga_workers.c.id == sa.bindparam("w_id"))
+    .values(served=saga_workers.c.served + sa.bindparam("w_n", type_=sa.Integer))
+)
+_CLOSE_IF_DONE = (
+    sa.update(saga_requests)
+    .where(
+        saga_requests.c.id == sa.bindparam("r_id"),
+        saga_requests.c.state == PENDING,
+        ~sa.exists().where(_items.request_id == sa.bindparam("r_id"), _items.outcome.is_(None)),
+    )
+    .values(state=DONE, finished_at=sa.bindparam("r_now"))
+)
+
+
+def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float) -> list[bool]:
+    """Record pairs' outcomes in one transaction; per pair, False when its owner no
+    longer holds it (nothing written for that pair). Served counts, finished requests
+    and the audit rows of the recorded pairs are written once for the lot."""
+    recorded: list[bool] = []
+    served: dict[str, int] = {}
+    requests: dict[uuid.UUID, None] = {}
+    audits: list[dict[str, typing.Any]] = []
+    for f in done:
+        row = conn.execute(
+            _FINISH_ONE,
+            {
+                "f_id": f.item_id,
+                "f_owner": f.owner,
+                "f_outcome": f.outcome,
+                "f_ok": f.ok,
+                "f_error": f.error,
+                "f_now": now,
+            },
+        ).first()
+        recorded.append(row is not None)
+        if row is None:
+            continue
+        served[f.owner] = served.get(f.owner, 0) + 1
+        requests[row.request_id] = None
+        if f.audit is not None:
+            audits.append(commands.audit_row(f.audit))
+    for owner, n in served.items():
+        conn.execute(_SERVED, {"w_id": owner, "w_n": n})
+    for request_id in requests:
+        conn.execute(_CLOSE_IF_DONE, {"r_id": request_id, "r_now": now})
+    if audits:
+        conn.execute(sa.insert(saga_audit), audits)
+    return recorded
 
 
 def close_finished(conn: sa.Connection, now: float) -> int:
@@ -337,7 +412,7 @@ async def open_claim_holders(conn: AsyncConnection, host: str) -> list[str]:
 async def open_saga_names(conn: AsyncConnection, now: float) -> list[str]:
     """Saga types that have open pairs nobody live holds (to say who can serve them)."""
     items = saga_request_items.c
-    rows = await conn.execute(sa.select(items.saga_name).where(_claimable(now, ())).distinct())
+    rows = await conn.execute(sa.select(items.saga_name).where(_claimable(now, None)).distinct())
     return [r.saga_name for r in rows]
 
 
