@@ -217,10 +217,10 @@ class Finish:
 _items = saga_request_items.c
 # Built once: a statement made per call costs more in SQLAlchemy's construction and
 # cache-key work than the database spends running it.
-_FINISH_ONE = (
+_FINISH_SOME = (
     sa.update(saga_request_items)
     .where(
-        _items.id == sa.bindparam("f_id"),
+        _items.id.in_(sa.bindparam("f_ids", expanding=True)),
         _items.claimed_by == sa.bindparam("f_owner"),
         _items.outcome.is_(None),
     )
@@ -231,7 +231,7 @@ _FINISH_ONE = (
         finished_at=sa.bindparam("f_now"),
         claimed_by=None,
     )
-    .returning(_items.request_id)
+    .returning(_items.id, _items.request_id)
 )
 _SERVED = (
     sa.update(saga_workers)
@@ -241,9 +241,9 @@ _SERVED = (
 _CLOSE_IF_DONE = (
     sa.update(saga_requests)
     .where(
-        saga_requests.c.id == sa.bindparam("r_id"),
+        saga_requests.c.id.in_(sa.bindparam("r_ids", expanding=True)),
         saga_requests.c.state == PENDING,
-        ~sa.exists().where(_items.request_id == sa.bindparam("r_id"), _items.outcome.is_(None)),
+        ~sa.exists().where(_items.request_id == saga_requests.c.id, _items.outcome.is_(None)),
     )
     .values(state=DONE, finished_at=sa.bindparam("r_now"))
 )
@@ -253,33 +253,41 @@ def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float)
     """Record pairs' outcomes in one transaction; per pair, False when its owner no
     longer holds it (nothing written for that pair). Served counts, finished requests
     and the audit rows of the recorded pairs are written once for the lot."""
-    recorded: list[bool] = []
+    # Pairs with the same outcome (most of them: COMPLETED, no error) share a statement.
+    alike: dict[tuple[str, str, bool, str | None], list[int]] = {}
+    for f in done:
+        alike.setdefault((f.owner, f.outcome, f.ok, f.error), []).append(f.item_id)
+    landed: dict[int, uuid.UUID] = {}
+    for (owner, outcome, ok, error), ids in alike.items():
+        rows = conn.execute(
+            _FINISH_SOME,
+            {
+                "f_ids": ids,
+                "f_owner": owner,
+                "f_outcome": outcome,
+                "f_ok": ok,
+                "f_error": error,
+                "f_now": now,
+            },
+        )
+        landed.update((r.id, r.request_id) for r in rows)
     served: dict[str, int] = {}
     requests: dict[uuid.UUID, None] = {}
     audits: list[dict[str, typing.Any]] = []
+    recorded: list[bool] = []
     for f in done:
-        row = conn.execute(
-            _FINISH_ONE,
-            {
-                "f_id": f.item_id,
-                "f_owner": f.owner,
-                "f_outcome": f.outcome,
-                "f_ok": f.ok,
-                "f_error": f.error,
-                "f_now": now,
-            },
-        ).first()
-        recorded.append(row is not None)
-        if row is None:
+        request_id = landed.get(f.item_id)
+        recorded.append(request_id is not None)
+        if request_id is None:
             continue
         served[f.owner] = served.get(f.owner, 0) + 1
-        requests[row.request_id] = None
+        requests[request_id] = None
         if f.audit is not None:
             audits.append(commands.audit_row(f.audit))
     for owner, n in served.items():
         conn.execute(_SERVED, {"w_id": owner, "w_n": n})
-    for request_id in requests:
-        conn.execute(_CLOSE_IF_DONE, {"r_id": request_id, "r_now": now})
+    if requests:
+        conn.execute(_CLOSE_IF_DONE, {"r_ids": list(requests), "r_now": now})
     if audits:
         conn.execute(sa.insert(saga_audit), audits)
     return recorded

@@ -33,7 +33,7 @@ from engine.saga.errors import SagaStorageError
 from engine.saga.secrets import get_logger
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
-from engine.saga.storage.sqlalchemy.connect import BUSY_TIMEOUT_MS, WRITER_OPTION, use_wal
+from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION, use_wal
 from engine.saga.storage.sqlalchemy.raw_checkpoint import INSERT_LOG, apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
 from engine.saga.storage.sqlalchemy.wal import WRITER_FALLBACK_PAGES, WalCheckpointer
@@ -51,6 +51,12 @@ MAX_BATCH = 2000
 
 WRITER_CACHE_KIB = -32_768
 """The writer connection's page cache (negative: KiB, so 32 MiB; SQLite's default is 2)."""
+
+LOCK_POLL_SECONDS = (0.0002, 0.0005, 0.001, 0.002)
+"""How the writer waits for a write lock another process holds: it tries again after
+these pauses, then every last one. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20,
+25 ms...: two processes taking turns at millisecond transactions would spend most of
+their time asleep, and two workers would serve fewer sagas than one."""
 
 INLINE_BATCH = 8
 """Up to this many queued checkpoints are written on the event loop's thread (see
@@ -167,7 +173,6 @@ class SqliteWriter(BatchWriter):
             thread_name_prefix="saga-sqlite-writer",
         )
         self._conn: sa.Connection | None = None
-        self._inline = False  # the connection's busy timeout is 0 while writing inline
         path = sync_engine.url.database
         self._checkpointer = WalCheckpointer(path) if path and path != ":memory:" else None
 
@@ -188,6 +193,10 @@ class SqliteWriter(BatchWriter):
             # last pages: a cache that holds them spares a read syscall per page.
             driver = typing.cast(sqlite3.Connection, conn.connection.driver_connection)
             driver.execute(f"PRAGMA cache_size = {WRITER_CACHE_KIB}")
+            # Never blocked inside SQLite: a busy lock raises at once, on the loop's
+            # thread (the batch goes to the writer thread) and on the writer thread
+            # (``_poll_locked`` tries again soon).
+            driver.execute("PRAGMA busy_timeout = 0")
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
@@ -205,16 +214,12 @@ class SqliteWriter(BatchWriter):
         ~80 us each way, a WAL commit ~50 us), so a few checkpoints are written here.
         Never blocking: the lock is tried once (busy timeout 0); when another connection
         holds it, or the batch carries other jobs, the writer thread takes the batch and
-        waits for the lock as usual. Only the writer task calls this, never while the
+        polls for the lock (``_poll_locked``). Only the writer task calls this, never while the
         thread runs a batch, so the connection is used by one thread at a time.
         """
         if any(item.checkpoint is None for item in batch):
             return None
         assert self._conn is not None
-        raw = typing.cast(sqlite3.Connection, self._conn.connection.driver_connection)
-        if not self._inline:
-            raw.execute("PRAGMA busy_timeout = 0")
-            self._inline = True
         items = [(i, typing.cast(Checkpoint, it.checkpoint)) for i, it in enumerate(batch)]
         try:
             return self._checkpoints(self._conn, items)
@@ -223,27 +228,22 @@ class SqliteWriter(BatchWriter):
                 return None  # nothing was written: the thread waits for the lock
             raise
 
-    def _threaded(self) -> None:
-        """Back to the busy timeout before the thread uses the connection."""
-        if self._inline and self._conn is not None:
-            raw = typing.cast(sqlite3.Connection, self._conn.connection.driver_connection)
-            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._inline = False
-
     def _run_batch(self, batch: list[_Item]) -> list[typing.Any]:
         conn = self._connection()
-        self._threaded()
         outcomes: list[typing.Any] = [None] * len(batch)
         checkpoints = [
             (i, it.checkpoint) for i, it in enumerate(batch) if it.checkpoint is not None
         ]
         if checkpoints:
-            results = _retry_locked(lambda: self._checkpoints(conn, checkpoints))
+            results = _poll_locked(lambda: self._checkpoints(conn, checkpoints))
             for (i, _), result in zip(checkpoints, results, strict=True):
                 outcomes[i] = result
-        for i, item in enumerate(batch):
-            if item.job is not None:
-                outcomes[i] = self._job(conn, item.job)
+        jobs = [(i, item.job) for i, item in enumerate(batch) if item.job is not None]
+        if len(jobs) == 1:
+            outcomes[jobs[0][0]] = self._job(conn, jobs[0][1])
+        elif jobs:
+            for (i, _), outcome in zip(jobs, self._jobs(conn, [j for _, j in jobs]), strict=True):
+                outcomes[i] = outcome
         return outcomes
 
     def _checkpoints(
@@ -301,6 +301,39 @@ class SqliteWriter(BatchWriter):
             self._checkpointer.committed()
         return results
 
+    def _jobs(self, conn: sa.Connection, jobs: list[Job]) -> list[typing.Any]:
+        """Several jobs in one transaction, each in a SAVEPOINT: one that fails is rolled
+        back alone and its exception is its outcome (as in a transaction of its own)."""
+
+        def once() -> list[typing.Any]:
+            outcomes: list[typing.Any] = []
+            try:
+                with conn.begin():
+                    for job in jobs:
+                        savepoint = conn.begin_nested()
+                        try:
+                            outcomes.append(job(conn))
+                        except sa.exc.OperationalError as exc:
+                            if is_lock_error(exc):
+                                raise  # the whole lot runs again
+                            savepoint.rollback()
+                            outcomes.append(exc)
+                        except Exception as exc:
+                            savepoint.rollback()
+                            outcomes.append(exc)
+                        else:
+                            savepoint.commit()
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
+            return outcomes
+
+        try:
+            return _poll_locked(once)
+        except Exception as exc:
+            return [exc] * len(jobs)
+
     def _job(self, conn: sa.Connection, job: Job) -> typing.Any:
         def once() -> typing.Any:
             try:
@@ -312,7 +345,7 @@ class SqliteWriter(BatchWriter):
                 raise
 
         try:
-            return _retry_locked(once)
+            return _poll_locked(once)
         except Exception as exc:
             return exc
 
@@ -330,6 +363,28 @@ class SqliteWriter(BatchWriter):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _poll_locked(fn: typing.Callable[[], R]) -> R:
+    """Run ``fn`` on a connection with no busy timeout; while the write lock is taken,
+    try again after LOCK_POLL_SECONDS pauses (for up to LOCK_RETRY_SECONDS)."""
+    started = time.monotonic()
+    warned = False
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
+            if not is_lock_error(exc):
+                raise
+            waited = time.monotonic() - started
+            if waited > LOCK_RETRY_SECONDS:
+                raise
+            if waited > 1.0 and not warned:
+                warned = True
+                log.warning("saga storage: database is locked, still waiting")
+        time.sleep(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)])
+        attempt += 1
 
 
 def _retry_locked(fn: typing.Callable[[], R]) -> R:
