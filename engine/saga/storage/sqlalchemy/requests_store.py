@@ -40,6 +40,10 @@ DONE = "DONE"
 # ---- requests ------------------------------------------------------------------------
 
 
+_INSERT_REQUEST = sa.insert(saga_requests)
+_INSERT_ITEMS = sa.insert(saga_request_items)
+
+
 def insert_request(conn: sa.Connection, new: NewRequest) -> None:
     """Write a request and its pairs; names of existing sagas are read here, in one go."""
     names: dict[uuid.UUID, str] = {}
@@ -59,24 +63,25 @@ def insert_request(conn: sa.Connection, new: NewRequest) -> None:
         if missing:
             raise SagaNotFoundError(f"Saga {missing[0]} not found")
     conn.execute(
-        sa.insert(saga_requests).values(
-            id=new.request_id,
-            kind=new.kind,
-            saga_name=new.saga_name,
-            context=new.context,
-            count=len(new.saga_ids),
-            requester=new.requester,
-            reason=new.reason,
-            created_at=new.created_at,
-            state=PENDING if new.saga_ids else DONE,
-            finished_at=None if new.saga_ids else new.created_at,
-        )
+        _INSERT_REQUEST,
+        {
+            "id": new.request_id,
+            "kind": new.kind,
+            "saga_name": new.saga_name,
+            "context": new.context,
+            "count": len(new.saga_ids),
+            "requester": new.requester,
+            "reason": new.reason,
+            "created_at": new.created_at,
+            "state": PENDING if new.saga_ids else DONE,
+            "finished_at": None if new.saga_ids else new.created_at,
+        },
     )
     pairs = [
         {"request_id": new.request_id, "saga_id": s, "saga_name": names[s]} for s in new.saga_ids
     ]
     for i in range(0, len(pairs), _CHUNK):
-        conn.execute(sa.insert(saga_request_items), pairs[i : i + _CHUNK])
+        conn.execute(_INSERT_ITEMS, pairs[i : i + _CHUNK])
 
 
 def _claimable(now: typing.Any, dead: typing.Any | None) -> sa.ColumnElement[bool]:
@@ -249,6 +254,9 @@ _CLOSE_IF_DONE = (
 )
 
 
+_INSERT_AUDIT = sa.insert(saga_audit)
+
+
 def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float) -> list[bool]:
     """Record pairs' outcomes in one transaction; per pair, False when its owner no
     longer holds it (nothing written for that pair). Served counts, finished requests
@@ -289,7 +297,7 @@ def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float)
     if requests:
         conn.execute(_CLOSE_IF_DONE, {"r_ids": list(requests), "r_now": now})
     if audits:
-        conn.execute(sa.insert(saga_audit), audits)
+        conn.execute(_INSERT_AUDIT, audits)
     return recorded
 
 
