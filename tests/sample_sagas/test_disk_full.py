@@ -103,7 +103,9 @@ async def test_a_full_disk_stops_the_load_fails_recovery_honestly_and_loses_noth
         assert progress.gave_up and "full" in progress.gave_up, progress.gave_up
         assert progress.started < 1000
         assert progress.errors < GIVE_UP_AFTER + 8 + progress.finished
-        # Recovering now cannot work: it says so, it does not claim success.
+        # Recovering now cannot work: it says so, it does not claim success. (A lease the
+        # stopped runner renewed last, on a loaded machine, lapses first: 1 s here.)
+        await wait_for(lambda: _held(path) == 0, timeout=30, what="the leases to lapse")
         lines: list[str] = []
         code = await recover_command(mediator, lines.append, [], stale=True, as_json=True)
         results = json.loads("\n".join(lines))
