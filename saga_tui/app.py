@@ -87,6 +87,7 @@ class SagaApp(FleetMixin, ActionsMixin):
         self.user_keys = user_keys or keys.UserKeys()
         self.shown: LoadResult | None = None  # what the list shows
         self.last_load: LoadResult | None = None  # the newest load, shown or not
+        self.load_error: str | None = None  # why the last load failed, until one succeeds
         self.palette: Palette = {}
         self._demo: DemoTraffic | None = None
         self._close_reader = close_reader
@@ -206,6 +207,8 @@ class SagaApp(FleetMixin, ActionsMixin):
 
     def _draw_title(self) -> None:
         live = "paused ‖ (p resumes)" if self.feed.paused else "live ●"
+        if self.load_error is not None:
+            live = "cannot read ✗"
         running = self.mediator.running if self.mediator else 0
         now = utcnow()
         clock = f"{now.astimezone().strftime('%H:%M:%S')} {zone(now)}"
@@ -219,6 +222,10 @@ class SagaApp(FleetMixin, ActionsMixin):
         self.last_load = result
         if not self._alive():
             return
+        if self.load_error is not None:
+            self.load_error = None
+            self.main_screen.show_unreadable(False)
+            self.notify("the database can be read again", title="Database", markup=False)
         with self.batch_update():
             if message.logs and not self.feed.paused:
                 self.main_screen.add_logs(message.logs, self.palette)
@@ -243,7 +250,13 @@ class SagaApp(FleetMixin, ActionsMixin):
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
-        self.notify(message.reason, title="Database", severity="error", markup=False)
+        # Said once per reason: the poll tries again every second.
+        if message.reason != self.load_error:
+            self.notify(message.reason, title="Database", severity="error", markup=False)
+        self.load_error = message.reason
+        if self._alive():
+            self.main_screen.show_unreadable(True)
+            self._draw_title()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died becomes a one-line notification, never a traceback."""

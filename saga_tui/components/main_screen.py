@@ -52,6 +52,7 @@ class MainScreen(Screen[None]):
         self._applied = -1  # the generation whose cursor move was applied
         self._land_above: str | None = None
         self._progress: str | None = None
+        self._unreadable = False  # the last load failed: the page shown may be stale
 
     def compose(self) -> ComposeResult:
         """Title, counts, table, filter input, live stream, footer."""
@@ -169,6 +170,9 @@ class MainScreen(Screen[None]):
         subtitle = self.browse.subtitle(
             len(table.order), self._next_page is not None, above, more and above >= newer
         )
+        if self._unreadable:
+            # Not "no sagas yet" over a database that could not be read.
+            subtitle = "cannot read the database; trying again every second"
         if self._progress:
             subtitle = f"{self._progress} · {subtitle}"
         table.border_subtitle = Text(subtitle, end="")  # type: ignore[assignment]
@@ -184,6 +188,12 @@ class MainScreen(Screen[None]):
     def add_logs(self, records: list[LogRecord], palette: Palette) -> None:
         """New lines for the live stream."""
         self.stream.add(records, palette)
+
+    def show_unreadable(self, unreadable: bool) -> None:
+        """Say below the table that the database cannot be read now (or no longer)."""
+        if unreadable != self._unreadable:
+            self._unreadable = unreadable
+            self.show_titles()
 
     def show_progress(self, text: str | None) -> None:
         """``recover: 1,200 / 10,000 sagas`` below the table while a bulk action runs."""
