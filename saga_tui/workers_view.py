@@ -23,7 +23,9 @@ from saga_tui.textfmt import clean
 if typing.TYPE_CHECKING:
     from engine.saga.fleet import RequestBook
 
-COLUMNS = ("NAME", "STATE", "HOST", "PID", "APP", "HEARTBEAT", "RUNNING", "SERVED", "TYPES")
+# What an operator scans for first (alive? busy?) comes first: at 80 columns the table
+# scrolls sideways from APP on.
+COLUMNS = ("NAME", "STATE", "HEARTBEAT", "RUNNING", "SERVED", "HOST", "PID", "APP", "TYPES")
 
 
 def age(seconds: float) -> str:
@@ -63,12 +65,12 @@ def worker_row(worker: WorkerInfo, now: float) -> tuple[Text, ...]:
     return (
         Text(clean(worker.name)),
         Text(state, style=style),
-        Text(clean(worker.host)),
-        Text(str(worker.pid)),
-        Text(clean(worker.app)),
         Text(age(now - worker.heartbeat) + " ago"),
         Text(str(worker.running if state.startswith("live") else 0)),
         Text(str(worker.served)),
+        Text(clean(worker.host)),
+        Text(str(worker.pid)),
+        Text(clean(worker.app)),
         Text(clean(", ".join(worker.saga_types))),
     )
 
