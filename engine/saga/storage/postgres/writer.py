@@ -66,12 +66,19 @@ class PostgresWriter(BatchWriter):
             results = await self._checkpoints([cp for _, cp in checkpoints])
             for (i, _), result in zip(checkpoints, results, strict=True):
                 outcomes[i] = result
-        for i, item in enumerate(batch):
-            if item.job is not None:
-                try:
-                    outcomes[i] = await self._job(item.job)
-                except Exception as exc:
-                    outcomes[i] = exc
+        jobs = [(i, item.job) for i, item in enumerate(batch) if item.job is not None]
+        if len(jobs) == 1:
+            try:
+                outcomes[jobs[0][0]] = await self._job(jobs[0][1])
+            except Exception as exc:
+                outcomes[jobs[0][0]] = exc
+        elif jobs:
+            try:
+                done = await self._jobs([job for _, job in jobs])
+            except Exception as exc:
+                done = [exc] * len(jobs)
+            for (i, _), outcome in zip(jobs, done, strict=True):
+                outcomes[i] = outcome
         return outcomes
 
     async def _checkpoints(self, items: list[Checkpoint]) -> list[typing.Any]:
@@ -129,6 +136,27 @@ class PostgresWriter(BatchWriter):
             raise
         self.commits += 1
         return results
+
+    async def _jobs(self, jobs: list[Job]) -> list[typing.Any]:
+        """Several jobs in one transaction (one commit), each in a SAVEPOINT: one that
+        fails is rolled back alone and its exception is its outcome."""
+
+        def run(conn: sa.Connection) -> list[typing.Any]:
+            outcomes: list[typing.Any] = []
+            for job in jobs:
+                savepoint = conn.begin_nested()
+                try:
+                    outcomes.append(job(conn))
+                except Exception as exc:
+                    savepoint.rollback()
+                    outcomes.append(exc)
+                else:
+                    savepoint.commit()
+            conn.exec_driver_sql(f"NOTIFY {statements.CHANNEL}")
+            return outcomes
+
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(run)
 
     async def _job(self, job: Job) -> typing.Any:
         def run(conn: sa.Connection) -> typing.Any:
