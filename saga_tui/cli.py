@@ -114,12 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="saga name, e.g. OrderSaga")
     p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
     p.add_argument("--count", type=_positive, default=1)
-    p.add_argument(
-        "--concurrency",
-        type=_positive,
-        default=16,
-        help="sagas at once when no worker serves them and this process does (default 16)",
-    )
+    p.add_argument("--concurrency", type=_positive, default=16, help="sagas at once here (16)")
     p.add_argument("--json", action="store_true")
     _no_wait(p)
 

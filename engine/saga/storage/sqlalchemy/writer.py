@@ -33,7 +33,7 @@ from engine.saga.errors import SagaStorageError
 from engine.saga.secrets import get_logger
 from engine.saga.storage.models import Checkpoint, CheckpointResult
 from engine.saga.storage.sqlalchemy import commands, db_values
-from engine.saga.storage.sqlalchemy.connect import WRITER_OPTION, use_wal
+from engine.saga.storage.sqlalchemy.connect import BUSY_TIMEOUT_MS, WRITER_OPTION, use_wal
 from engine.saga.storage.sqlalchemy.raw_checkpoint import INSERT_LOG, apply_raw
 from engine.saga.storage.sqlalchemy.schema import saga_logs
 from engine.saga.storage.sqlalchemy.wal import WRITER_FALLBACK_PAGES, WalCheckpointer
@@ -51,12 +51,6 @@ MAX_BATCH = 2000
 
 WRITER_CACHE_KIB = -32_768
 """The writer connection's page cache (negative: KiB, so 32 MiB; SQLite's default is 2)."""
-
-LOCK_POLL_SECONDS = (0.0002, 0.0005, 0.001, 0.002)
-"""How the writer waits for a write lock another process holds: it tries again after
-these pauses, then every last one. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20,
-25 ms...: two processes taking turns at millisecond transactions would spend most of
-their time asleep, and two workers would serve fewer sagas than one."""
 
 INLINE_BATCH = 8
 """Up to this many queued checkpoints are written on the event loop's thread (see
@@ -173,6 +167,7 @@ class SqliteWriter(BatchWriter):
             thread_name_prefix="saga-sqlite-writer",
         )
         self._conn: sa.Connection | None = None
+        self._inline = False  # the connection's busy timeout is 0 while writing inline
         path = sync_engine.url.database
         self._checkpointer = WalCheckpointer(path) if path and path != ":memory:" else None
 
@@ -193,10 +188,6 @@ class SqliteWriter(BatchWriter):
             # last pages: a cache that holds them spares a read syscall per page.
             driver = typing.cast(sqlite3.Connection, conn.connection.driver_connection)
             driver.execute(f"PRAGMA cache_size = {WRITER_CACHE_KIB}")
-            # Never blocked inside SQLite: a busy lock raises at once, on the loop's
-            # thread (the batch goes to the writer thread) and on the writer thread
-            # (``_poll_locked`` tries again soon).
-            driver.execute("PRAGMA busy_timeout = 0")
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
@@ -214,12 +205,16 @@ class SqliteWriter(BatchWriter):
         ~80 us each way, a WAL commit ~50 us), so a few checkpoints are written here.
         Never blocking: the lock is tried once (busy timeout 0); when another connection
         holds it, or the batch carries other jobs, the writer thread takes the batch and
-        polls for the lock (``_poll_locked``). Only the writer task calls this, never while the
+        waits for the lock as usual. Only the writer task calls this, never while the
         thread runs a batch, so the connection is used by one thread at a time.
         """
         if any(item.checkpoint is None for item in batch):
             return None
         assert self._conn is not None
+        raw = typing.cast(sqlite3.Connection, self._conn.connection.driver_connection)
+        if not self._inline:
+            raw.execute("PRAGMA busy_timeout = 0")
+            self._inline = True
         items = [(i, typing.cast(Checkpoint, it.checkpoint)) for i, it in enumerate(batch)]
         try:
             return self._checkpoints(self._conn, items)
@@ -228,14 +223,22 @@ class SqliteWriter(BatchWriter):
                 return None  # nothing was written: the thread waits for the lock
             raise
 
+    def _threaded(self) -> None:
+        """Back to the busy timeout before the thread uses the connection."""
+        if self._inline and self._conn is not None:
+            raw = typing.cast(sqlite3.Connection, self._conn.connection.driver_connection)
+            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._inline = False
+
     def _run_batch(self, batch: list[_Item]) -> list[typing.Any]:
         conn = self._connection()
+        self._threaded()
         outcomes: list[typing.Any] = [None] * len(batch)
         checkpoints = [
             (i, it.checkpoint) for i, it in enumerate(batch) if it.checkpoint is not None
         ]
         if checkpoints:
-            results = _poll_locked(lambda: self._checkpoints(conn, checkpoints))
+            results = _retry_locked(lambda: self._checkpoints(conn, checkpoints))
             for (i, _), result in zip(checkpoints, results, strict=True):
                 outcomes[i] = result
         jobs = [(i, item.job) for i, item in enumerate(batch) if item.job is not None]
@@ -330,7 +333,7 @@ class SqliteWriter(BatchWriter):
             return outcomes
 
         try:
-            return _poll_locked(once)
+            return _retry_locked(once)
         except Exception as exc:
             return [exc] * len(jobs)
 
@@ -345,7 +348,7 @@ class SqliteWriter(BatchWriter):
                 raise
 
         try:
-            return _poll_locked(once)
+            return _retry_locked(once)
         except Exception as exc:
             return exc
 
@@ -363,28 +366,6 @@ class SqliteWriter(BatchWriter):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _poll_locked(fn: typing.Callable[[], R]) -> R:
-    """Run ``fn`` on a connection with no busy timeout; while the write lock is taken,
-    try again after LOCK_POLL_SECONDS pauses (for up to LOCK_RETRY_SECONDS)."""
-    started = time.monotonic()
-    warned = False
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
-            if not is_lock_error(exc):
-                raise
-            waited = time.monotonic() - started
-            if waited > LOCK_RETRY_SECONDS:
-                raise
-            if waited > 1.0 and not warned:
-                warned = True
-                log.warning("saga storage: database is locked, still waiting")
-        time.sleep(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)])
-        attempt += 1
 
 
 def _retry_locked(fn: typing.Callable[[], R]) -> R:
