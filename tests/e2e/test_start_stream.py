@@ -87,3 +87,31 @@ def test_a_context_file_that_cannot_be_read_is_a_usage_error(
     code = cli.main(["--db", db, *APP, "start", "OrderSaga", "--context", f"@{context}"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_start_of_more_sagas_than_one_request_holds_runs_each_once(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The sample world with instant services; 1,200 sagas are two start requests.
+    from saga_tui import cli
+    from saga_tui.headless import START_CHUNK
+
+    count = START_CHUNK + 200
+    db = str(tmp_path / "instant.db")
+    app = ("--app", "sample_sagas:create_instant_mediator")
+    argv = ["--db", db, *app, "start", "OrderSaga", "--count", str(count)]
+    code = cli.main([*argv, "--concurrency", "32", "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == count and len({r["id"] for r in results}) == count
+    statuses = {r["status"] for r in results}
+    assert statuses <= {"COMPLETED", "COMPENSATED"} and "COMPLETED" in statuses
+    assert code == (0 if statuses == {"COMPLETED"} else 1)
+    with sqlite3.connect(db) as conn:
+        requests = conn.execute("SELECT count(*), sum(state = 'DONE') FROM saga_requests")
+        assert requests.fetchone() == (2, 2)
+    checked = subprocess.run(
+        [sys.executable, "-m", "sample_sagas", "check", "--db", db],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"checked {count} sagas" in checked.stdout
