@@ -115,3 +115,49 @@ def test_a_start_of_more_sagas_than_one_request_holds_runs_each_once(
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"checked {count} sagas: 0 disagree" in checked.stderr
+
+
+def test_on_a_terminal_a_long_start_shows_its_progress(tmp_path: pathlib.Path) -> None:
+    # stderr on a pseudo-terminal, stdout a pipe: the progress line goes to the terminal.
+    import os
+    import threading
+
+    db = str(tmp_path / "progress.db")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "saga_tui", "--db", db,
+            "--app", "sample_sagas:create_instant_mediator",
+            "start", "OrderSaga", "--count", "40",
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the other end closed
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=120)
+    reader.join(timeout=30)
+    os.close(master)
+    said = b"".join(seen).decode()
+    assert len(out.strip().splitlines()) == 40  # the results, on stdout only
+    # Beside the request's own progress line ("request 3f2a9c1e: start 40 OrderSaga: ..."),
+    # each redraw of the start's line overwrites the last.
+    shown = [part for part in said.split("\r\x1b[2K") if part.startswith("started")]
+    assert shown and all(re.fullmatch(PROGRESS, part) for part in shown), said
+    assert re.fullmatch(r"started 40/40  finished 40  not completed \d+", shown[-1]), said
+    assert said.endswith("\r\x1b[2K")  # the line is cleared at the end
+
+
+PROGRESS = r"started \d+/40  finished \d+  not completed \d+"
