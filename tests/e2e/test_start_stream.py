@@ -28,6 +28,10 @@ def _completed(db: str) -> int:
         return 0  # the file exists before its tables do
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ctrl_c_stops_a_long_start_and_says_how_many_started(
@@ -37,7 +41,14 @@ def test_ctrl_c_stops_a_long_start_and_says_how_many_started(
     argv = [sys.executable, "-m", "saga_tui", "--db", db, *APP, "start", "OrderSaga"]
     argv += ["--count", "1000000", *(["--json"] if as_json else [])]
     proc = subprocess.Popen(
-        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As a terminal's Ctrl+C finds it: a test run started in the background of a
+        # script inherits SIGINT ignored, and so would the command.
+        preexec_fn=_sigint_default,
     )
     try:
         wait_for_sync(lambda: _completed(db) >= 5, timeout=120, what="a few sagas")
