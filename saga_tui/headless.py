@@ -184,7 +184,7 @@ async def recover_all_stale(
     while True:
         found = await mediator.recover_stale(
             limit=batch,
-            concurrency=operations.CONCURRENCY,
+            concurrency=fleet_actions.CONCURRENCY,
             reason=operator_reason(REASON + " --stale", why),
             skip=seen,
         )

@@ -41,7 +41,8 @@ Target = typing.Union[typing.Sequence[uuid.UUID], SagaFilter]  # noqa: UP007
 """What an action acts on: these sagas, or every saga matching a filter (read when it runs)."""
 Progress = typing.Callable[[int, int], None]
 """Told ``(done, total)`` as a bulk action goes."""
-CONCURRENCY = 16
+CONCURRENCY = fleet_actions.CONCURRENCY
+"""Sagas at once, here as when a request is served here."""
 ID_PAGE = 1000
 CHUNK = 200
 PREVIEW = 20

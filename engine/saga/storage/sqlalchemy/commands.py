@@ -250,9 +250,13 @@ def audit_row(action: OperatorAction) -> dict[str, typing.Any]:
     }
 
 
+INSERT_AUDIT = sa.insert(saga_audit)
+"""Built once; executed with ``audit_row`` values (a list of them: one executemany)."""
+
+
 def record_operator_action(conn: sa.Connection, action: OperatorAction) -> None:
     """Append to the audit table."""
-    conn.execute(sa.insert(saga_audit).values(**audit_row(action)))
+    conn.execute(INSERT_AUDIT, audit_row(action))
 
 
 def increment_recovery_attempts(

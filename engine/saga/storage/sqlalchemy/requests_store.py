@@ -25,7 +25,6 @@ from engine.saga.requests import (
 from engine.saga.storage.models import OperatorAction
 from engine.saga.storage.sqlalchemy import commands
 from engine.saga.storage.sqlalchemy.schema import (
-    saga_audit,
     saga_executions,
     saga_request_items,
     saga_requests,
@@ -254,9 +253,6 @@ _CLOSE_IF_DONE = (
 )
 
 
-_INSERT_AUDIT = sa.insert(saga_audit)
-
-
 def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float) -> list[bool]:
     """Record pairs' outcomes in one transaction; per pair, False when its owner no
     longer holds it (nothing written for that pair). Served counts, finished requests
@@ -297,7 +293,7 @@ def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float)
     if requests:
         conn.execute(_CLOSE_IF_DONE, {"r_ids": list(requests), "r_now": now})
     if audits:
-        conn.execute(_INSERT_AUDIT, audits)
+        conn.execute(commands.INSERT_AUDIT, audits)
     return recorded
 
 
