@@ -7,6 +7,7 @@ output relies on ``json.dumps``'s escaping.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import typing
@@ -196,7 +197,12 @@ def detail_text(detail: SagaDetail) -> list[str]:
         f"steps {progress(s) if s.step_count else s.steps_done}",
     ]
     if s.lease_owner:
-        lines.append(f"owner {clean(s.lease_owner)}  lease until {s.lease_expires}")
+        until = (
+            iso(datetime.datetime.fromtimestamp(s.lease_expires, datetime.UTC))
+            if s.lease_expires is not None
+            else "none"
+        )
+        lines.append(f"owner {clean(s.lease_owner)}  lease until {until}")
     if s.requested_action:
         lines.append(f"requested: {s.requested_action.name}")
     if s.unreadable:

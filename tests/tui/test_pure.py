@@ -179,3 +179,21 @@ def test_the_command_line_table_has_a_key_column_only_when_a_saga_has_a_key() ->
     assert other.split()[2] == "COMPLETED"  # no key: the cell is blank
     assert textout.table([plain])[0].split()[:3] == ["ID", "SAGA", "STATUS"]
     assert summary_cells(keyed)["key"].plain == "ord-9ca8\\x1b[2J"
+
+
+def test_show_gives_the_lease_expiry_as_a_time_not_epoch_seconds() -> None:
+    from engine.saga.storage.models import SagaDetail
+    from saga_tui.textout import detail_text
+
+    now = datetime.datetime(2026, 11, 28, 4, 16, 49, tzinfo=datetime.UTC)
+    summary = SagaSummary(
+        uuid.uuid4(),
+        "OrderSaga",
+        SagaStatus.RUNNING,
+        now,
+        now,
+        lease_owner="vm:15596:4590005",
+        lease_expires=now.timestamp() + 15,
+    )
+    lines = detail_text(SagaDetail(summary, {}, "{}", None, [], [], []))
+    assert "owner vm:15596:4590005  lease until 2026-11-28T04:17:04+00:00" in lines
