@@ -19,10 +19,10 @@ from engine.saga.storage.enums import SagaStatus
 from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
 from saga_tui import fleet_actions, operations, textout
+from saga_tui.context_input import ContextInputError, context_from_json
 from saga_tui.examples import example_for
 from saga_tui.filters import FilterError, parse_filter, parse_statuses
 from saga_tui.ids import id_prefix
-from saga_tui.operations import ContextInputError
 from saga_tui.start_tally import StartTally
 from saga_tui.target import UsageError
 from saga_tui.textfmt import clean, one_line, operator_reason, short_id
@@ -103,7 +103,7 @@ def read_context_option(text: str) -> str:
 def parse_context(saga_name: str, context_type: type, text: str) -> typing.Any:
     """A context of ``context_type`` from JSON text; errors say where."""
     try:
-        return operations.context_from_json(saga_name, context_type, text)
+        return context_from_json(saga_name, context_type, text)
     except ContextInputError as exc:
         raise UsageError(f"--context: {exc}") from None
 

@@ -14,10 +14,8 @@ import time
 import typing
 import uuid
 
-import pydantic
-
 from engine.saga.bulk import run_bounded
-from engine.saga.context_codec import dump_context, load_context
+from engine.saga.context_codec import dump_context
 from engine.saga.errors import SagaError, SagaNotRegisteredError
 from engine.saga.lease import lease_lapsed
 from engine.saga.operator import ActionResult
@@ -49,48 +47,6 @@ PREVIEW = 20
 """Plan lines a confirmation shows for a filter; the rest are counted."""
 NO_APP = "no application is loaded (--app), so sagas cannot be run here"
 BY_WORKER = "a worker that has it serves the request"
-
-
-class ContextInputError(ValueError):
-    """A context typed as JSON does not parse or validate; the message says where.
-
-    ``problems`` lists every fault (each with where it is); the message is one line.
-    """
-
-    def __init__(self, message: str, problems: typing.Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems) or [message]
-
-
-def context_from_json(saga_name: str, context_type: type, text: str) -> typing.Any:
-    """A context of ``context_type`` from JSON text, or ContextInputError saying where."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ContextInputError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise ContextInputError("the JSON is nested too deeply to read") from None
-    if not isinstance(data, dict):
-        raise ContextInputError(
-            f"the context must be a JSON object {{...}}, not {type(data).__name__}"
-        )
-    try:
-        return load_context(context_type, data)
-    except pydantic.ValidationError as exc:
-        problems = [
-            f"at {'.'.join(str(p) for p in error.get('loc', ())) or '(top level)'}: "
-            f"{clean(error.get('msg', ''))}"
-            for error in exc.errors()
-        ]
-        head = f"invalid {saga_name} context"
-        many = f", {plural(len(problems), 'error')}: " if len(problems) > 1 else " "
-        raise ContextInputError(
-            head + many + "; ".join(problems), [f"{head} {problem}" for problem in problems]
-        ) from None
-    except Exception as exc:
-        raise ContextInputError(f"invalid {saga_name} context: {one_line(exc)}") from exc
 
 
 READ_ONLY_WHY = "the database was opened with --read-only"

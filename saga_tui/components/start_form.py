@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from saga_tui import keys
-from saga_tui.operations import ContextInputError, context_from_json
+from saga_tui.context_input import ContextInputError, context_from_json
 
 MAX_COUNT = 10_000
 
