@@ -37,6 +37,12 @@ STATEMENTS = 512
 
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
+SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+"""The writer's session: its few statements are planned once per connection, not at
+every execution. PostgreSQL otherwise plans a batch statement again at each bind (its
+custom plans), which cost as much server time as running it; the generic plan of each
+is an index lookup by saga id (tests/engine/test_postgres_plans.py)."""
+
 
 def asyncpg_dsn(url: sa.URL) -> str:
     """The libpq-style DSN asyncpg takes for a SQLAlchemy PostgreSQL URL."""
@@ -54,7 +60,9 @@ class PostgresWriter(BatchWriter):
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn, statement_cache_size=STATEMENTS)
+            self._conn = await asyncpg.connect(
+                self._dsn, statement_cache_size=STATEMENTS, server_settings=SERVER_SETTINGS
+            )
         return self._conn
 
     async def _execute(self, batch: list[_Item]) -> list[typing.Any]:
