@@ -190,8 +190,9 @@ def _steps_text(steps: typing.Sequence[StepView]) -> list[str]:
 def detail_text(detail: SagaDetail) -> list[str]:
     """One saga in full as readable lines."""
     s = detail.summary
+    strand = stranded(s)
     lines = [
-        f"{clean(s.name)}  {s.id}  {status_word(s)}",
+        f"{clean(s.name)}  {s.id}  {'STRANDED' if strand else status_word(s)}",
         f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
         f"took {took(s)}  tries {s.tries}  recoveries {s.recovery_attempts}  "
         f"steps {progress(s) if s.step_count else s.steps_done}",
@@ -203,6 +204,11 @@ def detail_text(detail: SagaDetail) -> list[str]:
             else "none"
         )
         lines.append(f"owner {clean(s.lease_owner)}  lease until {until}")
+    if strand:
+        lines.append(
+            f"stranded: stored as {s.status.name}, but no live process holds its lease; "
+            f"`saga-tui recover {s.id}` resumes it"
+        )
     if s.requested_action:
         lines.append(f"requested: {s.requested_action.name}")
     if s.unreadable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 
@@ -197,3 +198,31 @@ def test_show_gives_the_lease_expiry_as_a_time_not_epoch_seconds() -> None:
     )
     lines = detail_text(SagaDetail(summary, {}, "{}", None, [], [], []))
     assert "owner vm:15596:4590005  lease until 2026-11-28T04:17:04+00:00" in lines
+
+
+def test_show_calls_a_saga_nobody_runs_stranded_as_list_does() -> None:
+    from engine.saga.storage.models import SagaDetail
+    from saga_tui.textout import detail_text, table
+
+    now = datetime.datetime.now(datetime.UTC)
+    expired = SagaSummary(
+        uuid.uuid4(),
+        "OrderSaga",
+        SagaStatus.RUNNING,
+        now,
+        now,
+        3,
+        1,
+        lease_owner="otherhost:1:1",
+        lease_expires=now.timestamp() - 60,
+    )
+    lines = detail_text(SagaDetail(expired, {}, "{}", None, [], [], []))
+    assert lines[0].endswith("  STRANDED")
+    hint = (
+        "stranded: stored as RUNNING, but no live process holds its lease; "
+        f"`saga-tui recover {expired.id}` resumes it"
+    )
+    assert hint in lines
+    assert table([expired])[1].split()[2] == "STRANDED"
+    held = dataclasses.replace(expired, lease_expires=now.timestamp() + 60)
+    assert detail_text(SagaDetail(held, {}, "{}", None, [], [], []))[0].endswith("  RUNNING")
