@@ -182,20 +182,27 @@ def test_the_command_line_table_has_a_key_column_only_when_a_saga_has_a_key() ->
     assert summary_cells(keyed)["key"].plain == "ord-9ca8\\x1b[2J"
 
 
-def test_show_gives_the_lease_expiry_as_a_time_not_epoch_seconds() -> None:
-    from engine.saga.storage.models import SagaDetail
-    from saga_tui.textout import detail_text
-
-    now = datetime.datetime(2026, 11, 28, 4, 16, 49, tzinfo=datetime.UTC)
-    summary = SagaSummary(
+def running_order(now: datetime.datetime, owner: str, expires: float) -> SagaSummary:
+    """A RUNNING 3-step OrderSaga at its first step, leased by ``owner`` until ``expires``."""
+    return SagaSummary(
         uuid.uuid4(),
         "OrderSaga",
         SagaStatus.RUNNING,
         now,
         now,
-        lease_owner="vm:15596:4590005",
-        lease_expires=now.timestamp() + 15,
+        3,
+        1,
+        lease_owner=owner,
+        lease_expires=expires,
     )
+
+
+def test_show_gives_the_lease_expiry_as_a_time_not_epoch_seconds() -> None:
+    from engine.saga.storage.models import SagaDetail
+    from saga_tui.textout import detail_text
+
+    now = datetime.datetime(2026, 11, 28, 4, 16, 49, tzinfo=datetime.UTC)
+    summary = running_order(now, "vm:15596:4590005", now.timestamp() + 15)
     lines = detail_text(SagaDetail(summary, {}, "{}", None, [], [], []))
     assert "owner vm:15596:4590005  lease until 2026-11-28T04:17:04+00:00" in lines
 
@@ -205,17 +212,7 @@ def test_show_calls_a_saga_nobody_runs_stranded_as_list_does() -> None:
     from saga_tui.textout import detail_text, table
 
     now = datetime.datetime.now(datetime.UTC)
-    expired = SagaSummary(
-        uuid.uuid4(),
-        "OrderSaga",
-        SagaStatus.RUNNING,
-        now,
-        now,
-        3,
-        1,
-        lease_owner="otherhost:1:1",
-        lease_expires=now.timestamp() - 60,
-    )
+    expired = running_order(now, "otherhost:1:1", now.timestamp() - 60)
     lines = detail_text(SagaDetail(expired, {}, "{}", None, [], [], []))
     assert lines[0].endswith("  STRANDED")
     hint = (
