@@ -97,26 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", parents=shared, help="resume sagas whose runner stopped")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--stale", action="store_true", help="every saga whose runner is gone")
+    p.add_argument("--yes", "-y", action="store_true", help="accepted; recover never asks")
     p.add_argument("--filter", help="every saga matching, e.g. 'status:failed name:Order'")
     p.add_argument("--reason", type=_reason, default="", help="why, stored with the action")
-    p.add_argument("--json", action="store_true")
-    _no_wait(p)
+    _request_options(p)
 
     p = sub.add_parser("compensate", parents=shared, help="undo sagas (asks first)")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--filter", help="every saga matching, e.g. 'group:3f2a9c1e0b7d4a21'")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.add_argument("--reason", type=_reason, default="", help="why, stored with the action")
-    p.add_argument("--json", action="store_true")
-    _no_wait(p)
+    _request_options(p)
 
     p = sub.add_parser("start", parents=shared, help="start sagas")
     p.add_argument("name", help="saga name, e.g. OrderSaga")
     p.add_argument("--context", help="context as JSON, or @file.json (default: the app's example)")
     p.add_argument("--count", type=_positive, default=1)
     p.add_argument("--concurrency", type=_positive, default=16, help="sagas at once here (16)")
-    p.add_argument("--json", action="store_true")
-    _no_wait(p)
+    _request_options(p)
 
     p = sub.add_parser("worker", parents=shared, help="serve requests and recover stale sagas")
     p.add_argument("--concurrency", type=_positive, default=16, help="sagas at once (default 16)")
@@ -152,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _no_wait(p: argparse.ArgumentParser) -> None:
+def _request_options(p: argparse.ArgumentParser) -> None:
+    """--json and --no-wait, for the commands that make requests."""
+    p.add_argument("--json", action="store_true")
     p.add_argument(
         "--no-wait", action="store_true", help="print the request id at once; a worker serves it"
     )

@@ -223,3 +223,15 @@ def test_show_calls_a_saga_nobody_runs_stranded_as_list_does() -> None:
     assert table([expired])[1].split()[2] == "STRANDED"
     held = dataclasses.replace(expired, lease_expires=now.timestamp() + 60)
     assert detail_text(SagaDetail(held, {}, "{}", None, [], [], []))[0].endswith("  RUNNING")
+
+
+def test_recover_takes_yes_as_compensate_does_and_both_take_json_and_no_wait() -> None:
+    from saga_tui.cli import build_parser
+
+    parser = build_parser()
+    recover = parser.parse_args(["recover", "--stale", "--yes", "--json", "--no-wait"])
+    assert (recover.stale, recover.yes, recover.json, recover.no_wait) == (True, True, True, True)
+    compensate = parser.parse_args(["compensate", "abc", "-y", "--json"])
+    assert (compensate.yes, compensate.json, compensate.no_wait) == (True, True, False)
+    start = parser.parse_args(["start", "OrderSaga", "--no-wait"])
+    assert (start.json, start.no_wait) == (False, True)
