@@ -229,6 +229,17 @@ def is_stranded(summary: SagaSummary, now: float) -> bool:
     return lease_lapsed(summary.lease_owner, summary.lease_expires, now, _DEAD)
 
 
+def why_stranded(summary: SagaSummary, now: datetime.datetime) -> str:
+    """``nobody runs it: owner gone for 2m`` (how long its lease has been lapsed)."""
+    if summary.lease_owner is None:
+        return "nobody runs it (no owner)"
+    expires = summary.lease_expires
+    if expires is not None and expires < now.timestamp():
+        lapsed = datetime.datetime.fromtimestamp(expires, datetime.UTC)
+        return f"nobody runs it: owner gone for {age(lapsed, now)}"
+    return "nobody runs it: the owner's process is gone"
+
+
 REASON_LENGTH = 200
 """The longest reason an operator may give (it is one line of a saga's history)."""
 

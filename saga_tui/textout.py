@@ -33,6 +33,8 @@ from saga_tui.textfmt import (
     short_id,
     status_word,
     took,
+    utcnow,
+    why_stranded,
 )
 
 
@@ -65,7 +67,7 @@ def summary_json(summary: SagaSummary) -> dict[str, typing.Any]:
 
 
 def stranded(summary: SagaSummary, now: float | None = None) -> bool:
-    """Unfinished and nobody runs it (the dashboard's rule, ``render.is_stranded``)."""
+    """Unfinished and nobody runs it (the dashboard's rule, ``textfmt.is_stranded``)."""
     return is_stranded(summary, time.time() if now is None else now)
 
 
@@ -206,7 +208,7 @@ def detail_text(detail: SagaDetail) -> list[str]:
         lines.append(f"owner {clean(s.lease_owner)}  lease until {until}")
     if strand:
         lines.append(
-            f"stranded: stored as {s.status.name}, but no live process holds its lease; "
+            f"stranded: stored as {s.status.name}, {why_stranded(s, utcnow())}; "
             f"`saga-tui recover {s.id}` resumes it"
         )
     if s.requested_action:

@@ -32,7 +32,6 @@ from saga_tui.render import (
     time_text,
 )
 from saga_tui.textfmt import (
-    age,
     aware,
     clean,
     error_line,
@@ -40,6 +39,7 @@ from saga_tui.textfmt import (
     timestamp,
     took,
     utcnow,
+    why_stranded,
     zone,
     zone_offset,
 )
@@ -249,7 +249,7 @@ class DetailScreen(Screen[None]):
             line.append("  owner ")
             line.append(clean(s.lease_owner))
         if stranded:
-            line.append(f"  {_gone(s, now)}", style="bold")
+            line.append(f"  {why_stranded(s, now)}", style="bold")
         if s.requested_action:
             line.append(f"  requested: {s.requested_action.name}")
         if s.unreadable:
@@ -360,14 +360,3 @@ class DetailScreen(Screen[None]):
         text.append(f"  (local times, {zone()} {zone_offset()})\n", style="dim")
         text.append_text(Text("\n").join(line for _, line in rows))
         self.query_one("#detail-history", Static).update(paint(text, palette))
-
-
-def _gone(summary: typing.Any, now: datetime.datetime) -> str:
-    """``nobody runs it: owner gone for 2m`` (how long its lease has been lapsed)."""
-    if summary.lease_owner is None:
-        return "nobody runs it (no owner)"
-    expires = summary.lease_expires
-    if expires is not None and expires < now.timestamp():
-        lapsed = datetime.datetime.fromtimestamp(expires, datetime.UTC)
-        return f"nobody runs it: owner gone for {age(lapsed, now)}"
-    return "nobody runs it: the owner's process is gone"

@@ -216,7 +216,7 @@ def test_show_calls_a_saga_nobody_runs_stranded_as_list_does() -> None:
     lines = detail_text(SagaDetail(expired, {}, "{}", None, [], [], []))
     assert lines[0].endswith("  STRANDED")
     hint = (
-        "stranded: stored as RUNNING, but no live process holds its lease; "
+        "stranded: stored as RUNNING, nobody runs it: owner gone for 1m; "
         f"`saga-tui recover {expired.id}` resumes it"
     )
     assert hint in lines

@@ -40,8 +40,8 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 """The writer's session: its few statements are planned once per connection, not at
 every execution. PostgreSQL otherwise plans a batch statement again at each bind (its
-custom plans), which cost as much server time as running it; the generic plan of each
-is an index lookup by saga id (tests/engine/test_postgres_plans.py)."""
+custom plans), which cost as much server time as running it; the generic plans of its
+UPDATEs find sagas by primary key (tests/engine/test_postgres_plans.py)."""
 
 
 def asyncpg_dsn(url: sa.URL) -> str:
