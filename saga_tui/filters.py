@@ -207,6 +207,22 @@ def format_filter(saga_filter: SagaFilter) -> str:
     return " ".join(parts)
 
 
+def status_hint(saga_filter: SagaFilter) -> str | None:
+    """``status:stranded`` when free text names a status (``stranded``, ``failed``), else None.
+
+    A bare word is text to search for, not a status; when nothing matched, the list says
+    what the user probably meant.
+    """
+    for word in (saga_filter.text or "").split():
+        key = word.lower()
+        if key in STRANDED_WORDS and not saga_filter.stranded:
+            return "status:stranded"
+        status = SagaStatus.__members__.get(key.upper())
+        if status is not None and status not in saga_filter.statuses:
+            return f"status:{key}"
+    return None
+
+
 def _quote(word: str) -> str:
     if any(c.isspace() for c in word) or ":" in word or "'" in word or '"' in word:
         return '"' + word + '"' if '"' not in word else "'" + word + "'"

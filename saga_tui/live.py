@@ -34,7 +34,7 @@ from engine.saga.storage.oncall import Pulse
 from engine.saga.storage.outbox import EventCounts, StoredEvent
 from engine.saga.storage.reader import SagaReader
 from saga_tui.columns import sort_label
-from saga_tui.filters import format_filter
+from saga_tui.filters import format_filter, status_hint
 
 Target = typing.Union[list[uuid.UUID], SagaFilter]  # noqa: UP007
 
@@ -246,7 +246,8 @@ class BrowseState:
         elif self.saga_filter.is_empty:
             span = "no sagas yet: press n to start one"
         else:
-            span = "no sagas match"
+            meant = status_hint(self.saga_filter)
+            span = f"no sagas match (the status is {meant})" if meant else "no sagas match"
         hint = ""
         if above and self.on_first_page:
             word = "newer" if self.order == NEWEST_FIRST else "above"

@@ -12,6 +12,7 @@ from engine.saga.storage.models import SagaFilter
 from engine.saga.storage.reader import SagaReader
 from saga_tui import textout
 from saga_tui.events_text import event_json, event_line
+from saga_tui.filters import status_hint
 from saga_tui.headless import EXIT_OK, Out, resolve_id
 from saga_tui.target import UsageError
 
@@ -40,7 +41,8 @@ async def list_command(
         out(textout.dumps([textout.summary_json(s) for s in page.items]))
         return EXIT_OK
     if not page.items:
-        out("no sagas")
+        meant = status_hint(f)
+        out(f"no sagas (the status is --filter {meant})" if meant else "no sagas")
         return EXIT_OK
     for line in textout.table(page.items):
         out(line)

@@ -86,6 +86,14 @@ def test_list_prints_a_table_and_json_that_parses(db: str) -> None:
     assert len(ok_json("list", "--db", db, "--limit", "2")) == 2
 
 
+def test_list_of_a_bare_status_word_finds_no_text_and_names_the_status_filter(db: str) -> None:
+    bare = saga_tui("--db", db, "list", "--filter", "failed")
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.strip() == "no sagas (the status is --filter status:failed)"
+    meant = saga_tui("--db", db, "list", "--filter", "status:failed")
+    assert meant.returncode == 0 and "FAILED" in meant.stdout
+
+
 def test_show_by_unique_prefix_in_text_and_json(db: str) -> None:
     saga_id = ids_by_status(db, "completed")[0]
     detail = ok_json("--db", db, "show", saga_id[:8])

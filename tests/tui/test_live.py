@@ -115,3 +115,7 @@ def test_browse_state_pages_and_says_where_it_is() -> None:
     browse.set_filter(SagaFilter(name="Order"))
     assert browse.title() == "Sagas · name:Order"
     assert browse.subtitle(0, more=False) == "no sagas match · 1 marked · newest first"
+    browse.set_filter(SagaFilter(text="stranded"))
+    assert browse.subtitle(0, more=False).startswith(
+        "no sagas match (the status is status:stranded) · "
+    )

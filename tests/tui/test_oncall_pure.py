@@ -11,7 +11,7 @@ import pytest
 from engine.saga.storage.enums import SagaStatus, SagaStepStatus
 from engine.saga.storage.models import SagaFilter, SagaLogEntry
 from engine.saga.storage.oncall import Pulse
-from saga_tui.filters import FilterError, format_filter, parse_filter
+from saga_tui.filters import FilterError, format_filter, parse_filter, status_hint
 from saga_tui.pictures import segments, sparkline, squeeze
 
 T0 = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
@@ -88,6 +88,27 @@ def test_on_call_filter_words_parse_and_print_back(
     assert parse_filter(text) == expected
     assert format_filter(expected) == formatted
     assert parse_filter(format_filter(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        ("stranded", "status:stranded"),
+        ("Stale", "status:stranded"),
+        ("ord failed", "status:failed"),
+        ("COMPENSATED", "status:compensated"),
+        ("timeout", None),
+        ("comp", None),  # a status's start is text to search for, and no whole name
+    ],
+)
+def test_a_bare_status_word_is_text_and_the_empty_list_names_the_status(
+    text: str, meant: str | None
+) -> None:
+    saga_filter = parse_filter(text)
+    assert not saga_filter.statuses and not saga_filter.stranded
+    assert status_hint(saga_filter) == meant
+    said = parse_filter(f"status:failed,stranded {text}")
+    assert status_hint(said) == (None if meant in ("status:stranded", "status:failed") else meant)
 
 
 def test_is_takes_only_stranded() -> None:
