@@ -89,6 +89,8 @@ class ActionPlan:
     skip: str | None = None
     # What the action would answer for a skipped saga, without running anything.
     skip_result: ActionResult | None = None
+    # Unfinished and nobody runs it: shown as STRANDED, as the list shows it.
+    stranded: bool = False
 
     @property
     def runnable(self) -> bool:
@@ -101,7 +103,7 @@ class ActionPlan:
         if self.name is not None:
             head += f"  {clean(self.name)}"
         if self.status is not None:
-            head += f"  {self.status.name}"
+            head += "  STRANDED" if self.stranded else f"  {self.status.name}"
         body = self.what if self.skip is None else f"skipped, {self.skip}"
         return f"{head}: {clean(body)}"
 
@@ -131,13 +133,14 @@ def plan_action(
         undo = [u for u in undo if u != step]
         undo.insert(0, f"{step} (in flight)")
     undo_text = ", ".join(undo) if undo else "nothing (no step left an effect)"
+    stranded = owner is None and status in ACTIVE_STATUSES
     if verb == "compensate":
         if status is SagaStatus.COMPENSATED:
             return skipped("already compensated", ActionResult(saga_id, verb, status))
         what = f"will UNDO {undo_text}"
         if owner is not None:
             what = f"live process {clean(owner)} runs it: the request goes to it; it {what}"
-        return ActionPlan(saga_id, verb, name, status, what)
+        return ActionPlan(saga_id, verb, name, status, what, stranded=stranded)
     if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
         return skipped(
             f"already {status.name}, nothing to recover", ActionResult(saga_id, verb, status)
@@ -151,7 +154,7 @@ def plan_action(
         what = f"will resume forward from {step} (a step in flight runs again)"
     if owner is not None:
         what = f"live process {clean(owner)} runs it: the request goes to it ({what})"
-    return ActionPlan(saga_id, verb, name, status, what)
+    return ActionPlan(saga_id, verb, name, status, what, stranded=stranded)
 
 
 def live_owner(summary: typing.Any, now: float | None = None) -> str | None:

@@ -182,7 +182,7 @@ async def test_palette_recovers_all_stranded_after_asking_and_enter_cancels(env:
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="ask")
             body = confirm_text(app)
             assert body.startswith("Recover 3 sagas matching status:stranded?")
-            assert body.count("will resume forward from ReserveInventory") == 3
+            assert body.count("STRANDED: will resume forward from ReserveInventory") == 3
             await pilot.press(answer)
             await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="shut")
             if answer == "enter":
