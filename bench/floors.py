@@ -1,6 +1,7 @@
 """Where the write rate stops: the engine beside the bare cost of the rows it writes.
 
-    python bench/floors.py [--sagas 3000] [--rounds 3] [--pg-url postgresql://u:p@host/db]
+    python bench/floors.py [--sagas 3000] [--rounds 3] [--only sqlite|postgres]
+                           [--pg-url postgresql://u:p@host/db]
 
 Sagas per second, each run on a fresh file in its own subprocess, interleaved rounds,
 medians; a saga is the four checkpoints the engine writes for three steps (the create
