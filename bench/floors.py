@@ -102,6 +102,14 @@ def checkpoints(saga_id: uuid.UUID) -> list:
     return out
 
 
+def saga_groups(sagas: int, per_commit: int) -> list[list[list]]:
+    """The sagas' checkpoints, built before the clock starts, ``per_commit`` to a group."""
+    return [
+        [checkpoints(uuid.uuid4()) for _ in range(per_commit)]
+        for _ in range(max(1, sagas // per_commit))
+    ]
+
+
 def rows_rate(path: str, sagas: int, per_commit: int, pk_only: bool) -> float:
     """The engine's checkpoints through apply_raw on this schema; sagas per second."""
     from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage, db_values
@@ -122,10 +130,7 @@ def rows_rate(path: str, sagas: int, per_commit: int, pk_only: bool) -> float:
         ).fetchall()
         for (name,) in indexes:
             conn.execute(f"DROP INDEX {name}")
-    groups = [
-        [checkpoints(uuid.uuid4()) for _ in range(per_commit)]
-        for _ in range(max(1, sagas // per_commit))
-    ]
+    groups = saga_groups(sagas, per_commit)
     t0 = time.perf_counter()
     for group in groups:
         for step in range(4):
@@ -185,10 +190,7 @@ async def pg_rows_rate(url: str, sagas: int, per_commit: int) -> float:
     await storage.count_by_status()  # creates the schema
     await storage.close()
     conn = await asyncpg.connect(url, server_settings=SERVER_SETTINGS)
-    groups = [
-        [checkpoints(uuid.uuid4()) for _ in range(per_commit)]
-        for _ in range(max(1, sagas // per_commit))
-    ]
+    groups = saga_groups(sagas, per_commit)
     t0 = time.perf_counter()
     for group in groups:
         for step in range(4):
