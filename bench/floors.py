@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import json
 import os
@@ -221,7 +222,9 @@ async def pg_bare_rate(url: str, sagas: int, per_commit: int) -> float:
     return groups * per_commit / elapsed
 
 
+@functools.cache
 def _vs_python_cqrs() -> typing.Any:
+    """bench/vs_python_cqrs.py, loaded once: its harness and throwaway databases."""
     spec = importlib.util.spec_from_file_location("vs_python_cqrs", HERE / "vs_python_cqrs.py")
     assert spec is not None and spec.loader is not None
     vs = importlib.util.module_from_spec(spec)
