@@ -151,9 +151,28 @@ async def select(pilot: Pilot[typing.Any], app: SagaApp, saga_id: uuid.UUID) -> 
     t.move_cursor(row=t.order.index(str(saga_id)))
 
 
-def notifications(app: SagaApp) -> list[str]:
-    """Every notification message shown so far."""
-    return [str(n.message) for n in app._notifications]
+_SAID = "_toasts_said"
+
+
+@pytest.fixture(autouse=True)
+def toasts_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each app records every toast it raises: a toast times out after a few seconds, and
+    a loaded machine can take longer than that between two looks at the screen."""
+    real = SagaApp.notify
+
+    def notify(self: SagaApp, message: typing.Any, *args: typing.Any, **kwargs: typing.Any) -> None:
+        severity = kwargs.get("severity", "information")
+        self.__dict__.setdefault(_SAID, []).append((str(message), severity))
+        real(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(SagaApp, "notify", notify)
+
+
+def notifications(app: SagaApp, severity: str | None = None) -> list[str]:
+    """Every notification message the app raised so far (shown still or timed out), or
+    only those of one severity ("error", "warning", "information")."""
+    said = app.__dict__.get(_SAID, [])
+    return [message for message, level in said if severity in (None, level)]
 
 
 CHAR_WIDTH = 12.2

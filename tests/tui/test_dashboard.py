@@ -220,12 +220,8 @@ async def test_a_recovery_that_fails_again_is_reported_as_an_error(env: Env) -> 
         await select(pilot, app, saga_id)
         await pilot.press("r")
         await confirm(pilot, app)
-        await wait_for(
-            pilot,
-            lambda: any(n.severity == "error" for n in app._notifications),
-            what="an error notification",
-        )
-        assert any(f"recover {str(saga_id)[:8]}: FAILED" in n for n in notifications(app))
+        await wait_for(pilot, lambda: notifications(app, "error"), what="an error notification")
+        assert any(f"recover {str(saga_id)[:8]}: FAILED" in n for n in notifications(app, "error"))
 
 
 async def test_mark_three_and_recover_at_once(env: Env) -> None:

@@ -7,7 +7,7 @@ import typing
 
 from saga_tui.app import SagaApp
 from saga_tui.cli import make_app
-from tests.tui.conftest import SIZE, Env, screen_text, wait_for
+from tests.tui.conftest import SIZE, Env, notifications, screen_text, wait_for
 
 
 def _count_loads(app: SagaApp) -> list[int]:
@@ -24,33 +24,18 @@ def _count_loads(app: SagaApp) -> list[int]:
 
 
 def _errors(app: SagaApp) -> list[str]:
-    return [str(n.message) for n in app._notifications if n.severity == "error"]
-
-
-def _said_errors(app: SagaApp) -> list[str]:
-    """Every error toast the app raises from now on, shown still or already timed out."""
-    said: list[str] = []
-    real = app.notify
-
-    def notify(message: str, *args: typing.Any, **kwargs: typing.Any) -> None:
-        if kwargs.get("severity") == "error":
-            said.append(str(message))
-        real(message, *args, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return said
+    return notifications(app, "error")
 
 
 async def test_an_unreachable_server_is_said_once_and_never_as_an_empty_list() -> None:
     app = make_app("postgresql+asyncpg://user:pw@127.0.0.1:1/db", None, poll_interval=0.05)
-    said = _said_errors(app)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: bool(said), what="the database error toast")
+        await wait_for(pilot, lambda: bool(_errors(app)), what="the database error toast")
         calls = _count_loads(app)
-        # Three more failed tries (one a second): still one toast for the one reason. A
-        # slow machine may take longer than the toast stays: count the toasts raised.
+        # Three more failed tries (one a second): still one toast for the one reason (every
+        # toast raised counts: a slow machine may take longer than a toast stays).
         await wait_for(pilot, lambda: calls[0] >= 3, timeout=30, what="three more tries")
-        assert len(said) == 1, said
+        assert len(_errors(app)) == 1, _errors(app)
         shown = screen_text(app)
         assert "cannot read ✗" in shown
         assert "cannot read the database; trying again every second" in str(
@@ -80,7 +65,7 @@ async def test_a_database_readable_again_is_said_and_shown(env: Env) -> None:
         assert _errors(app) == ["OSError: disk unplugged"]
         await wait_for(
             pilot,
-            lambda: any("read again" in str(n.message) for n in app._notifications),
+            lambda: any("read again" in n for n in notifications(app)),
             what="the all-clear",
         )
         await wait_for(pilot, lambda: "live ●" in screen_text(app), what="live again")
