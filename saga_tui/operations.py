@@ -27,7 +27,7 @@ from saga_tui.filters import format_filter
 from saga_tui.outcomes import all_ok as all_ok
 from saga_tui.outcomes import outcome as outcome
 from saga_tui.outcomes import summarize as summarize
-from saga_tui.textfmt import clean, one_line, plural, short_id
+from saga_tui.textfmt import clean, is_stranded, one_line, plural, short_id
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
@@ -133,7 +133,7 @@ def plan_action(
         undo = [u for u in undo if u != step]
         undo.insert(0, f"{step} (in flight)")
     undo_text = ", ".join(undo) if undo else "nothing (no step left an effect)"
-    stranded = owner is None and status in ACTIVE_STATUSES
+    stranded = is_stranded(summary, time.time())  # the list's rule, the list's word
     if verb == "compensate":
         if status is SagaStatus.COMPENSATED:
             return skipped("already compensated", ActionResult(saga_id, verb, status))

@@ -71,6 +71,11 @@ def stranded(summary: SagaSummary, now: float | None = None) -> bool:
     return is_stranded(summary, time.time() if now is None else now)
 
 
+def shown_status(summary: SagaSummary, strand: bool | None = None) -> str:
+    """The status word a reader sees: STRANDED for a saga nobody runs, else the stored one."""
+    return "STRANDED" if (stranded(summary) if strand is None else strand) else status_word(summary)
+
+
 def _lane_json(lane: LaneView) -> dict[str, typing.Any]:
     return {
         "status": lane.status.name if lane.status else None,
@@ -141,7 +146,7 @@ def table(rows: typing.Sequence[SagaSummary]) -> list[str]:
             short_id(s.id),
             clean(s.name),
             clean(s.search_key or ""),
-            "STRANDED" if stranded(s) else status_word(s),
+            shown_status(s),
             clean(progress(s)),
             age(s.updated_at),
             took(s),
@@ -194,7 +199,7 @@ def detail_text(detail: SagaDetail) -> list[str]:
     s = detail.summary
     strand = stranded(s)
     lines = [
-        f"{clean(s.name)}  {s.id}  {'STRANDED' if strand else status_word(s)}",
+        f"{clean(s.name)}  {s.id}  {shown_status(s, strand)}",
         f"created {iso(s.created_at)}  updated {iso(s.updated_at)}  "
         f"took {took(s)}  tries {s.tries}  recoveries {s.recovery_attempts}  "
         f"steps {progress(s) if s.step_count else s.steps_done}",
