@@ -242,15 +242,41 @@ _SERVED = (
     .where(saga_workers.c.id == sa.bindparam("w_id"))
     .values(served=saga_workers.c.served + sa.bindparam("w_n", type_=sa.Integer))
 )
-_CLOSE_IF_DONE = (
+# A request is closed (DONE) once each of its pairs has an outcome. An outcome is never
+# taken back, so a request seen without an open pair stays done. SQLite runs the NOT
+# EXISTS as one index probe per request. PostgreSQL plans that anti-join by its
+# statistics, and right after a burst of requests (before autovacuum analyzed the
+# tables) it joined every pending request to every open pair: 3.6 s for 8,000 pending
+# requests. There it is two plain statements, milliseconds whatever the statistics say.
+_requests = saga_requests.c
+_NO_OPEN_PAIR = ~sa.exists().where(_items.request_id == _requests.id, _items.outcome.is_(None))
+_CLOSE = (
     sa.update(saga_requests)
-    .where(
-        saga_requests.c.id.in_(sa.bindparam("r_ids", expanding=True)),
-        saga_requests.c.state == PENDING,
-        ~sa.exists().where(_items.request_id == saga_requests.c.id, _items.outcome.is_(None)),
-    )
+    .where(_requests.id.in_(sa.bindparam("r_ids", expanding=True)), _requests.state == PENDING)
     .values(state=DONE, finished_at=sa.bindparam("r_now"))
 )
+_CLOSE_IF_DONE = _CLOSE.where(_NO_OPEN_PAIR)
+_STILL_OPEN = (
+    sa.select(_items.request_id)
+    .where(_items.request_id.in_(sa.bindparam("r_ids", expanding=True)), _items.outcome.is_(None))
+    .distinct()
+)
+_ANY_OPEN = sa.select(_items.request_id).where(_items.outcome.is_(None)).distinct()
+
+
+def _close_done(conn: sa.Connection, request_ids: typing.Sequence[uuid.UUID], now: float) -> int:
+    """Mark DONE those of ``request_ids`` (pending ones) that have no open pair left."""
+    closed = 0
+    for i in range(0, len(request_ids), _CHUNK):
+        chunk = list(request_ids[i : i + _CHUNK])
+        if conn.dialect.name != "postgresql":
+            closed += conn.execute(_CLOSE_IF_DONE, {"r_ids": chunk, "r_now": now}).rowcount
+            continue
+        still_open = {r[0] for r in conn.execute(_STILL_OPEN, {"r_ids": chunk})}
+        done = [r for r in chunk if r not in still_open]
+        if done:
+            closed += conn.execute(_CLOSE, {"r_ids": done, "r_now": now}).rowcount
+    return closed
 
 
 def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float) -> list[bool]:
@@ -291,7 +317,7 @@ def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float)
     for owner, n in served.items():
         conn.execute(_SERVED, {"w_id": owner, "w_n": n})
     if requests:
-        conn.execute(_CLOSE_IF_DONE, {"r_ids": list(requests), "r_now": now})
+        _close_done(conn, list(requests), now)
     if audits:
         conn.execute(commands.INSERT_AUDIT, audits)
     return recorded
@@ -300,14 +326,21 @@ def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float)
 def close_finished(conn: sa.Connection, now: float) -> int:
     """Mark DONE every pending request whose pairs all have outcomes (concurrent finishers
     on PostgreSQL may each see the other's pair still open)."""
-    items = saga_request_items.c
-    req = saga_requests.c
-    pending = sa.exists().where(items.request_id == req.id, items.outcome.is_(None))
-    return conn.execute(
-        sa.update(saga_requests)
-        .where(req.state == PENDING, ~pending)
-        .values(state=DONE, finished_at=now)
-    ).rowcount
+    if conn.dialect.name != "postgresql":
+        close_all = sa.update(saga_requests).where(_requests.state == PENDING, _NO_OPEN_PAIR)
+        return conn.execute(close_all.values(state=DONE, finished_at=now)).rowcount
+    pending = [
+        r[0] for r in conn.execute(sa.select(_requests.id).where(_requests.state == PENDING))
+    ]
+    if not pending:
+        return 0
+    # One pass over the open pairs (not a probe per pending request).
+    still_open = {r[0] for r in conn.execute(_ANY_OPEN)}
+    done = [r for r in pending if r not in still_open]
+    return sum(
+        conn.execute(_CLOSE, {"r_ids": done[i : i + _CHUNK], "r_now": now}).rowcount
+        for i in range(0, len(done), _CHUNK)
+    )
 
 
 def release_items(
