@@ -8,9 +8,12 @@ a 3-step saga whose steps do nothing, as in vs_python_cqrs.py: the sample sagas'
 ledger would be measured instead of the fleet), then ``--count`` start
 requests of one saga each, written by 8 concurrent clients as fast as they can. Reported:
 sagas/s from the first request to the last outcome, and each request's latency from the
-request row to its saga's first step STARTED entry (p50, p99); a run where any saga did
-not complete stops with an error instead of figures. PostgreSQL databases are
-created and dropped on the server of the URL.
+request row to its saga's first step STARTED entry (p50, p99). Then, on another fresh
+database, the same number of requests committed at once (a queue the workers find when
+they look next): "queued" is sagas/s from that commit to the last outcome, what the
+workers serve when they, not the clients, set the pace. A run where any saga did not
+complete stops with an error instead of figures. PostgreSQL databases are created and
+dropped on the server of the URL.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ from engine.saga.context_codec import dump_context  # noqa: E402
 from engine.saga.fleet import RequestBook  # noqa: E402
 from engine.saga.mediator import SagaMediator  # noqa: E402
 from engine.saga.models import SagaContext  # noqa: E402
+from engine.saga.requests import NewRequest  # noqa: E402
 from engine.saga.saga import Saga  # noqa: E402
 from engine.saga.step import SagaStepHandler  # noqa: E402
 from engine.saga.storage.protocol import ISagaStorage  # noqa: E402
-from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage  # noqa: E402
+from engine.saga.storage.sqlalchemy import SqlAlchemySagaStorage, requests_store  # noqa: E402
 from engine.saga.storage.sqlalchemy.schema import (  # noqa: E402
     saga_logs,
     saga_request_items,
@@ -150,47 +154,83 @@ async def _submit(book: RequestBook, count: int) -> float:
     return t0
 
 
-async def _measure(url: str, db_arg: str, workers: int, count: int) -> dict[str, float]:
+async def _queue(storage: SqlAlchemySagaStorage, count: int) -> float:
+    """``count`` one-saga start requests in one transaction; returns when it committed."""
+    context = dump_context(BenchContext(order_id="o-1"))
+    now = time.time()
+    news = [
+        NewRequest(uuid.uuid4(), "start", (uuid.uuid4(),), "BenchSaga", context, "bench", "", now)
+        for _ in range(count)
+    ]
+
+    def insert(conn: sa.Connection) -> None:
+        for new in news:
+            requests_store.insert_request(conn, new)
+
+    await storage._write(insert)
+    return time.time()
+
+
+async def _outcomes(storage: SqlAlchemySagaStorage, count: int) -> tuple[float, int]:
+    """Waits until ``count`` pairs have outcomes: (the last one's time, how many failed)."""
+    items = saga_request_items.c
+    while True:
+        async with storage._engine.connect() as conn:
+            done = (await conn.execute(sa.select(sa.func.count(items.outcome)))).scalar_one()
+        if done >= count:
+            break
+        await asyncio.sleep(0.2)
+    async with storage._engine.connect() as conn:
+        last = (await conn.execute(sa.select(sa.func.max(items.finished_at)))).scalar_one()
+        failed = (
+            await conn.execute(sa.select(sa.func.count()).where(items.outcome != "COMPLETED"))
+        ).scalar_one()
+    return last, failed
+
+
+async def _measure(
+    url: str, db_arg: str, workers: int, count: int, *, queued: bool = False
+) -> dict[str, float]:
     storage = SqlAlchemySagaStorage.from_url(url)
     await storage.count_by_status()  # creates the schema before the workers race to
     procs = _start_workers(db_arg, workers)
     try:
-        book = RequestBook.of(storage)
-        t0 = await _submit(book, count)
-        items = saga_request_items.c
-        while True:
-            async with storage._engine.connect() as conn:
-                done = (await conn.execute(sa.select(sa.func.count(items.outcome)))).scalar_one()
-            if done >= count:
-                break
-            await asyncio.sleep(0.2)
-        async with storage._engine.connect() as conn:
-            last = (await conn.execute(sa.select(sa.func.max(items.finished_at)))).scalar_one()
-            failed = (
-                await conn.execute(sa.select(sa.func.count()).where(items.outcome != "COMPLETED"))
-            ).scalar_one()
-            # The saga's first step STARTED entry (written with the saga's creation).
-            first_log = (
-                sa.select(saga_logs.c.saga_id, sa.func.min(saga_logs.c.id).label("id"))
-                .where(saga_logs.c.action == "act", saga_logs.c.status == "STARTED")
-                .group_by(saga_logs.c.saga_id)
-                .subquery()
-            )
-            rows = await conn.execute(
-                sa.select(saga_requests.c.created_at, saga_logs.c.created_at).select_from(
-                    saga_request_items.join(saga_requests, saga_requests.c.id == items.request_id)
-                    .join(first_log, first_log.c.saga_id == items.saga_id)
-                    .join(saga_logs, saga_logs.c.id == first_log.c.id)
-                )
-            )
-            latencies = sorted((_epoch(started) - asked) * 1000 for asked, started in rows)
+        if queued:
+            await asyncio.sleep(1.0)  # every worker has looked for work and found none
+            t0 = await _queue(storage, count)
+        else:
+            t0 = await _submit(RequestBook.of(storage), count)
+        last, failed = await _outcomes(storage, count)
+        latencies = [] if queued else await _latencies(storage)
     finally:
         _stop(procs)
         await storage.close()
-    if failed or len(latencies) != count:
+    if failed or (not queued and len(latencies) != count):
         raise SystemExit(f"{failed} of {count} sagas did not complete, {len(latencies)} started")
+    if queued:
+        return {"rate": count / (last - t0)}
     q = statistics.quantiles(latencies, n=100)
-    return {"rate": count / (last - t0), "p50": q[49], "p99": q[98], "n": len(latencies)}
+    return {"rate": count / (last - t0), "p50": q[49], "p99": q[98]}
+
+
+async def _latencies(storage: SqlAlchemySagaStorage) -> list[float]:
+    """Per request, ms from its row to its saga's first STARTED entry (made with the saga)."""
+    items = saga_request_items.c
+    first_log = (
+        sa.select(saga_logs.c.saga_id, sa.func.min(saga_logs.c.id).label("id"))
+        .where(saga_logs.c.action == "act", saga_logs.c.status == "STARTED")
+        .group_by(saga_logs.c.saga_id)
+        .subquery()
+    )
+    async with storage._engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(saga_requests.c.created_at, saga_logs.c.created_at).select_from(
+                saga_request_items.join(saga_requests, saga_requests.c.id == items.request_id)
+                .join(first_log, first_log.c.saga_id == items.saga_id)
+                .join(saga_logs, saga_logs.c.id == first_log.c.id)
+            )
+        )
+        return sorted((_epoch(started) - asked) * 1000 for asked, started in rows)
 
 
 async def _postgres_db(admin_url: str) -> tuple[str, str, typing.Callable[[], typing.Any]]:
@@ -219,27 +259,41 @@ async def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     print(f"{args.count} start requests, {CLIENTS} clients, workers with --concurrency 64")
-    print(f"{'database':<11}{'workers':>8}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"{'database':<11}{'workers':>8}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+        f"{'queued sagas/s':>16}"
+    )
     for backend in ("sqlite", "postgresql"):
         if backend == "postgresql" and not args.postgres:
             print("postgresql: skipped (give a URL or set SAGA_TEST_POSTGRES_URL)")
             continue
         for n in counts:
-            if backend == "sqlite":
-                folder = tempfile.mkdtemp(prefix="saga-fleet-")
-                path = os.path.join(folder, "fleet.db")
-                url, db_arg, drop = f"sqlite+aiosqlite:///{path}", path, None
-            else:
-                url, db_arg, drop = await _postgres_db(args.postgres)
-            try:
-                got = await _measure(url, db_arg, n, args.count)
-            finally:
-                if drop is not None:
-                    await drop()
+            live = await _fresh(backend, args.postgres, n, args.count, queued=False)
+            queue = await _fresh(backend, args.postgres, n, args.count, queued=True)
             print(
-                f"{backend:<11}{n:>8}{got['rate']:>10.0f}{got['p50']:>10.0f}{got['p99']:>10.0f}",
+                f"{backend:<11}{n:>8}{live['rate']:>10.0f}{live['p50']:>10.0f}"
+                f"{live['p99']:>10.0f}{queue['rate']:>16.0f}",
                 flush=True,
             )
+
+
+async def _fresh(
+    backend: str, postgres: str | None, workers: int, count: int, *, queued: bool
+) -> dict[str, float]:
+    """One measurement on a database of its own."""
+    drop = None
+    if backend == "sqlite":
+        folder = tempfile.mkdtemp(prefix="saga-fleet-")
+        path = os.path.join(folder, "fleet.db")
+        url, db_arg = f"sqlite+aiosqlite:///{path}", path
+    else:
+        assert postgres is not None
+        url, db_arg, drop = await _postgres_db(postgres)
+    try:
+        return await _measure(url, db_arg, workers, count, queued=queued)
+    finally:
+        if drop is not None:
+            await drop()
 
 
 if __name__ == "__main__":
