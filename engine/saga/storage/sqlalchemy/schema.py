@@ -265,6 +265,19 @@ saga_request_items = sa.Table(
     # The sagas one worker served (the ``worker:`` filter).
     sa.Index("ix_saga_request_items_taken", "taken_by", "saga_id"),
 )
+# A claim takes the oldest open pairs: an index walked in id order, where they are, not
+# a read and a sort of every open pair (a bulk action on 100,000 sagas, half of them
+# done: 24 ms a claim on SQLite, 13-67 ms on PostgreSQL, against under 0.1 ms). Each
+# database uses a different shape: SQLite ignores the partial one, and PostgreSQL does
+# not take IS NULL as fixing the first column of the other.
+sa.Index(
+    "ix_saga_request_items_open_id", saga_request_items.c.outcome, saga_request_items.c.id
+).ddl_if(dialect="sqlite")
+sa.Index(
+    "ix_saga_request_items_open_pg",
+    saga_request_items.c.id,
+    postgresql_where=saga_request_items.c.outcome.is_(None),
+).ddl_if(dialect="postgresql")
 
 # Kept exact by triggers, so counting a million sagas reads six rows.
 saga_status_counts = sa.Table(
