@@ -264,19 +264,24 @@ _STILL_OPEN = (
 _ANY_OPEN = sa.select(_items.request_id).where(_items.outcome.is_(None)).distinct()
 
 
+def _close(conn: sa.Connection, done: typing.Sequence[uuid.UUID], now: float) -> int:
+    """Mark DONE those of ``done`` still pending (each has no open pair left)."""
+    return sum(
+        conn.execute(_CLOSE, {"r_ids": list(done[i : i + _CHUNK]), "r_now": now}).rowcount
+        for i in range(0, len(done), _CHUNK)
+    )
+
+
 def _close_done(conn: sa.Connection, request_ids: typing.Sequence[uuid.UUID], now: float) -> int:
     """Mark DONE those of ``request_ids`` (pending ones) that have no open pair left."""
-    closed = 0
-    for i in range(0, len(request_ids), _CHUNK):
-        chunk = list(request_ids[i : i + _CHUNK])
-        if conn.dialect.name != "postgresql":
-            closed += conn.execute(_CLOSE_IF_DONE, {"r_ids": chunk, "r_now": now}).rowcount
-            continue
-        still_open = {r[0] for r in conn.execute(_STILL_OPEN, {"r_ids": chunk})}
-        done = [r for r in chunk if r not in still_open]
-        if done:
-            closed += conn.execute(_CLOSE, {"r_ids": done, "r_now": now}).rowcount
-    return closed
+    chunks = [list(request_ids[i : i + _CHUNK]) for i in range(0, len(request_ids), _CHUNK)]
+    if conn.dialect.name != "postgresql":
+        return sum(
+            conn.execute(_CLOSE_IF_DONE, {"r_ids": chunk, "r_now": now}).rowcount
+            for chunk in chunks
+        )
+    still_open = {r[0] for chunk in chunks for r in conn.execute(_STILL_OPEN, {"r_ids": chunk})}
+    return _close(conn, [r for r in request_ids if r not in still_open], now)
 
 
 def finish_items(conn: sa.Connection, done: typing.Sequence[Finish], now: float) -> list[bool]:
@@ -336,11 +341,7 @@ def close_finished(conn: sa.Connection, now: float) -> int:
         return 0
     # One pass over the open pairs (not a probe per pending request).
     still_open = {r[0] for r in conn.execute(_ANY_OPEN)}
-    done = [r for r in pending if r not in still_open]
-    return sum(
-        conn.execute(_CLOSE, {"r_ids": done[i : i + _CHUNK], "r_now": now}).rowcount
-        for i in range(0, len(done), _CHUNK)
-    )
+    return _close(conn, [r for r in pending if r not in still_open], now)
 
 
 def release_items(
