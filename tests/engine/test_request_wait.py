@@ -51,9 +51,11 @@ async def test_a_slow_progress_read_makes_the_wait_longer(
 
         monkeypatch.setattr(storage, "_read", slow_read)
         monkeypatch.setattr(fleet.asyncio, "sleep", sleep)
-        with pytest.raises(_Asked):
-            await book.wait(request_id, poll=0.01)
-        monkeypatch.undo()
+        try:
+            with pytest.raises(_Asked):
+                await book.wait(request_id, poll=0.01)
+        finally:
+            monkeypatch.undo()  # asyncio.sleep again before anything else awaits it
         # Nobody serves the request: it waits, here four times as long as the read took.
         assert asked and asked[0] >= 4 * SLOW_READ, asked
     finally:
