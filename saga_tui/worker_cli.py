@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import typing
 
 from engine.saga.worker import RequestServer
+from saga_tui.textfmt import clean
 
 if typing.TYPE_CHECKING:
     from engine.saga.mediator import SagaMediator
@@ -31,9 +33,22 @@ async def run_worker(
     grace: float,
 ) -> int:
     """Serve until SIGTERM/SIGINT; prints one line when serving and one when stopped."""
+    label = name or "worker"
+
+    def trouble(text: str) -> None:
+        # The database going away and coming back: one line each, on stderr.
+        print(f"saga-tui: worker {clean(label)}: {clean(text)}", file=sys.stderr, flush=True)
+
     server = RequestServer(
-        mediator, name=name, app=app, concurrency=concurrency, grace=grace, dedicated=True
+        mediator,
+        name=name,
+        app=app,
+        concurrency=concurrency,
+        grace=grace,
+        dedicated=True,
+        report=trouble,
     )
+    label = server.name
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)

@@ -190,10 +190,13 @@ class RequestBook:
         """Add this process to the workers table."""
         await self.storage._write(lambda c: store.register_worker(c, info))
 
-    async def beat(self, owner: str, expires: float, running: int) -> None:
-        """Heartbeat: the row's time and count, and the claims this owner holds."""
+    async def beat(
+        self, owner: str, expires: float, running: int, held: typing.Sequence[int] = ()
+    ) -> None:
+        """Heartbeat: the row's time and count, and the claims of the pairs in ``held``
+        (those this owner is serving; others it claimed expire)."""
         now = time.time()
-        await self.storage._write(lambda c: store.beat(c, owner, now, expires, running))
+        await self.storage._write(lambda c: store.beat(c, owner, now, expires, running, held))
 
     async def deregister(self, owner: str) -> None:
         """Mark this process stopped (the row stays, shown gone)."""

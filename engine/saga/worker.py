@@ -27,12 +27,14 @@ from engine.saga.errors import (
     SagaBusyError,
     SagaError,
     SagaNotRegisteredError,
+    StorageUnavailableError,
 )
 from engine.saga.failure import describe
 from engine.saga.fleet import RequestBook
 from engine.saga.lease import owner_is_dead, this_host
 from engine.saga.operator import ActionResult, Operator, audit_outcome, operator_action
 from engine.saga.requests import HEARTBEAT_SECONDS, ClaimedItem, WorkerInfo
+from engine.saga.retrying import Report, Retrying
 from engine.saga.secrets import get_logger
 from engine.saga.storage.enums import SagaStatus
 
@@ -76,6 +78,7 @@ class RequestServer:
         poll: float = 0.1,
         only_request: uuid.UUID | None = None,
         register: bool = True,
+        report: Report | None = None,
     ) -> None:
         self.mediator = mediator
         self.book = RequestBook.of(mediator.storage)
@@ -95,11 +98,19 @@ class RequestServer:
         self.left_to_others: frozenset[str] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: set[uuid.UUID] = set()
+        self._held: set[int] = set()  # the request pairs being served (item ids)
         self._backoff: dict[uuid.UUID, tuple[float, int]] = {}
         self._stopping = False
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
+        # A database that cannot be reached is said once and retried with backoff.
+        outage: list[Retrying] = []
+        self._claims = Retrying("claiming requests", report, base=poll, group=outage)
+        self._chores = Retrying(
+            "housekeeping (closing requests, stale sagas)", report, base=poll, group=outage
+        )
+        self._beats = Retrying("the heartbeat", report, base=poll, group=outage)
 
     # ---- control ----------------------------------------------------------------------
 
@@ -165,12 +176,15 @@ class RequestServer:
         last_claim = 0.0
         while not self._stopping:
             now = time.monotonic()
-            if now >= next_pass:
+            # While claims fail the database is away: its chores wait for it too.
+            if now >= next_pass and not self._claims.failing:
                 next_pass = now + STALE_PASS_SECONDS
                 try:
                     dead = await self._housekeeping()
-                except Exception:
-                    logger.warning("worker housekeeping failed", exc_info=True)
+                except Exception as exc:
+                    next_pass = now + max(STALE_PASS_SECONDS, self._chores.failed(exc))
+                else:
+                    self._chores.succeeded()
             free = self.concurrency - len(self._tasks)
             took = 0
             wanted = [n for n in names if n not in self.left_to_others]
@@ -190,16 +204,24 @@ class RequestServer:
                             self.only_request,
                         )
                     )
-                except Exception:
-                    logger.warning("claiming requests failed", exc_info=True)
-                    items = []
+                except Exception as exc:
+                    wait = self._claims.failed(exc)
+                    self._wake.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    continue
+                self._claims.succeeded()
                 later = [i.item_id for i in items if i.saga_id in self._busy or self._stopping]
                 for item in items:
                     if item.saga_id not in self._busy and not self._stopping:
                         self._spawn(self._serve_item(item), item.saga_id)
                 if later:
-                    # This process is recovering that saga right now: the pair waits for it.
-                    await self.book.release(self.owner, later, time.time() + 0.5)
+                    # This process is recovering that saga right now: the pair waits for it
+                    # (or, should this fail, for its claim to expire).
+                    try:
+                        await self.book.release(self.owner, later, time.time() + 0.5)
+                    except Exception as exc:
+                        self._claims.failed(exc)
                 took = len(items)
             if took and took == free:
                 continue
@@ -263,10 +285,17 @@ class RequestServer:
         interval = min(HEARTBEAT_SECONDS, self._claim_seconds() / 3.0)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 await self.book.beat(
-                    self.owner, time.time() + self._claim_seconds(), len(self._tasks)
+                    self.owner,
+                    time.time() + self._claim_seconds(),
+                    len(self._tasks),
+                    sorted(self._held),
                 )
+            except Exception as exc:
+                self._beats.failed(exc)
+            else:
+                self._beats.succeeded()
 
     async def _shutdown(self) -> None:
         """Let running work reach a step boundary within the grace period; give back."""
@@ -289,10 +318,26 @@ class RequestServer:
         return due
 
     async def _serve_item(self, item: ClaimedItem) -> None:
+        # The heartbeat renews the claims of these pairs only: one whose outcome cannot
+        # be recorded here (the database went away) is left to expire for any process.
+        self._held.add(item.item_id)
+        try:
+            await self._serve_held(item)
+        finally:
+            self._held.discard(item.item_id)
+
+    async def _serve_held(self, item: ClaimedItem) -> None:
         try:
             result = await self._act(item)
         except _Paused:
             await self.book.release(self.owner, [item.item_id])
+            return
+        except StorageUnavailableError:
+            # Nothing could be recorded: the saga is left for recovery, and the pair for
+            # another try (its claim expires should giving it back fail too).
+            due = self._note_failure(item.saga_id)
+            with contextlib.suppress(Exception):
+                await self.book.release(self.owner, [item.item_id], due)
             return
         except (SagaBusyError, LeaseLostError):
             # A live runner has the saga (elsewhere, or its lease not yet expired), or

@@ -119,3 +119,16 @@ def slow(storage: ISagaStorage) -> SagaMediator:
             latency_ms=(150.0, 300.0),
         ),
     )
+
+
+def crawling(storage: ISagaStorage) -> SagaMediator:
+    """Sample sagas that never fail and take 1-1.5 s per service call: long in flight."""
+    return create_mediator(
+        storage,
+        knobs=Knobs(
+            failure_rate=0.0,
+            compensation_failure_rate=0.0,
+            refund_decline_rate=0.0,
+            latency_ms=(1000.0, 1500.0),
+        ),
+    )

@@ -122,3 +122,31 @@ async def test_saga_types_nobody_serves_are_named_until_someone_does(
         assert await book.unserved_types() == []
     finally:
         await storage.close()
+
+
+async def test_a_heartbeat_renews_only_the_claims_of_pairs_still_being_served(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A pair whose outcome could not be recorded (its worker lost the database at that
+    moment) must not stay claimed by a live worker for ever: its claim runs out."""
+    import time
+
+    import sqlalchemy as sa
+
+    from engine.saga.storage.sqlalchemy.schema import saga_request_items
+
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    try:
+        book = RequestBook.of(storage)
+        await book.submit("start", saga_name="ThreeSteps", context=dump_context(Ctx("o")), count=2)
+        soon = time.time() + 5
+        first, second = await book.claim("w:1:1", ["ThreeSteps"], 10, soon)
+        await book.beat("w:1:1", soon + 600, 1, [first.item_id])
+        async with storage._engine.connect() as conn:
+            items = saga_request_items.c
+            rows = await conn.execute(sa.select(items.id, items.claim_expires).order_by(items.id))
+            expires = dict(rows.all())
+        assert expires[first.item_id] == pytest.approx(soon + 600)
+        assert expires[second.item_id] == pytest.approx(soon)  # left to run out
+    finally:
+        await storage.close()

@@ -392,19 +392,33 @@ def register_worker(conn: sa.Connection, info: WorkerInfo) -> None:
     )
 
 
-def beat(conn: sa.Connection, owner: str, now: float, expires: float, running: int) -> None:
-    """Heartbeat: the worker row's time and running count, and its pairs' claims."""
+def beat(
+    conn: sa.Connection,
+    owner: str,
+    now: float,
+    expires: float,
+    running: int,
+    held: typing.Sequence[int],
+) -> None:
+    """Heartbeat: the worker row's time and running count, and the claims of the pairs it
+    is serving (``held``). A pair it claimed and no longer serves (its outcome could not
+    be recorded) is not renewed: its claim expires and any process takes it again."""
     conn.execute(
         sa.update(saga_workers)
         .where(saga_workers.c.id == owner)
         .values(heartbeat=now, running=running, stopped_at=None)
     )
     items = saga_request_items.c
-    conn.execute(
-        sa.update(saga_request_items)
-        .where(items.claimed_by == owner, items.outcome.is_(None))
-        .values(claim_expires=expires)
-    )
+    for i in range(0, len(held), _CHUNK):
+        conn.execute(
+            sa.update(saga_request_items)
+            .where(
+                items.id.in_(list(held[i : i + _CHUNK])),
+                items.claimed_by == owner,
+                items.outcome.is_(None),
+            )
+            .values(claim_expires=expires)
+        )
 
 
 def deregister(conn: sa.Connection, owner: str, now: float) -> None:
