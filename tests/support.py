@@ -28,26 +28,28 @@ POSTGRES_URL = os.environ.get("SAGA_TEST_POSTGRES_URL", "")
 postgresql://user:password@host:port/maintenance-db"""
 
 
+async def postgres_admin(*sql: str) -> None:
+    """Run ``sql`` statements, in order, on the test server's maintenance database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def postgres_database() -> typing.AsyncIterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
-    import asyncpg
-
     name = f"saga_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await postgres_admin(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         yield f"{base}/{name}"
     finally:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_async(coro: typing.Coroutine[typing.Any, typing.Any, R]) -> R:
@@ -72,22 +74,13 @@ def run_async(coro: typing.Coroutine[typing.Any, typing.Any, R]) -> R:
 @contextlib.contextmanager
 def postgres_database_sync() -> typing.Iterator[str]:
     """``postgres_database`` for synchronous tests and fixtures."""
-    import asyncpg
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     name = f"saga_test_{uuid.uuid4().hex[:16]}"
-    run_async(admin(f'CREATE DATABASE "{name}"'))
+    run_async(postgres_admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         yield f"{base}/{name}"
     finally:
-        run_async(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_async(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 ROLE_PASSWORD = "Distinct7PW"
@@ -101,16 +94,7 @@ def postgres_role_database() -> typing.Iterator[str]:
     The server's own test URL has a password equal to its user name, so a test that
     looks for a leaked password needs one that appears nowhere else.
     """
-    import asyncpg
-
-    async def admin(*sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            for statement in sql:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
+    admin = postgres_admin
     suffix = uuid.uuid4().hex[:12]
     role, name = f"saga_role_{suffix}", f"saga_test_{suffix}"
     run_async(

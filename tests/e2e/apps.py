@@ -15,17 +15,22 @@ from engine.saga.storage.protocol import ISagaStorage
 from sample_sagas import Knobs, create_mediator
 
 
-def reliable(storage: ISagaStorage) -> SagaMediator:
-    """Sample sagas whose services never fail and answer at once."""
+def _never_failing(storage: ISagaStorage, latency_ms: tuple[float, float]) -> SagaMediator:
+    """Sample sagas whose services never fail (nor their refunds), answering in ``latency_ms``."""
     return create_mediator(
         storage,
         knobs=Knobs(
             failure_rate=0.0,
             compensation_failure_rate=0.0,
             refund_decline_rate=0.0,
-            latency_ms=(0.0, 1.0),
+            latency_ms=latency_ms,
         ),
     )
+
+
+def reliable(storage: ISagaStorage) -> SagaMediator:
+    """Sample sagas whose services never fail and answer at once."""
+    return _never_failing(storage, (0.0, 1.0))
 
 
 def declining(storage: ISagaStorage) -> SagaMediator:
@@ -97,38 +102,14 @@ def greeter(storage: ISagaStorage) -> SagaMediator:
 
 def steady(storage: ISagaStorage) -> SagaMediator:
     """Sample sagas that never fail and take 5-20 ms per service call: a fleet's load."""
-    return create_mediator(
-        storage,
-        knobs=Knobs(
-            failure_rate=0.0,
-            compensation_failure_rate=0.0,
-            refund_decline_rate=0.0,
-            latency_ms=(5.0, 20.0),
-        ),
-    )
+    return _never_failing(storage, (5.0, 20.0))
 
 
 def slow(storage: ISagaStorage) -> SagaMediator:
     """Sample sagas that never fail and take 150-300 ms per service call."""
-    return create_mediator(
-        storage,
-        knobs=Knobs(
-            failure_rate=0.0,
-            compensation_failure_rate=0.0,
-            refund_decline_rate=0.0,
-            latency_ms=(150.0, 300.0),
-        ),
-    )
+    return _never_failing(storage, (150.0, 300.0))
 
 
 def crawling(storage: ISagaStorage) -> SagaMediator:
     """Sample sagas that never fail and take 1-1.5 s per service call: long in flight."""
-    return create_mediator(
-        storage,
-        knobs=Knobs(
-            failure_rate=0.0,
-            compensation_failure_rate=0.0,
-            refund_decline_rate=0.0,
-            latency_ms=(1000.0, 1500.0),
-        ),
-    )
+    return _never_failing(storage, (1000.0, 1500.0))

@@ -24,7 +24,8 @@ from engine.saga.storage.sqlalchemy.schema import (
     saga_logs,
     saga_request_items,
 )
-from tests.support import POSTGRES_URL, postgres_database, read_until, wait_for
+from tests.e2e.test_fleet import saga_tui
+from tests.support import POSTGRES_URL, postgres_admin, postgres_database, read_until, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRAWLING = "tests.e2e.apps:crawling"
@@ -35,31 +36,15 @@ pytestmark = [
 ]
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _cut_off(name: str) -> None:
-    await _admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-    await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    await postgres_admin(
+        f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false',
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    )
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return saga_tui(url, "--app", CRAWLING, *args, timeout=120)
 
 
 async def _count(storage: SqlAlchemySagaStorage, status: str) -> int:
@@ -121,7 +106,7 @@ async def test_a_worker_says_once_that_its_database_went_away_backs_off_and_serv
             assert "trying again, at most 5 s apart" in line
             # The outage lasts a while: a worker polling every 0.1 s would try ~60 times.
             await asyncio.sleep(max(0.0, cut + 6.0 - time.monotonic()))
-            await _admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            await postgres_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
             line = read_until(proc, saw("works again"), 60, what="the outage's end")
             back = re.search(r" works again after (\d+) s \((\d+) failed attempts\)$", line)
             assert back is not None, line
@@ -158,4 +143,4 @@ async def test_a_worker_says_once_that_its_database_went_away_backs_off_and_serv
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=30)
-            await _admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            await postgres_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
