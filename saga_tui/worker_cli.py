@@ -33,11 +33,11 @@ async def run_worker(
     grace: float,
 ) -> int:
     """Serve until SIGTERM/SIGINT; prints one line when serving and one when stopped."""
-    label = name or "worker"
 
     def trouble(text: str) -> None:
         # The database going away and coming back: one line each, on stderr.
-        print(f"saga-tui: worker {clean(label)}: {clean(text)}", file=sys.stderr, flush=True)
+        who = clean(server.name)
+        print(f"saga-tui: worker {who}: {clean(text)}", file=sys.stderr, flush=True)
 
     server = RequestServer(
         mediator,
@@ -48,7 +48,6 @@ async def run_worker(
         dedicated=True,
         report=trouble,
     )
-    label = server.name
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
