@@ -136,15 +136,19 @@ class _Following:
         and say why the pairs no process can serve wait."""
         book = RequestBook.of(self.mediator.storage)
         while True:
-            live = await book.live_workers()
-            unserved = [
-                n for n in sorted(self.asked.saga_names) if not any(w.can_run(n) for w in live)
-            ]
-            if self.server is None and any(runs_here(self.mediator, n) for n in unserved):
-                self.serve()
-            if self.server is not None:
-                unserved = [n for n in unserved if not runs_here(self.mediator, n)]
-            self.waiting_for = waiting_reason(unserved, live) if unserved else None
+            try:
+                live = await book.live_workers()
+            except Exception:
+                live = None  # the database went away: the wait says so; look again later
+            if live is not None:
+                unserved = [
+                    n for n in sorted(self.asked.saga_names) if not any(w.can_run(n) for w in live)
+                ]
+                if self.server is None and any(runs_here(self.mediator, n) for n in unserved):
+                    self.serve()
+                if self.server is not None:
+                    unserved = [n for n in unserved if not runs_here(self.mediator, n)]
+                self.waiting_for = waiting_reason(unserved, live) if unserved else None
             await asyncio.sleep(WATCH_EVERY)
 
     def told(self, progress: RequestProgress) -> RequestProgress:

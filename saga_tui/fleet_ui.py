@@ -22,7 +22,7 @@ from engine.saga.requests import RequestProgress
 from engine.saga.storage.models import SagaFilter
 from engine.saga.worker import RequestServer
 from saga_tui.fleet_actions import is_durable
-from saga_tui.textfmt import one_line
+from saga_tui.textfmt import clean, one_line
 from saga_tui.workers_view import WorkersScreen
 
 if typing.TYPE_CHECKING:
@@ -54,6 +54,7 @@ class FleetMixin(_Base):
     _serving: asyncio.Task[None] | None = None
     _progress_shown: tuple[float, str] = (0.0, "")
     _waiting_shown: str | None = None
+    _trouble_shown: str | None = None
     waiting_types: tuple[str, ...] = ()
     """Saga types with open requests no live process can serve (the header says so)."""
 
@@ -105,6 +106,17 @@ class FleetMixin(_Base):
 
     def _request_progress(self, progress: RequestProgress) -> None:
         # Called while an action's request is followed: a toast when it moved, not too often.
+        if progress.trouble != self._trouble_shown:
+            # The database went away while following: said once, until it answers again.
+            self._trouble_shown = progress.trouble
+            if progress.trouble:
+                self.notify(
+                    clean(progress.trouble),
+                    severity="warning",
+                    markup=False,
+                    timeout=WAITING_TOAST,
+                )
+                return
         when, text = self._progress_shown
         now, line = time.monotonic(), progress.describe()
         if progress.waiting_for != self._waiting_shown and not progress.finished:

@@ -2,7 +2,8 @@
 
 On a terminal: a progress line when the request moved (at most one a second),
 ``request 3f2a9c1e: compensate 200 sagas: 40 of 200 done, taken by w1``. On any stream,
-once: that it waits for a worker nobody runs, and the command that starts one.
+once: that it waits for a worker nobody runs, and the command that starts one; and when
+the database cannot be read while waiting, and when it reads again.
 """
 
 from __future__ import annotations
@@ -36,9 +37,19 @@ class RequestReport:
         self.progress = _is_terminal(stream) if progress is None else progress
         self.waited = False
         self._shown: tuple[float, str] = (0.0, "")
+        self._trouble: str | None = None
 
     def __call__(self, progress: RequestProgress) -> None:
         """Told each poll of a followed request."""
+        if progress.trouble != self._trouble:
+            # The database went away while waiting, and came back: said on any stream.
+            head = f"request {str(progress.request_id)[:8]}: "
+            if progress.trouble:
+                self._write(head + clean(progress.trouble))
+            else:
+                self._write(head + "its progress reads again")
+            self._trouble = progress.trouble
+            return
         if progress.waiting_for and not self.waited:
             self.waited = True
             self._write(self.waiting_line(progress))

@@ -25,6 +25,7 @@ from engine.saga.requests import (
     RequestProgress,
     WorkerInfo,
 )
+from engine.saga.retrying import Retrying, message
 from engine.saga.storage.models import OperatorAction
 from engine.saga.storage.sqlalchemy import requests_store as store
 
@@ -34,6 +35,10 @@ if typing.TYPE_CHECKING:
 
 KEEP_WORKERS_SECONDS = 3600.0
 """Gone workers stay in the view for an hour after their last beat."""
+
+
+WAIT_PATIENCE = 120.0
+"""Seconds a wait for a request rides out a database it cannot read before it fails."""
 
 
 def poll_after(poll: float, read_for: float) -> float:
@@ -137,18 +142,38 @@ class RequestBook:
         poll: float = 0.1,
         timeout: float | None = None,
         on_progress: typing.Callable[[RequestProgress], None] | None = None,
+        patience: float = WAIT_PATIENCE,
     ) -> RequestProgress:
-        """Poll until every pair has an outcome (or ``timeout``); returns the last progress."""
+        """Poll until every pair has an outcome (or ``timeout``); returns the last progress.
+
+        A database that cannot be read (a restart, a failover) is waited for up to
+        ``patience`` seconds, tried again with backoff; meanwhile ``on_progress`` hears
+        the last progress read with its ``trouble`` set, and once more when it clears.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        reading = Retrying("reading the request's progress", None, base=poll)
+        current: RequestProgress | None = None
         while True:
             began = time.monotonic()
-            # Naming the takers costs a read of the workers table: only for a watcher.
-            found = await (
-                self.progress([request_id])
-                if on_progress is not None
-                else self.storage._read(store.request_progress, [request_id], time.time())
-            )
+            try:
+                # Naming the takers costs a read of the workers table: only for a watcher.
+                found = await (
+                    self.progress([request_id])
+                    if on_progress is not None
+                    else self.storage._read(store.request_progress, [request_id], time.time())
+                )
+            except Exception as exc:
+                pause = reading.failed(exc)
+                late = deadline is not None and time.monotonic() > deadline
+                if reading.failing_for > patience or late:
+                    raise
+                if on_progress is not None and current is not None and reading.failures == 1:
+                    trouble = f"{reading.what} failed: {message(exc)}; trying again"
+                    on_progress(dataclasses.replace(current, trouble=trouble))
+                await asyncio.sleep(pause)
+                continue
             read_for = time.monotonic() - began
+            reading.succeeded()
             if not found:
                 raise KeyError(f"request {request_id} not found")
             current = found[0]

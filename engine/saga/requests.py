@@ -81,6 +81,9 @@ class RequestProgress:
     taker: str | None
     waiting_for: str | None = None
     """Set by a follower while pairs wait and no live process can serve them: why."""
+    trouble: str | None = None
+    """Set by ``RequestBook.wait`` while the progress cannot be read (the database went
+    away): why, and that it tries again. This is the last progress it could read."""
 
     @property
     def finished(self) -> bool:

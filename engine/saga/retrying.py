@@ -48,6 +48,11 @@ class Retrying:
         """True from a failure until the next success."""
         return self.failures > 0
 
+    @property
+    def failing_for(self) -> float:
+        """Seconds since the first failure of this outage (0 when not failing)."""
+        return time.monotonic() - self._since if self.failures else 0.0
+
     def failed(self, exc: BaseException) -> float:
         """Note a failure; the seconds to wait before the next attempt."""
         self.failures += 1

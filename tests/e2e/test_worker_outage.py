@@ -144,3 +144,57 @@ async def test_a_worker_says_once_that_its_database_went_away_backs_off_and_serv
                 proc.kill()
             proc.wait(timeout=30)
             await postgres_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+
+async def test_a_command_waiting_for_its_request_rides_out_the_outage_and_says_so() -> None:
+    async with postgres_database() as url:
+        name = url.rsplit("/", 1)[1]
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,
+                "worker", "--name", "w-cli", "--lease", "3",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        command = None
+        try:
+            read_until(worker, lambda s: s.startswith("worker "), 60, what="serving")
+            command = subprocess.Popen(
+                [
+                    sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,
+                    "start", "OrderSaga", "--count", "2", "--json",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )  # fmt: skip
+            storage = SqlAlchemySagaStorage.from_url(url)
+            try:
+                await wait_for(lambda: _running(storage, 2), timeout=60, interval=0.1)
+            finally:
+                await storage.close()
+            await _cut_off(name)
+            await asyncio.sleep(6.0)  # the outage lasts; the command keeps waiting
+            assert command.poll() is None, command.communicate()
+            await postgres_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            out, err = command.communicate(timeout=120)
+            assert command.returncode == 0, err
+            assert [r["status"] for r in json.loads(out)] == ["COMPLETED"] * 2
+            lines = err.splitlines()
+            assert len(lines) == 2, err
+            assert re.match(
+                r"request [0-9a-f]{8}: reading the request's progress failed: .+; trying again$",
+                lines[0],
+            ), err
+            assert re.match(r"request [0-9a-f]{8}: its progress reads again$", lines[1]), err
+        finally:
+            for proc in (worker, command):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=30)
+            await postgres_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import typing
 import uuid
@@ -257,3 +258,22 @@ async def test_a_follower_serves_its_request_itself_once_the_live_worker_is_gone
     assert seen[0].taken == 0 and seen[0].waiting_for is None  # left to the live worker
     (pair,) = await _pairs(env)
     assert pair.taken_by == process_owner_id()
+
+
+async def test_a_database_lost_while_an_action_is_followed_is_toasted_once(env: Env) -> None:
+    from engine.saga.requests import RequestProgress
+    from tests.support import assert_harmless
+
+    progress = RequestProgress(
+        uuid.uuid4(), "compensate", None, "ada@host", "", 0.0, "PENDING", None, 3, 1, 0, 0, None
+    )
+    trouble = "reading the request's progress failed: gone\x1b]0;pwned\x07; trying again"
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(3):
+            app._request_progress(dataclasses.replace(progress, trouble=trouble))
+        app._request_progress(dataclasses.replace(progress, done=2))
+        await pilot.pause()
+        said = [n for n in notifications(app, "warning") if "progress failed" in n]
+        assert len(said) == 1, notifications(app)
+        assert_harmless(said[0], "the toast")

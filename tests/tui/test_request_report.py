@@ -59,3 +59,18 @@ def test_the_worker_command_hides_a_password() -> None:
     command = worker_command("postgresql+asyncpg://ops:s3cret@db/sagas")
     assert "s3cret" not in command and "ops:***@db/sagas" in command
     assert worker_command(None) == "saga-tui --app MODULE:FACTORY worker"
+
+
+def test_a_database_lost_while_waiting_is_said_on_any_stream_once_each_way() -> None:
+    out = io.StringIO()  # not a terminal
+    report = RequestReport(out, start_worker="saga-tui worker")
+    trouble = "reading the request's progress failed: gone\x1b[2J (X); trying again"
+    report(_progress(0))
+    for _ in range(3):
+        report(_progress(0, trouble=trouble))
+    report(_progress(10))
+    report(_progress(20))
+    assert out.getvalue().splitlines() == [
+        "request 3f2a9c1e: reading the request's progress failed: gone\\x1b[2J (X); trying again",
+        "request 3f2a9c1e: its progress reads again",
+    ]
