@@ -60,3 +60,38 @@ async def test_a_slow_progress_read_makes_the_wait_longer(
         assert asked and asked[0] >= 4 * SLOW_READ, asked
     finally:
         await storage.close()
+
+
+async def test_a_wait_rides_out_unreadable_progress_then_gives_up_past_its_patience(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from engine.saga.requests import RequestProgress
+
+    storage = SqlAlchemySagaStorage.from_url(f"sqlite+aiosqlite:///{tmp_path / 'wait.db'}")
+    try:
+        book = RequestBook.of(storage)
+        request_id = await book.submit("start", saga_name="OrderSaga", context={}, count=1)
+        real_read = storage._read
+        reads = iter(["ok", "gone", "gone", "ok", "gone", *["gone"] * 1000])
+
+        async def flaky(fn: typing.Any, *args: typing.Any) -> typing.Any:
+            if next(reads) == "gone":
+                raise sa.exc.OperationalError("SELECT", {}, ConnectionError("server closed"))
+            return await real_read(fn, *args)
+
+        monkeypatch.setattr(storage, "_read", flaky)
+        seen: list[RequestProgress] = []
+        with pytest.raises(sa.exc.OperationalError):
+            await book.wait(request_id, poll=0.01, on_progress=seen.append, patience=0.5)
+        troubles = [p.trouble for p in seen]
+        # Read, failed twice (said once), read again (cleared), failed until past patience.
+        assert troubles[0] is None and troubles[2] is None and troubles[1] == troubles[3]
+        assert len(troubles) == 4
+        assert troubles[1] is not None and troubles[1].startswith(
+            "reading the request's progress failed: "
+        )
+        assert "server closed" in troubles[1] and troubles[1].endswith("; trying again")
+    finally:
+        await storage.close()
