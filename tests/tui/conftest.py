@@ -126,10 +126,13 @@ async def env(tmp_path: pathlib.Path) -> typing.AsyncIterator[Env]:
 async def wait_for(
     pilot: Pilot[typing.Any],
     condition: typing.Callable[[], object],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     what: str = "condition",
 ) -> typing.Any:
-    """Let the app run until ``condition()`` holds (support.wait_for, Pilot's pauses)."""
+    """Let the app run until ``condition()`` holds (support.wait_for, Pilot's pauses).
+
+    30 s: a shared machine under a parallel test run took longer than 10 s to show a
+    first page (test_habits, once); a deadline only costs time when something is wrong."""
     return await support.wait_for(condition, timeout, what=what, sleep=pilot.pause)
 
 
