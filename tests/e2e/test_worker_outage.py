@@ -43,6 +43,27 @@ async def _cut_off(name: str) -> None:
     )
 
 
+def _worker(url: str, name: str) -> tuple[subprocess.Popen[str], str]:
+    """A worker serving; its stderr (the outage lines) comes with its stdout. And its owner."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,
+            "worker", "--name", name, "--lease", "3",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = read_until(proc, lambda s: s.startswith("worker "), 60, what="serving")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    return proc, line.split("(owner ")[1].split(",")[0]
+
+
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return saga_tui(url, "--app", CRAWLING, *args, timeout=120)
 
@@ -66,19 +87,8 @@ async def _outcomes(storage: SqlAlchemySagaStorage, n: int) -> bool:
 async def test_a_worker_says_once_that_its_database_went_away_backs_off_and_serves_again() -> None:
     async with postgres_database() as url:
         name = url.rsplit("/", 1)[1]
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,
-                "worker", "--name", "w-out", "--lease", "3",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        proc, owner = _worker(url, "w-out")
         try:
-            line = read_until(proc, lambda s: s.startswith("worker "), 60, what="serving")
-            owner = line.split("(owner ")[1].split(",")[0]
             storage = SqlAlchemySagaStorage.from_url(url)
             try:
                 # Sagas in flight when the database goes away (each step takes 1-1.5 s).
@@ -149,19 +159,9 @@ async def test_a_worker_says_once_that_its_database_went_away_backs_off_and_serv
 async def test_a_command_waiting_for_its_request_rides_out_the_outage_and_says_so() -> None:
     async with postgres_database() as url:
         name = url.rsplit("/", 1)[1]
-        worker = subprocess.Popen(
-            [
-                sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,
-                "worker", "--name", "w-cli", "--lease", "3",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        worker, _ = _worker(url, "w-cli")
         command = None
         try:
-            read_until(worker, lambda s: s.startswith("worker "), 60, what="serving")
             command = subprocess.Popen(
                 [
                     sys.executable, "-m", "saga_tui", "--db", url, "--app", CRAWLING,

@@ -309,6 +309,9 @@ async def test_a_reload_in_flight_when_p_is_pressed_is_not_shown(env: Env) -> No
         second = await env.run_saga()
         await wait_for(pilot, gated.waiting.is_set, what="a reload that read the new saga")
         await pilot.press("p")
+        # A loaded machine can deliver the key after press() returns: the load must wait
+        # until the pause took effect, or it is (rightly) shown.
+        await wait_for(pilot, lambda: app.feed.paused, what="paused")
         gated.gate.set()
         await wait_for(
             pilot,
