@@ -139,17 +139,18 @@ class _Following:
             try:
                 live = await book.live_workers()
             except Exception:
-                live = None  # the database went away: the wait says so; look again later
-            if live is not None:
-                unserved = [
-                    n for n in sorted(self.asked.saga_names) if not any(w.can_run(n) for w in live)
-                ]
-                if self.server is None and any(runs_here(self.mediator, n) for n in unserved):
-                    self.serve()
-                if self.server is not None:
-                    unserved = [n for n in unserved if not runs_here(self.mediator, n)]
-                self.waiting_for = waiting_reason(unserved, live) if unserved else None
+                pass  # the database went away: the wait says so; look again later
+            else:
+                self._saw(live)
             await asyncio.sleep(WATCH_EVERY)
+
+    def _saw(self, live: typing.Sequence[WorkerInfo]) -> None:
+        unserved = [n for n in sorted(self.asked.saga_names) if not any(w.can_run(n) for w in live)]
+        if self.server is None and any(runs_here(self.mediator, n) for n in unserved):
+            self.serve()
+        if self.server is not None:
+            unserved = [n for n in unserved if not runs_here(self.mediator, n)]
+        self.waiting_for = waiting_reason(unserved, live) if unserved else None
 
     def told(self, progress: RequestProgress) -> RequestProgress:
         """``progress`` with why its waiting pairs wait (when nobody can serve them)."""

@@ -25,7 +25,7 @@ from engine.saga.requests import (
     RequestProgress,
     WorkerInfo,
 )
-from engine.saga.retrying import Retrying, message
+from engine.saga.retrying import Retrying
 from engine.saga.storage.models import OperatorAction
 from engine.saga.storage.sqlalchemy import requests_store as store
 
@@ -168,8 +168,7 @@ class RequestBook:
                 if reading.failing_for > patience or late:
                     raise
                 if on_progress is not None and current is not None and reading.failures == 1:
-                    trouble = f"{reading.what} failed: {message(exc)}; trying again"
-                    on_progress(dataclasses.replace(current, trouble=trouble))
+                    on_progress(dataclasses.replace(current, trouble=reading.said))
                 await asyncio.sleep(pause)
                 continue
             read_for = time.monotonic() - began

@@ -14,7 +14,7 @@ import typing
 from engine.saga.failure import exception_text, type_name
 from engine.saga.secrets import get_logger
 
-logger = get_logger("engine.saga.worker")
+logger = get_logger("engine.saga.retrying")
 
 Report = typing.Callable[[str], None]
 
@@ -42,6 +42,8 @@ class Retrying:
         self.failures = 0
         self._since = 0.0
         self._reported = False
+        self.said: str | None = None
+        """What the first failure of the current outage said (None while it works)."""
 
     @property
     def failing(self) -> bool:
@@ -59,6 +61,7 @@ class Retrying:
         if self.failures == 1:
             self._since = time.monotonic()
             text = f"{self.what} failed: {message(exc)}; trying again, at most {self.cap:g} s apart"
+            self.said = text
             logger.warning(text, exc_info=exc)
             told = any(r._reported for r in self.group if r is not self)
             report = None if told else self.report
@@ -76,6 +79,7 @@ class Retrying:
         seconds = time.monotonic() - self._since
         text = f"{self.what} works again after {seconds:.0f} s ({self.failures} failed attempts)"
         self.failures = 0
+        self.said = None
         logger.info(text)
         if self._reported and self.report is not None:
             self.report(text)

@@ -187,6 +187,7 @@ class RequestServer:
                     self._chores.succeeded()
             free = self.concurrency - len(self._tasks)
             took = 0
+            pause = self.poll
             wanted = [n for n in names if n not in self.left_to_others]
             if free > 0 and wanted and (free >= refill or now - last_claim >= self.poll):
                 last_claim = now
@@ -205,12 +206,10 @@ class RequestServer:
                         )
                     )
                 except Exception as exc:
-                    wait = self._claims.failed(exc)
-                    self._wake.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    continue
-                self._claims.succeeded()
+                    pause = self._claims.failed(exc)  # the next look waits longer
+                    items = []
+                else:
+                    self._claims.succeeded()
                 later = [i.item_id for i in items if i.saga_id in self._busy or self._stopping]
                 for item in items:
                     if item.saga_id not in self._busy and not self._stopping:
@@ -227,7 +226,7 @@ class RequestServer:
                 continue
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     def _claim_seconds(self) -> float:
         return max(self.mediator.lease_seconds, 1.0)

@@ -188,7 +188,8 @@ async def test_a_command_waiting_for_its_request_rides_out_the_outage_and_says_s
             lines = err.splitlines()
             assert len(lines) == 2, err
             assert re.match(
-                r"request [0-9a-f]{8}: reading the request's progress failed: .+; trying again$",
+                r"request [0-9a-f]{8}: reading the request's progress failed: .+; "
+                r"trying again, at most 5 s apart$",
                 lines[0],
             ), err
             assert re.match(r"request [0-9a-f]{8}: its progress reads again$", lines[1]), err

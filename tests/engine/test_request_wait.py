@@ -100,4 +100,6 @@ async def test_a_wait_rides_out_unreadable_progress_then_gives_up_past_its_patie
     assert troubles[1] is not None and troubles[1].startswith(
         "reading the request's progress failed: "
     )
-    assert "server closed" in troubles[1] and troubles[1].endswith("; trying again")
+    assert "server closed" in troubles[1] and troubles[1].endswith(
+        "; trying again, at most 5 s apart"
+    )
